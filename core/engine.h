@@ -1,0 +1,54 @@
+// Engine<Registry>: runs the hooks of every registered resource plugin.
+#ifndef CRPP_CORE_ENGINE_H_
+#define CRPP_CORE_ENGINE_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "core/context.h"
+#include "core/log.h"
+#include "core/registry.h"
+
+namespace crpp {
+
+template <class Reg>
+class Engine {
+ public:
+  using Resources = Reg;
+  // Instantiates the registry, so its compile-time checks run here.
+  static_assert(Reg::kChecked);
+
+  // Runs Dump of each plugin in stage order. The first failure stops the
+  // dump; its status is prefixed with the plugin's name.
+  absl::Status Dump(DumpContext& ctx) const {
+    return Reg::ForEachInStageOrder([&ctx]<class R>() -> absl::Status {
+      log::Info("dump: %s (stage %s)", R::kName, StageName(R::kStage));
+      absl::Status s = R::Dump(ctx);
+      if (!s.ok()) return Annotate(R::kName, "dump", s);
+      ctx.ran.emplace_back(R::kName);
+      return s;
+    });
+  }
+
+  absl::Status Restore(RestoreContext& ctx) const {
+    return Reg::ForEachInStageOrder([&ctx]<class R>() -> absl::Status {
+      log::Info("restore: %s (stage %s)", R::kName, StageName(R::kStage));
+      absl::Status s = R::Restore(ctx);
+      if (!s.ok()) return Annotate(R::kName, "restore", s);
+      ctx.ran.emplace_back(R::kName);
+      return s;
+    });
+  }
+
+ private:
+  static absl::Status Annotate(std::string_view plugin, std::string_view what,
+                               const absl::Status& s) {
+    return absl::Status(s.code(),
+                        std::string(plugin) + ": " + std::string(what) + ": " +
+                            std::string(s.message()));
+  }
+};
+
+}  // namespace crpp
+
+#endif  // CRPP_CORE_ENGINE_H_

@@ -1,0 +1,66 @@
+// Logging with criu's verbosity levels.
+//
+//   -v0  nothing but what a command prints on purpose
+//   -v1  errors
+//   -v2  + warnings (the default), and a summary of what happened
+//   -v3  + informational messages, with timestamps
+//   -v4  + debug messages
+//
+// Messages go to one sink: stderr, or the file given with -o (opened by the
+// command, relative to -W/-D). Errors are also kept so that a command can
+// print a one-line summary on stderr when the log went to a file.
+#ifndef CRPP_CORE_LOG_H_
+#define CRPP_CORE_LOG_H_
+
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_format.h"
+
+namespace crpp::log {
+
+enum class Level : int { kMsg = 0, kError = 1, kWarn = 2, kInfo = 3, kDebug = 4 };
+
+inline constexpr int kDefaultVerbosity = 2;
+
+// Sets the verbosity (clamped to 0..4).
+void SetVerbosity(int level);
+int Verbosity();
+
+// Sends the log to `path` (created or truncated). Until then, and after
+// ToStderr(), messages go to stderr.
+absl::Status ToFile(const std::string& path);
+void ToStderr();
+// True when the log is a file, i.e. errors do not reach the terminal by themselves.
+bool LogsToFile();
+const std::string& LogPath();
+
+bool Enabled(Level level);
+void Write(Level level, std::string_view message);
+
+template <typename... Args>
+void Error(const absl::FormatSpec<Args...>& format, const Args&... args) {
+  if (Enabled(Level::kError)) Write(Level::kError, absl::StrFormat(format, args...));
+}
+template <typename... Args>
+void Warn(const absl::FormatSpec<Args...>& format, const Args&... args) {
+  if (Enabled(Level::kWarn)) Write(Level::kWarn, absl::StrFormat(format, args...));
+}
+template <typename... Args>
+void Info(const absl::FormatSpec<Args...>& format, const Args&... args) {
+  if (Enabled(Level::kInfo)) Write(Level::kInfo, absl::StrFormat(format, args...));
+}
+template <typename... Args>
+void Debug(const absl::FormatSpec<Args...>& format, const Args&... args) {
+  if (Enabled(Level::kDebug)) Write(Level::kDebug, absl::StrFormat(format, args...));
+}
+
+// Logs a failed status as an error and returns it unchanged, so call sites can
+// write `return log::Failed(status);`.
+absl::Status Failed(absl::Status status);
+
+}  // namespace crpp::log
+
+#endif  // CRPP_CORE_LOG_H_

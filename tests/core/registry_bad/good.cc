@@ -1,0 +1,13 @@
+// EXPECT-OK: the control case; if this does not compile, the others prove nothing.
+#include "tests/core/registry_bad/common.h"
+namespace crpp::bad {
+struct Other {
+  static constexpr std::string_view kName = "other";
+  static constexpr Stage kStage = Stage::kTask;
+  static constexpr std::string_view kImages[] = {"CREDS"};
+  using Depends = DependsOn<Good>;
+  static absl::Status Dump(DumpContext&) { return absl::OkStatus(); }
+  static absl::Status Restore(RestoreContext&) { return absl::OkStatus(); }
+};
+Engine<Registry<Good>::With<Other>> engine;
+}  // namespace crpp::bad

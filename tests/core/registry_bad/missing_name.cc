@@ -1,0 +1,11 @@
+// EXPECT: missing `static constexpr std::string_view kName`
+#include "tests/core/registry_bad/common.h"
+namespace crpp::bad {
+struct NoName {
+  static constexpr Stage kStage = Stage::kTask;
+  static constexpr std::string_view kImages[] = {"CREDS"};
+  static absl::Status Dump(DumpContext&) { return absl::OkStatus(); }
+  static absl::Status Restore(RestoreContext&) { return absl::OkStatus(); }
+};
+Engine<Registry<Good, NoName>> engine;
+}  // namespace crpp::bad
