@@ -4,7 +4,8 @@
 set -eu
 PACKAGES="bazel-bootstrap bazel-bootstrap-source bazel-platforms g++ \
   libabsl-dev libprotobuf-dev protobuf-compiler librange-v3-dev libcap-dev \
-  libnl-3-dev libnl-route-3-dev libnl-genl-3-dev libboost-test-dev"
+  libnl-3-dev libnl-route-3-dev libnl-genl-3-dev libboost-test-dev \
+  criu python3-protobuf"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -181,6 +181,18 @@ absl::Status ImageReader::ReadPayload(uint64_t size, std::string& out) {
   return ReadExactly(out.data(), size, "payload");
 }
 
+absl::Status ImageReader::ReadToEnd(std::string& out) {
+  out.clear();
+  char chunk[kReadBuffer];
+  for (;;) {
+    auto got = ReadSome(chunk, sizeof chunk);
+    if (!got.ok()) return got.status();
+    out.append(chunk, *got);
+    if (*got < sizeof chunk) return absl::OkStatus();
+    if (out.size() > kMaxPayloadSize) return Error("payload larger than the limit");
+  }
+}
+
 absl::Status ImageReader::SkipPayload(uint64_t size) {
   uint64_t start = offset_;
   while (size > 0) {

@@ -51,6 +51,8 @@ class ImageReader {
   absl::StatusOr<bool> Next(google::protobuf::Message& msg);
   // Reads exactly `size` bytes of payload that follows an entry.
   absl::Status ReadPayload(uint64_t size, std::string& out);
+  // Reads everything up to the end of the file (ghost file contents).
+  absl::Status ReadToEnd(std::string& out);
   // Skips `size` bytes of payload.
   absl::Status SkipPayload(uint64_t size);
   // True when there are no more bytes.

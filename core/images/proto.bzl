@@ -24,5 +24,8 @@ def cc_protos(name, srcs, deps = [], visibility = None):
         includes = ["."],
         copts = ["-Wno-unused-parameter"],
         deps = deps + ["//third_party:protobuf"],
+        # crit finds message types by name in the generated pool, so every
+        # generated file must be linked even when no code names it.
+        alwayslink = True,
         visibility = visibility,
     )
