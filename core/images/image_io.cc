@@ -153,8 +153,7 @@ absl::StatusOr<bool> ImageReader::Next(google::protobuf::Message& msg) {
     return Error(absl::StrFormat("entry size %d is larger than the limit %d: corrupt image", size,
                                  kMaxEntrySize));
   }
-  scratch_.resize(size);
-  if (auto s = ReadExactly(scratch_.data(), size, msg.GetTypeName() + " entry"); !s.ok()) {
+  if (auto s = ReadGrowing(size, scratch_); !s.ok()) {
     offset_ = start;  // report where the broken entry begins
     return Error(absl::StrFormat("truncated: expected %s entry of %d bytes after its size field",
                                  msg.GetTypeName(), size));
@@ -177,8 +176,28 @@ absl::Status ImageReader::ReadPayload(uint64_t size, std::string& out) {
     return Error(absl::StrFormat("payload of %d bytes is larger than the limit %d", size,
                                  kMaxPayloadSize));
   }
-  out.resize(size);
-  return ReadExactly(out.data(), size, "payload");
+  uint64_t start = offset_;
+  if (auto s = ReadGrowing(size, out); !s.ok()) {
+    offset_ = start;
+    return Error(absl::StrFormat("truncated: expected a payload of %d bytes", size));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ImageReader::ReadGrowing(uint64_t size, std::string& out) {
+  // Grows the buffer only as data arrives: a corrupt size field then costs
+  // an error, not an allocation of the size it claims.
+  constexpr uint64_t kStep = 1 << 20;
+  out.clear();
+  while (out.size() < size) {
+    size_t step = static_cast<size_t>(std::min<uint64_t>(size - out.size(), kStep));
+    size_t old = out.size();
+    out.resize(old + step);
+    auto got = ReadSome(out.data() + old, step);
+    if (!got.ok()) return got.status();
+    if (*got != step) return absl::OutOfRangeError("end of file");
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ImageReader::ReadToEnd(std::string& out) {

@@ -67,6 +67,8 @@ class ImageReader {
   // Reads exactly n bytes; returns the number read before EOF (< n at EOF).
   absl::StatusOr<size_t> ReadSome(char* dst, size_t n);
   absl::Status ReadExactly(char* dst, size_t n, std::string_view what);
+  // Reads exactly `size` bytes into `out`; fails at end of file.
+  absl::Status ReadGrowing(uint64_t size, std::string& out);
 
   int fd_;
   bool owns_fd_;
