@@ -121,8 +121,7 @@ int OpenUffd(std::string* err) {
   int fd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
   if (fd >= 0) return fd;
   int first = errno;
-  fd = static_cast<int>(
-      syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY));
+  fd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY));
   if (fd >= 0) return fd;
   Fd dev(open("/dev/userfaultfd", O_RDWR | O_CLOEXEC));
   if (dev.valid()) {
@@ -160,13 +159,16 @@ Result ProbeMapFiles() {
   char target[256] = {};
   ssize_t n = readlink(path.c_str(), target, sizeof(target) - 1);
   if (n < 0) return FailErrno("readlink " + path, errno);
-  return Ok(absl::StrCat("a shared anonymous mapping links to ", std::string_view(target, n)));
+  return Ok(absl::StrCat("a shared anonymous mapping links to ",
+                         absl::string_view(target, static_cast<size_t>(n))));
 }
 
 Result ProbeMemfd() {
-  Fd fd(static_cast<int>(syscall(SYS_memfd_create, "crpp-kerndat", MFD_CLOEXEC | MFD_ALLOW_SEALING)));
+  Fd fd(
+      static_cast<int>(syscall(SYS_memfd_create, "crpp-kerndat", MFD_CLOEXEC | MFD_ALLOW_SEALING)));
   if (!fd.valid()) return FailErrno("memfd_create", errno);
-  if (ftruncate(fd.get(), static_cast<off_t>(PageSize())) != 0) return FailErrno("ftruncate", errno);
+  if (ftruncate(fd.get(), static_cast<off_t>(PageSize())) != 0)
+    return FailErrno("ftruncate", errno);
   if (fcntl(fd.get(), F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK) != 0) {
     return FailErrno("F_ADD_SEALS", errno);
   }
@@ -179,7 +181,8 @@ Result ProbeMemfd() {
 }
 
 Result ProbeMemfdHugetlb() {
-  Fd fd(static_cast<int>(syscall(SYS_memfd_create, "crpp-kerndat-huge", MFD_CLOEXEC | MFD_HUGETLB)));
+  Fd fd(
+      static_cast<int>(syscall(SYS_memfd_create, "crpp-kerndat-huge", MFD_CLOEXEC | MFD_HUGETLB)));
   if (!fd.valid()) return FailErrno("memfd_create(MFD_HUGETLB)", errno);
   return Ok();
 }
@@ -207,7 +210,8 @@ Result ProbeMemDirtyTrack() {
     m.addr()[0] = 1;
     Fd clear(open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC));
     if (!clear.valid()) return FailErrno("/proc/self/clear_refs", errno);
-    if (write(clear.get(), "4", 1) != 1) return FailErrno("writing 4 to /proc/self/clear_refs", errno);
+    if (write(clear.get(), "4", 1) != 1)
+      return FailErrno("writing 4 to /proc/self/clear_refs", errno);
     m.addr()[0] = 2;
     Fd pm(open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
     if (!pm.valid()) return FailErrno("/proc/self/pagemap", errno);
@@ -284,8 +288,8 @@ Result ProbeUffdWpAsync() {
   if (n != 0) return Fail("pages still reported written right after write-protecting them");
   m.addr()[ps] = 1;
   m.addr()[3 * ps] = 1;
-  n = Scan(pm.get(), m.at(0), m.at(4 * ps), kPmScanWpMatching | kPmScanCheckWpasync,
-           kPageIsWritten, regions, 4);
+  n = Scan(pm.get(), m.at(0), m.at(4 * ps), kPmScanWpMatching | kPmScanCheckWpasync, kPageIsWritten,
+           regions, 4);
   if (n < 0) return FailErrno("PAGEMAP_SCAN(PM_SCAN_WP_MATCHING)", static_cast<int>(-n));
   if (!RegionsArePages(regions, n, m, {1, 3})) {
     return Fail(absl::StrFormat("%d written regions reported, expected pages 1 and 3", n));
@@ -310,10 +314,11 @@ Result ProbeAioRemap() {
     if (len == 0) return Fail("no [aio] mapping at the context address");
     void* dst = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (dst == MAP_FAILED) return FailErrno("mmap", errno);
-    void* moved = mremap(reinterpret_cast<void*>(ctx), len, len, MREMAP_FIXED | MREMAP_MAYMOVE, dst);
+    void* moved =
+        mremap(reinterpret_cast<void*>(ctx), len, len, MREMAP_FIXED | MREMAP_MAYMOVE, dst);
     if (moved == MAP_FAILED) return FailErrno("mremap of the AIO ring", errno);
-    long r = syscall(SYS_io_getevents, reinterpret_cast<aio_context_t>(moved), 0, 1, nullptr,
-                     nullptr);
+    long r =
+        syscall(SYS_io_getevents, reinterpret_cast<aio_context_t>(moved), 0, 1, nullptr, nullptr);
     if (r < 0) return FailErrno("io_getevents on the moved ring", errno);
     return Ok(absl::StrCat("ring of ", Bytes(len), " moved and still usable"));
   });
@@ -329,7 +334,8 @@ Result ProbeVmspliceUnaligned() {
     return FailErrno("vmsplice of one unaligned byte", errno);
   }
   char got = 0;
-  if (read(r.get(), &got, 1) != 1 || got != 'x') return Fail("the byte did not come out of the pipe");
+  if (read(r.get(), &got, 1) != 1 || got != 'x')
+    return Fail("the byte did not come out of the pipe");
   return Ok();
 }
 

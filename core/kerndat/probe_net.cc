@@ -31,9 +31,9 @@ namespace crpp::kerndat::internal {
 namespace {
 
 struct DumpOutcome {
-  int err = 0;        // errno of a failed dump, 0 if it was answered to the end
-  int count = 0;      // sockets listed
-  bool found = false; // the socket looked for was among them
+  int err = 0;         // errno of a failed dump, 0 if it was answered to the end
+  int count = 0;       // sockets listed
+  bool found = false;  // the socket looked for was among them
 };
 
 Fd NetlinkSocket(int protocol) {
@@ -49,8 +49,7 @@ Fd NetlinkSocket(int protocol) {
 // `on_msg` until NLMSG_DONE, an error, or (for non-dumps) the first answer.
 // Returns 0 or an errno.
 template <typename OnMsg>
-int Transact(int sk, uint16_t type, uint16_t flags, const void* payload, size_t len,
-             OnMsg on_msg) {
+int Transact(int sk, uint16_t type, uint16_t flags, const void* payload, size_t len, OnMsg on_msg) {
   std::vector<char> req(NLMSG_SPACE(len));
   auto* nlh = reinterpret_cast<nlmsghdr*>(req.data());
   nlh->nlmsg_len = static_cast<uint32_t>(NLMSG_LENGTH(len));
@@ -102,14 +101,14 @@ DumpOutcome Dump(const Req& req, size_t ino_offset, ino_t want) {
     out.err = errno;
     return out;
   }
-  out.err = Transact(sk.get(), SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, &req, sizeof(req),
-                     [&](nlmsghdr* h) {
-                       ++out.count;
-                       if (h->nlmsg_len < NLMSG_LENGTH(ino_offset + sizeof(uint32_t))) return;
-                       uint32_t ino = 0;
-                       memcpy(&ino, static_cast<char*>(NLMSG_DATA(h)) + ino_offset, sizeof(ino));
-                       if (want != 0 && ino == want) out.found = true;
-                     });
+  out.err =
+      Transact(sk.get(), SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, &req, sizeof(req), [&](nlmsghdr* h) {
+        ++out.count;
+        if (h->nlmsg_len < NLMSG_LENGTH(ino_offset + sizeof(uint32_t))) return;
+        uint32_t ino = 0;
+        memcpy(&ino, static_cast<char*>(NLMSG_DATA(h)) + ino_offset, sizeof(ino));
+        if (want != 0 && ino == want) out.found = true;
+      });
   return out;
 }
 
@@ -133,7 +132,7 @@ Fd BoundInetSocket(int family, int type, int protocol) {
 }
 
 // Dumps an inet protocol with a socket of ours in it; "" or what went wrong.
-std::string CheckInet(int family, int type, int protocol, std::string_view label,
+std::string CheckInet(int family, int type, int protocol, const std::string& label,
                       std::vector<std::string>* answered) {
   Fd own = BoundInetSocket(family, type, protocol);
   if (!own.valid() && family == AF_INET6) return "";  // no IPv6 here: nothing to check
@@ -142,10 +141,12 @@ std::string CheckInet(int family, int type, int protocol, std::string_view label
   req.sdiag_protocol = static_cast<uint8_t>(type == SOCK_RAW ? IPPROTO_RAW : protocol);
   if (type == SOCK_RAW) req.pad = static_cast<uint8_t>(protocol);  // sdiag_raw_protocol
   req.idiag_states = ~0u;
-  DumpOutcome r = Dump(req, offsetof(inet_diag_msg, idiag_inode), own.valid() ? InodeOf(own.get()) : 0);
+  DumpOutcome r =
+      Dump(req, offsetof(inet_diag_msg, idiag_inode), own.valid() ? InodeOf(own.get()) : 0);
+  if (r.err == ENOENT) return ErrnoText(label + " (no diag handler in the kernel)", r.err);
   if (r.err != 0) return ErrnoText(label, r.err);
   if (own.valid() && !r.found) return absl::StrCat(label, ": our own socket is not listed");
-  answered->push_back(std::string(label));
+  answered->push_back(label);
   return "";
 }
 
@@ -186,7 +187,8 @@ Result ProbePacketDiag() {
   Fd own(socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0));
   packet_diag_req req{};
   req.sdiag_family = AF_PACKET;
-  DumpOutcome r = Dump(req, offsetof(packet_diag_msg, pdiag_ino), own.valid() ? InodeOf(own.get()) : 0);
+  DumpOutcome r =
+      Dump(req, offsetof(packet_diag_msg, pdiag_ino), own.valid() ? InodeOf(own.get()) : 0);
   if (r.err != 0) return FailErrno("packet dump", r.err);
   if (own.valid() && !r.found) return Fail("our own packet socket is not listed");
   return Ok(absl::StrCat(r.count, " packet sockets listed"));
@@ -250,7 +252,7 @@ Result ProbeNsid() {
   if (err != 0) return FailErrno("RTM_GETNSID", err);
   if (!answered) return Fail("RTM_GETNSID got no RTM_NEWNSID answer");
   return Ok(nsid == NETNSA_NSID_NOT_ASSIGNED ? "own namespace has no nsid (as expected)"
-                                            : absl::StrCat("nsid ", nsid));
+                                             : absl::StrCat("nsid ", nsid));
 }
 
 }  // namespace crpp::kerndat::internal

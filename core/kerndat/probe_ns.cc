@@ -76,17 +76,19 @@ Result ProbeNamespace(const NsType& ns, AfterUnshare after = nullptr) {
     bool in_userns = false;
     std::string err = UnshareWithFallback(ns.flag, &in_userns);
     if (!err.empty()) return Fail(err);
-    ino_t now = LinkInode(changed);
-    if (now == 0) return FailErrno(changed + " after unshare()", errno);
-    if (now == before) return Fail(changed + " did not change after unshare()");
+    // First the extra checks: pid_for_children only resolves once the new
+    // namespace has its init.
     if (after != nullptr) {
       err = after();
       if (!err.empty()) return Fail(err);
     }
+    ino_t now = LinkInode(changed);
+    if (now == 0) return FailErrno(changed + " after unshare()", errno);
+    if (now == before) return Fail(changed + " did not change after unshare()");
     return Ok(in_userns ? "unshare() works inside a new user namespace" : "unshare() works");
   });
   if (!r.ok) return r;
-  return Ok(absl::StrCat(std::string_view(target, n), ", ", r.detail));
+  return Ok(absl::StrCat(absl::string_view(target, static_cast<size_t>(n)), ", ", r.detail));
 }
 
 }  // namespace

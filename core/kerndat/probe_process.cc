@@ -28,70 +28,6 @@
 namespace crpp::kerndat::internal {
 namespace {
 
-// A forked child sleeping in pause(), seized with ptrace and stopped with
-// PTRACE_INTERRUPT. The destructor kills and reaps it.
-class TracedChild {
- public:
-  TracedChild() = default;
-  TracedChild(const TracedChild&) = delete;
-  TracedChild& operator=(const TracedChild&) = delete;
-  ~TracedChild() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      ReapChild(pid_, -1);
-    }
-  }
-
-  // `setup` runs in the child first; a non-zero return makes the child exit
-  // with that code. Returns "" or what went wrong.
-  std::string Start(int (*setup)() = nullptr) {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0) return ErrnoText("pipe2", errno);
-    pid_ = fork();
-    if (pid_ < 0) {
-      int err = errno;
-      close(p[0]);
-      close(p[1]);
-      return ErrnoText("fork", err);
-    }
-    if (pid_ == 0) {
-      close(p[0]);
-      if (setup != nullptr) {
-        int rc = setup();
-        if (rc != 0) _exit(rc);
-      }
-      char c = 'r';
-      if (write(p[1], &c, 1) != 1) _exit(100);
-      for (;;) pause();
-    }
-    close(p[1]);
-    Fd rd(p[0]);
-    pollfd pfd{rd.get(), POLLIN, 0};
-    char c = 0;
-    if (poll(&pfd, 1, 5000) != 1 || read(rd.get(), &c, 1) != 1) {
-      kill(pid_, SIGKILL);
-      int status = ReapChild(pid_, -1);
-      pid_ = -1;
-      return "the child did not get ready: it " + DescribeWaitStatus(status);
-    }
-    if (ptrace(PTRACE_SEIZE, pid_, nullptr, nullptr) != 0) return ErrnoText("PTRACE_SEIZE", errno);
-    if (ptrace(PTRACE_INTERRUPT, pid_, nullptr, nullptr) != 0) {
-      return ErrnoText("PTRACE_INTERRUPT", errno);
-    }
-    int status = 0;
-    if (waitpid(pid_, &status, __WALL) != pid_) return ErrnoText("waitpid", errno);
-    if (!WIFSTOPPED(status) || (status >> 16) != PTRACE_EVENT_STOP) {
-      return "the child did not reach a PTRACE_EVENT_STOP: it " + DescribeWaitStatus(status);
-    }
-    return "";
-  }
-
-  pid_t pid() const { return pid_; }
-
- private:
-  pid_t pid_ = -1;
-};
-
 int BlockSigusr2() {
   sigset_t set;
   sigemptyset(&set);
@@ -143,13 +79,16 @@ Result ProbePtracePeeksiginfo() {
   if (syscall(SYS_rt_sigqueueinfo, child.pid(), SIGUSR2, &info) != 0) {
     return FailErrno("rt_sigqueueinfo", errno);
   }
-  __ptrace_peeksiginfo_args args{0, 0, 1};
+  // The signal was sent to the process: it sits in the shared queue.
+  __ptrace_peeksiginfo_args args{0, PTRACE_PEEKSIGINFO_SHARED, 1};
   siginfo_t got{};
   long n = ptrace(PTRACE_PEEKSIGINFO, child.pid(), &args, &got);
   if (n < 0) return FailErrno("PTRACE_PEEKSIGINFO", errno);
   if (n != 1 || got.si_signo != SIGUSR2 || got.si_value.sival_int != 0x5eed) {
-    return Fail(absl::StrFormat("PTRACE_PEEKSIGINFO returned %d entries (signal %d), "
-                                "not the queued SIGUSR2", n, got.si_signo));
+    return Fail(
+        absl::StrFormat("PTRACE_PEEKSIGINFO returned %d entries (signal %d), "
+                        "not the queued SIGUSR2",
+                        n, got.si_signo));
   }
   uint64_t mask = 0;
   if (ptrace(PTRACE_GETSIGMASK, child.pid(), sizeof(mask), &mask) != 0) {
@@ -178,8 +117,8 @@ Result ProbeSeccompFilters() {
   long len = ptrace(PTRACE_SECCOMP_GET_FILTER, child.pid(), 0, nullptr);
   if (len < 0) return FailErrno("PTRACE_SECCOMP_GET_FILTER", errno);
   if (len != kFilterLen) {
-    return Fail(absl::StrFormat("read back a filter of %d instructions, installed %d", len,
-                                kFilterLen));
+    return Fail(
+        absl::StrFormat("read back a filter of %d instructions, installed %d", len, kFilterLen));
   }
   sock_filter insns[kFilterLen] = {};
   if (ptrace(PTRACE_SECCOMP_GET_FILTER, child.pid(), 0, insns) != len) {
@@ -199,8 +138,8 @@ Result ProbeGetRseqConf() {
   long n = ptrace(PTRACE_GET_RSEQ_CONFIGURATION, child.pid(), sizeof(conf), &conf);
   if (n < 0) return FailErrno("PTRACE_GET_RSEQ_CONFIGURATION", errno);
   if (conf.rseq_abi_pointer == 0) return Ok("the child has no rseq area registered");
-  return Ok(absl::StrFormat("rseq area of %u bytes, signature %#x", conf.rseq_abi_size,
-                            conf.signature));
+  return Ok(
+      absl::StrFormat("rseq area of %u bytes, signature %#x", conf.rseq_abi_size, conf.signature));
 }
 
 Result ProbeClone3SetTid() {
@@ -238,7 +177,7 @@ Result ProbeNsLastPid() {
   std::optional<std::string> value = ReadFile(path);
   if (!value) return FailErrno(path, errno);
   if (access(path, W_OK) != 0) return FailErrno(absl::StrCat(path, " is not writable"), errno);
-  return Ok(absl::StrCat("last pid ", std::string_view(*value).substr(0, value->find('\n'))));
+  return Ok(absl::StrCat("last pid ", value->substr(0, value->find('\n'))));
 }
 
 Result ProbePidfdStore() {
@@ -249,7 +188,8 @@ Result ProbePidfdStore() {
   Fd r(p[0]), w(p[1]);
   Fd copy(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd.get(), r.get(), 0)));
   if (!copy.valid()) return FailErrno("pidfd_getfd", errno);
-  struct stat a {}, b{};
+  struct stat a {
+  }, b{};
   if (fstat(r.get(), &a) != 0 || fstat(copy.get(), &b) != 0) return FailErrno("fstat", errno);
   if (a.st_ino != b.st_ino || a.st_dev != b.st_dev) {
     return Fail("pidfd_getfd returned a different file");

@@ -48,45 +48,20 @@ ino_t InodeOfFd(int fd) {
   return fstat(fd, &st) == 0 ? st.st_ino : 0;
 }
 
-}  // namespace
-
-Result ProbeTcpRepair() {
-  Fd sk(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
-  if (!sk.valid()) return FailErrno("TCP socket", errno);
-  if (On(sk.get(), SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON) != 0) return FailErrno("TCP_REPAIR on", errno);
-  int ts = 0;
-  socklen_t len = sizeof(ts);
-  if (getsockopt(sk.get(), SOL_TCP, TCP_TIMESTAMP, &ts, &len) != 0) {
-    return FailErrno("TCP_TIMESTAMP", errno);
-  }
-  // What restore does before connect(): pick the send queue and set its sequence.
-  if (On(sk.get(), SOL_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE) != 0) {
-    return FailErrno("TCP_REPAIR_QUEUE", errno);
-  }
-  constexpr int kSeq = 0x1234567;
-  if (On(sk.get(), SOL_TCP, TCP_QUEUE_SEQ, kSeq) != 0) return FailErrno("TCP_QUEUE_SEQ set", errno);
-  int seq = 0;
-  len = sizeof(seq);
-  if (getsockopt(sk.get(), SOL_TCP, TCP_QUEUE_SEQ, &seq, &len) != 0) {
-    return FailErrno("TCP_QUEUE_SEQ get", errno);
-  }
-  if (seq != kSeq) return Fail("TCP_QUEUE_SEQ did not read back what was set");
-  return Ok("repair mode, queue sequence set and read back");
+// Brings the loopback device of the current network namespace up.
+std::string LoopbackUp() {
+  Fd sk(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!sk.valid()) return ErrnoText("socket", errno);
+  ifreq ifr{};
+  strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  if (ioctl(sk.get(), SIOCGIFFLAGS, &ifr) != 0) return ErrnoText("SIOCGIFFLAGS lo", errno);
+  if (ifr.ifr_flags & IFF_UP) return "";
+  ifr.ifr_flags |= IFF_UP;
+  if (ioctl(sk.get(), SIOCSIFFLAGS, &ifr) != 0) return ErrnoText("SIOCSIFFLAGS lo", errno);
+  return "";
 }
 
-Result ProbeTcpRepairWindow() {
-  Fd sk(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
-  if (!sk.valid()) return FailErrno("TCP socket", errno);
-  if (On(sk.get(), SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON) != 0) return FailErrno("TCP_REPAIR on", errno);
-  tcp_repair_window win{};
-  socklen_t len = sizeof(win);
-  if (getsockopt(sk.get(), SOL_TCP, TCP_REPAIR_WINDOW, &win, &len) != 0) {
-    return FailErrno("TCP_REPAIR_WINDOW", errno);
-  }
-  return Ok();
-}
-
-Result ProbeTcpHalfClosed() {
+Result HalfClosedRepair() {
   Fd srv(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
   if (!srv.valid()) return FailErrno("TCP socket", errno);
   sockaddr_in addr{};
@@ -111,6 +86,59 @@ Result ProbeTcpHalfClosed() {
     return FailErrno("TCP_REPAIR on a half-closed connection", errno);
   }
   return Ok();
+}
+
+}  // namespace
+
+Result ProbeTcpRepair() {
+  Fd sk(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
+  if (!sk.valid()) return FailErrno("TCP socket", errno);
+  if (On(sk.get(), SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON) != 0)
+    return FailErrno("TCP_REPAIR on", errno);
+  int ts = 0;
+  socklen_t len = sizeof(ts);
+  if (getsockopt(sk.get(), SOL_TCP, TCP_TIMESTAMP, &ts, &len) != 0) {
+    return FailErrno("TCP_TIMESTAMP", errno);
+  }
+  // What restore does before connect(): pick the send queue and set its sequence.
+  if (On(sk.get(), SOL_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE) != 0) {
+    return FailErrno("TCP_REPAIR_QUEUE", errno);
+  }
+  constexpr int kSeq = 0x1234567;
+  if (On(sk.get(), SOL_TCP, TCP_QUEUE_SEQ, kSeq) != 0) return FailErrno("TCP_QUEUE_SEQ set", errno);
+  int seq = 0;
+  len = sizeof(seq);
+  if (getsockopt(sk.get(), SOL_TCP, TCP_QUEUE_SEQ, &seq, &len) != 0) {
+    return FailErrno("TCP_QUEUE_SEQ get", errno);
+  }
+  if (seq != kSeq) return Fail("TCP_QUEUE_SEQ did not read back what was set");
+  return Ok("repair mode, queue sequence set and read back");
+}
+
+Result ProbeTcpRepairWindow() {
+  Fd sk(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
+  if (!sk.valid()) return FailErrno("TCP socket", errno);
+  if (On(sk.get(), SOL_TCP, TCP_REPAIR, TCP_REPAIR_ON) != 0)
+    return FailErrno("TCP_REPAIR on", errno);
+  tcp_repair_window win{};
+  socklen_t len = sizeof(win);
+  if (getsockopt(sk.get(), SOL_TCP, TCP_REPAIR_WINDOW, &win, &len) != 0) {
+    return FailErrno("TCP_REPAIR_WINDOW", errno);
+  }
+  return Ok();
+}
+
+Result ProbeTcpHalfClosed() {
+  // Over the loopback of a network namespace of our own, so that neither the
+  // host's network nor a sandbox without loopback matter.
+  return InChild([]() -> Result {
+    bool in_userns = false;
+    if (UnshareWithFallback(CLONE_NEWNET, &in_userns).empty()) {
+      std::string err = LoopbackUp();
+      if (!err.empty()) return Fail(err);
+    }
+    return HalfClosedRepair();
+  });
 }
 
 Result ProbeSockPeekOff() {

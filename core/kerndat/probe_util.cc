@@ -4,6 +4,8 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -30,6 +32,12 @@ void SleepMs(int ms) {
   }
 }
 
+// In a fresh child: never outlive the prober.
+void DieWithParent(pid_t parent) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(127);
+}
+
 bool WriteAll(int fd, std::string_view data) {
   while (!data.empty()) {
     ssize_t n = write(fd, data.data(), data.size());
@@ -46,7 +54,8 @@ bool WriteAll(int fd, std::string_view data) {
 
 std::string ErrnoText(std::string_view what, int err) {
   const char* name = strerrorname_np(err);
-  return absl::StrFormat("%s: %s (%s)", what, strerror(err), name ? name : absl::StrCat("errno ", err));
+  return absl::StrFormat("%s: %s (%s)", what, strerror(err),
+                         name ? name : absl::StrCat("errno ", err));
 }
 
 std::string DescribeWaitStatus(int status) {
@@ -94,6 +103,7 @@ int ReapChild(pid_t pid, int timeout_ms) {
 Result InChild(absl::FunctionRef<Result()> fn, int timeout_ms) {
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) return FailErrno("pipe2", errno);
+  const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) {
     int err = errno;
@@ -103,6 +113,8 @@ Result InChild(absl::FunctionRef<Result()> fn, int timeout_ms) {
   }
   if (pid == 0) {
     close(p[0]);
+    DieWithParent(parent);
+    signal(SIGCHLD, SIG_DFL);  // fn reaps what it starts: never let the kernel do it
     Result r = fn();
     std::string msg(1, r.ok ? '+' : '-');
     msg += r.detail;
@@ -142,6 +154,60 @@ Result InChild(absl::FunctionRef<Result()> fn, int timeout_ms) {
   }
   if (msg.empty()) return Fail("probe child " + DescribeWaitStatus(status) + " without reporting");
   return Result{msg[0] == '+', msg.substr(1)};
+}
+
+TracedChild::~TracedChild() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    ReapChild(pid_, -1);
+  }
+}
+
+std::string TracedChild::Start(int (*setup)()) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return ErrnoText("pipe2", errno);
+  const pid_t parent = getpid();
+  pid_ = fork();
+  if (pid_ < 0) {
+    int err = errno;
+    close(p[0]);
+    close(p[1]);
+    return ErrnoText("fork", err);
+  }
+  if (pid_ == 0) {
+    close(p[0]);
+    DieWithParent(parent);
+    if (setup != nullptr) {
+      int rc = setup();
+      if (rc != 0) _exit(rc);
+    }
+    char c = 'r';
+    if (write(p[1], &c, 1) != 1) _exit(100);
+    for (;;) pause();
+  }
+  close(p[1]);
+  Fd rd(p[0]);
+  pollfd pfd{rd.get(), POLLIN, 0};
+  char c = 0;
+  if (poll(&pfd, 1, 5000) != 1 || read(rd.get(), &c, 1) != 1) {
+    kill(pid_, SIGKILL);
+    int status = ReapChild(pid_, -1);
+    pid_ = -1;
+    return "the child did not get ready: it " + DescribeWaitStatus(status);
+  }
+  if (ptrace(PTRACE_SEIZE, pid_, nullptr, nullptr) != 0) return ErrnoText("PTRACE_SEIZE", errno);
+  if (ptrace(PTRACE_INTERRUPT, pid_, nullptr, nullptr) != 0) {
+    return ErrnoText("PTRACE_INTERRUPT", errno);
+  }
+  int status = 0;
+  pid_t r;
+  while ((r = waitpid(pid_, &status, __WALL)) < 0 && errno == EINTR) {
+  }
+  if (r != pid_) return ErrnoText("waitpid", errno);
+  if (!WIFSTOPPED(status) || (status >> 16) != PTRACE_EVENT_STOP) {
+    return "the child did not reach a PTRACE_EVENT_STOP: it " + DescribeWaitStatus(status);
+  }
+  return "";
 }
 
 std::optional<std::string> ReadFile(const std::string& path) {

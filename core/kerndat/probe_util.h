@@ -55,6 +55,24 @@ class Fd {
 // reap every process it starts itself.
 Result InChild(absl::FunctionRef<Result()> fn, int timeout_ms = 10000);
 
+// A forked child sleeping in pause(), seized with ptrace and stopped with
+// PTRACE_INTERRUPT. The destructor kills and reaps it.
+class TracedChild {
+ public:
+  TracedChild() = default;
+  TracedChild(const TracedChild&) = delete;
+  TracedChild& operator=(const TracedChild&) = delete;
+  ~TracedChild();
+
+  // `setup` runs in the child first; a non-zero return makes the child exit
+  // with that code. Returns "" or what went wrong.
+  std::string Start(int (*setup)() = nullptr);
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
 // Waits for `pid` (our child) to end, also through ptrace stops; SIGKILLs it
 // after `timeout_ms` (negative: no limit). Returns the wait status, or -1 if
 // it could not be collected (e.g. SIGCHLD is ignored and the kernel reaped it).

@@ -80,10 +80,11 @@ Result MapFreshVdso(int op) {
         return FailErrno("munmap " + b.name, errno);
       }
     }
-    if (syscall(SYS_arch_prctl, op, blocks.front().start) != 0) {
-      return FailErrno(op == kArchMapVdso64 ? "arch_prctl(ARCH_MAP_VDSO_64)"
-                                            : "arch_prctl(ARCH_MAP_VDSO_32)",
-                       errno);
+    // Success returns the size of the vDSO image.
+    if (syscall(SYS_arch_prctl, op, blocks.front().start) < 0) {
+      return FailErrno(
+          op == kArchMapVdso64 ? "arch_prctl(ARCH_MAP_VDSO_64)" : "arch_prctl(ARCH_MAP_VDSO_32)",
+          errno);
     }
     maps = ReadSelfMaps();
     if (!maps) return FailErrno("/proc/self/maps", errno);
