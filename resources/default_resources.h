@@ -1,0 +1,16 @@
+// The resource plugins the engine runs by default. Adding a family is one
+// include and one name here; programs add their own with
+// DefaultResources::With<Mine>.
+#ifndef CRPP_RESOURCES_DEFAULT_RESOURCES_H_
+#define CRPP_RESOURCES_DEFAULT_RESOURCES_H_
+
+#include "core/registry.h"
+#include "resources/inventory/inventory.h"
+
+namespace crpp {
+
+using DefaultResources = Registry<resources::Inventory>;
+
+}  // namespace crpp
+
+#endif  // CRPP_RESOURCES_DEFAULT_RESOURCES_H_
