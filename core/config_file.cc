@@ -1,8 +1,10 @@
 #include "core/config_file.h"
 
 #include <cctype>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -20,25 +22,53 @@ absl::Status FormatError(std::string_view path, int line_no) {
                       path, line_no));
 }
 
-// True if `s` holds something other than blanks before a comment, ignoring its last character.
-// criu's check stops one character short, and we keep that so that the same files pass.
-bool HasExtraWords(std::string_view s, bool comment_ends_check) {
+// True if `s` holds something other than blanks (before a comment, if `stop_at_comment`),
+// ignoring its last character. Only looked at when `s` has a space at all. Both quirks are
+// criu's, kept so that the same files pass.
+bool HasExtraWords(std::string_view s, bool stop_at_comment) {
   if (s.find(' ') == std::string_view::npos) return false;
   for (size_t j = 0; j + 1 < s.size(); ++j) {
-    if (comment_ends_check && s[j] == '#') return false;
+    if (stop_at_comment && s[j] == '#') return false;
     if (!IsSpace(s[j])) return true;
   }
   return false;
 }
 
-std::string DropQuoteEscapes(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t j = 0; j < s.size(); ++j) {
-    if (s[j] == '\\' && j + 1 < s.size() && s[j + 1] == '"') continue;
-    out.push_back(s[j]);
+// Length of the NUL-terminated string starting at buf[from].
+size_t CLength(const std::string& buf, size_t from) { return buf.find('\0', from) - from; }
+
+// Finishes an argument the way criu does: in place, in a C buffer holding `raw`.
+//
+// criu drops the backslashes of \" by rewriting the buffer's beginning, cuts the string at its
+// first '#', and then runs its "nothing after the argument" check, and cuts at a space, from a
+// position `check_from` that is only meaningful for unquoted arguments without escapes (where
+// it is the first space). For the others that position is off, so the check reads bytes left
+// over from `raw` past the shortened string, or (when beyond the buffer) memory criu does not
+// own, where in practice it finds nothing. We model the buffer byte for byte, so that criu's
+// own documented example `work-dir "/home/USERNAME/criu/my \"work\" directory"` is rejected
+// as criu 3.17.1 rejects it, and every argument criu accepts gets the same value.
+std::optional<std::string> FinishArgument(std::string_view raw, size_t check_from) {
+  std::string buf(raw);
+  buf.push_back('\0');
+  if (raw.find("\\\"") != std::string_view::npos) {
+    size_t out = 0;
+    for (size_t j = 0; j < raw.size(); ++j) {
+      if (raw[j] == '\\' && j + 1 < raw.size() && raw[j + 1] == '"') continue;
+      buf[out++] = raw[j];
+    }
+    buf[out] = '\0';
+    check_from += raw.size() - out + 1;
   }
-  return out;
+  if (const size_t hash = buf.find('#'); hash < CLength(buf, 0)) buf[hash] = '\0';
+  if (check_from <= raw.size()) {
+    const std::string_view tail(buf.data() + check_from, CLength(buf, check_from));
+    if (const size_t space = tail.find(' '); space != std::string_view::npos) {
+      if (HasExtraWords(tail, /*stop_at_comment=*/false)) return std::nullopt;
+      buf[check_from + space] = '\0';
+    }
+  }
+  buf.resize(CLength(buf, 0));
+  return buf;
 }
 
 // Appends the words of one line (without its '\n') to `words`.
@@ -46,7 +76,7 @@ absl::Status TokenizeLine(std::string_view line, bool had_newline, std::string_v
                           int line_no, std::vector<std::string>& words) {
   size_t pos = 0;
   while (pos < line.size() && IsSpace(line[pos])) ++pos;
-  std::string_view rest = line.substr(pos);
+  const std::string_view rest = line.substr(pos);
   if (rest.empty() && had_newline) return absl::OkStatus();
   if (!rest.empty() && rest[0] == '#') return absl::OkStatus();
 
@@ -62,15 +92,12 @@ absl::Status TokenizeLine(std::string_view line, bool had_newline, std::string_v
   while (pos < rest.size() && IsSpace(rest[pos])) ++pos;
   if (pos < rest.size() && rest[pos] == '#') return absl::OkStatus();
 
-  std::string value;
-  bool quoted = false;
+  std::optional<std::string> value;
   if (pos < rest.size() && rest[pos] == '"') {
-    quoted = true;
     const size_t start = pos + 1;
     if (start >= rest.size()) return FormatError(path, line_no);
     if (rest[start] == '"') {
-      // "" is an empty argument; criu does not look at what follows it.
-      words.emplace_back();
+      words.emplace_back();  // "" is an empty argument; criu ignores what follows it.
       return absl::OkStatus();
     }
     size_t close = start;
@@ -78,24 +105,17 @@ absl::Status TokenizeLine(std::string_view line, bool had_newline, std::string_v
       close = rest.find('"', close + 1);
     } while (close != std::string_view::npos && rest[close - 1] == '\\');
     if (close == std::string_view::npos) return FormatError(path, line_no);
-    if (HasExtraWords(rest.substr(close + 1), /*comment_ends_check=*/true)) {
+    if (HasExtraWords(rest.substr(close + 1), /*stop_at_comment=*/true)) {
       return FormatError(path, line_no);
     }
-    value = DropQuoteEscapes(rest.substr(start, close - start));
+    value = FinishArgument(rest.substr(start, close - start), start + 1);
   } else {
-    value = DropQuoteEscapes(rest.substr(pos));
+    const std::string_view raw = rest.substr(pos);
+    const size_t space = raw.find(' ');
+    value = FinishArgument(raw, space == std::string_view::npos ? 0 : space);
   }
-
-  if (size_t hash = value.find('#'); hash != std::string::npos) value.resize(hash);
-  if (!quoted) {
-    if (size_t space = value.find(' '); space != std::string::npos) {
-      if (HasExtraWords(std::string_view(value).substr(space), /*comment_ends_check=*/false)) {
-        return FormatError(path, line_no);
-      }
-      value.resize(space);
-    }
-  }
-  words.push_back(std::move(value));
+  if (!value.has_value()) return FormatError(path, line_no);
+  words.push_back(*std::move(value));
   return absl::OkStatus();
 }
 

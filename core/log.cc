@@ -71,7 +71,10 @@ bool LogsToFile() { return TheSink().fd != STDERR_FILENO; }
 const std::string& LogPath() { return TheSink().path; }
 
 bool Enabled(Level level) {
-  return level == Level::kMsg || static_cast<int>(level) <= TheSink().verbosity;
+  // Errors always reach a log file, whatever the verbosity: it is where a
+  // user looks after a failure.
+  return level == Level::kMsg || static_cast<int>(level) <= TheSink().verbosity ||
+         (level == Level::kError && LogsToFile());
 }
 
 void Write(Level level, std::string_view message) {

@@ -1,6 +1,8 @@
 #include "core/option_table.h"
 
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace crpp {
 namespace {
@@ -12,7 +14,9 @@ using Id = OptionId;
 constexpr OptionSpec Flag(std::string_view name, Id id, char short_name = '\0') {
   return {name, K::kNone, id, true, short_name};
 }
-constexpr OptionSpec NoFlag(std::string_view name, Id id) { return {name, K::kNone, id, false, '\0'}; }
+constexpr OptionSpec NoFlag(std::string_view name, Id id) {
+  return {name, K::kNone, id, false, '\0'};
+}
 constexpr OptionSpec Req(std::string_view name, Id id, char short_name = '\0') {
   return {name, K::kRequired, id, true, short_name};
 }

@@ -1,0 +1,131 @@
+// criu: the command-line front end, with criu's commands and options.
+//
+// Commands that are not implemented yet say so and exit 1; so does any option
+// a command does not support yet. Nothing is ignored silently.
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "core/images/crit_codec.h"
+#include "core/images/image_io.h"
+#include "core/kerndat/probe.h"
+#include "core/log.h"
+#include "core/options.h"
+
+namespace crpp {
+namespace {
+
+// Options every implemented command accepts (canonical long names).
+constexpr std::string_view kCommonOptions[] = {
+    "verbosity", "log-file", "images-dir", "work-dir", "log-pid",
+};
+
+constexpr std::string_view kVersion = "Version: 4.0\nGitID: crpp-0.1\n";
+
+std::vector<std::string_view> Supported(std::initializer_list<std::string_view> extra) {
+  std::vector<std::string_view> out(std::begin(kCommonOptions), std::end(kCommonOptions));
+  out.insert(out.end(), extra.begin(), extra.end());
+  return out;
+}
+
+// Errors reach the log; when the log is a file (or -v0 silenced it), a
+// one-line summary also reaches the terminal.
+int Fail(std::string_view command, const absl::Status& status) {
+  log::Error("%s: %s", std::string(command), std::string(status.message()));
+  if (log::LogsToFile()) {
+    fprintf(stderr, "Error (%s): %s (see %s)\n", std::string(command).c_str(),
+            std::string(status.message()).c_str(), log::LogPath().c_str());
+  } else if (!log::Enabled(log::Level::kError)) {
+    fprintf(stderr, "Error (%s): %s\n", std::string(command).c_str(),
+            std::string(status.message()).c_str());
+  }
+  return 1;
+}
+
+int Check(const Options& o) {
+  kerndat::CheckReport report;
+  if (!o.features.empty()) {
+    report.exit_code = 0;
+    for (const std::string& f : o.features) {
+      kerndat::CheckReport one = kerndat::RunFeatureCheck(f);
+      report.text += one.text;
+      if (one.exit_code != 0) report.exit_code = one.exit_code;
+    }
+  } else {
+    report = kerndat::RunCheck(o.check_all, o.check_extra, o.check_experimental);
+  }
+  fputs(report.text.c_str(), stdout);
+  log::Debug("check report:\n%s", report.text);
+  log::Info("check: exit code %d", report.exit_code);
+  return report.exit_code;
+}
+
+// criu's old `show` command, kept as an alias of `crit show`.
+int Show(const Options& o) {
+  if (o.command_args.size() != 1) {
+    return Fail("show", absl::InvalidArgumentError("usage: criu show IMAGE-FILE"));
+  }
+  auto reader = images::ImageReader::Open(ResolveWorkPath(o, o.command_args[0]));
+  if (!reader.ok()) return Fail("show", reader.status());
+  auto doc = images::DecodeImage(**reader, {.pretty = true});
+  if (!doc.ok()) return Fail("show", doc.status());
+  printf("%s\n", doc->Dump(4).c_str());
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  auto parsed = ParseCommandLine(args, ParseEnvironmentFromProcess());
+  if (!parsed.ok()) {
+    fprintf(stderr, "Error: %s\n", std::string(parsed.status().message()).c_str());
+    fprintf(stderr, "Try 'criu --help' for more information.\n");
+    return 1;
+  }
+  const Options& o = *parsed;
+  if (o.show_help) {
+    fputs(UsageText().c_str(), stdout);
+    return 0;
+  }
+  if (o.show_version) {
+    fputs(std::string(kVersion).c_str(), stdout);
+    return 0;
+  }
+  log::SetVerbosity(o.verbosity);
+  std::string log_path = ResolveLogPath(o);
+  if (!log_path.empty() && log_path != "-") {
+    if (auto s = log::ToFile(log_path); !s.ok()) {
+      fprintf(stderr, "Error: %s\n", std::string(s.message()).c_str());
+      return 1;
+    }
+  }
+  log::Info("crpp criu 0.1 (image format of CRIU 4.x): command %s", CommandName(o.command));
+  for (const std::string& f : o.config_files) log::Info("read configuration file %s", f);
+  for (const std::string& w : o.warnings) log::Warn("%s", w);
+  std::string_view name = CommandName(o.command);
+  switch (o.command) {
+    case Command::kCheck: {
+      auto supported = Supported({"feature", "all", "extra", "experimental"});
+      if (auto s = CheckSupported(o, supported); !s.ok()) return Fail(name, s);
+      return Check(o);
+    }
+    case Command::kShow: {
+      auto supported = Supported({});
+      if (auto s = CheckSupported(o, supported); !s.ok()) return Fail(name, s);
+      return Show(o);
+    }
+    case Command::kNone:
+      fputs(UsageText().c_str(), stderr);
+      return 1;
+    default:
+      return Fail(name, absl::UnimplementedError(
+                            absl::StrFormat("command %s is not supported yet", name)));
+  }
+}
+
+}  // namespace
+}  // namespace crpp
+
+int main(int argc, char** argv) { return crpp::Main(argc, argv); }
