@@ -17,9 +17,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
 
 #include <cerrno>
 #include <cstddef>
@@ -31,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "arch/x86_64/xsave.h"
 #include "core/kerndat/probe_util.h"
 #include "core/kerndat/probes_internal.h"
 
@@ -151,19 +149,11 @@ Result ProbeKcmpEpoll() {
 }
 
 Result ProbeXsaveSize() {
-#if defined(__x86_64__) || defined(__i386__)
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (!__get_cpuid(1, &a, &b, &c, &d)) return Fail("no CPUID leaf 1");
-  if ((c & bit_OSXSAVE) == 0) return Fail("XSAVE is not enabled by the OS (no OSXSAVE)");
-  if (__get_cpuid_max(0, nullptr) < 0xd) return Fail("no CPUID leaf 0xD");
-  __cpuid_count(0xd, 0, a, b, c, d);
-  const unsigned enabled_size = b, max_size = c;
-  uint32_t xcr0_lo = 0, xcr0_hi = 0;
-  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
-  const uint64_t xcr0 = (uint64_t{xcr0_hi} << 32) | xcr0_lo;
-  // Legacy area (512) + XSAVE header (64) at least.
-  if (enabled_size < 576)
-    return Fail(absl::StrCat("CPUID 0xD reports only ", enabled_size, " bytes"));
+#if defined(__x86_64__)
+  auto layout = arch::ReadXsaveLayout();
+  if (!layout.ok()) return Fail(std::string(layout.status().message()));
+  const unsigned enabled_size = layout->enabled_size, max_size = layout->max_size;
+  const uint64_t xcr0 = layout->xcr0;
   // What dump reads must fit: the kernel's ptrace view of a task's xstate.
   TracedChild child;
   std::string err = child.Start();
