@@ -43,9 +43,8 @@ class Engine {
  private:
   static absl::Status Annotate(std::string_view plugin, std::string_view what,
                                const absl::Status& s) {
-    return absl::Status(s.code(),
-                        std::string(plugin) + ": " + std::string(what) + ": " +
-                            std::string(s.message()));
+    return absl::Status(
+        s.code(), std::string(plugin) + ": " + std::string(what) + ": " + std::string(s.message()));
   }
 };
 

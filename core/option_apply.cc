@@ -23,8 +23,7 @@ absl::Status Error(std::string_view message) {
 }
 
 // criu's wording for a value its option rejects; `spelled` is "-t" or "--tree" as used.
-absl::Status BadArg(std::string_view spelled, std::string_view value,
-                    std::string_view why = "") {
+absl::Status BadArg(std::string_view spelled, std::string_view value, std::string_view why = "") {
   std::string message = absl::StrFormat("invalid argument for %s: %s", spelled, value);
   if (!why.empty()) message += absl::StrFormat(" (%s)", why);
   return Error(message);
@@ -113,8 +112,12 @@ absl::Status ApplyOption(const OptionSpec& spec, const std::optional<std::string
   static const std::string kNoValue;
   const std::string& v = value.has_value() ? *value : kNoValue;
   switch (spec.id) {
-    case OptionId::kHelp: o.show_help = true; break;
-    case OptionId::kVersion: o.show_version = true; break;
+    case OptionId::kHelp:
+      o.show_help = true;
+      break;
+    case OptionId::kVersion:
+      o.show_version = true;
+      break;
     case OptionId::kConfig:           // Both were acted upon before parsing, like criu's
     case OptionId::kNoDefaultConfig:  // pre-scan; spotted here they only count as given.
       break;
@@ -144,10 +147,18 @@ absl::Status ApplyOption(const OptionSpec& spec, const std::optional<std::string
       o.leave_running = true;
       o.leave_stopped = false;
       break;
-    case OptionId::kRestoreDetached: o.restore_detached = on; break;
-    case OptionId::kRestoreSibling: o.restore_sibling = on; break;
-    case OptionId::kImagesDir: o.images_dir = v; break;
-    case OptionId::kWorkDir: o.work_dir = v; break;
+    case OptionId::kRestoreDetached:
+      o.restore_detached = on;
+      break;
+    case OptionId::kRestoreSibling:
+      o.restore_sibling = on;
+      break;
+    case OptionId::kImagesDir:
+      o.images_dir = v;
+      break;
+    case OptionId::kWorkDir:
+      o.work_dir = v;
+      break;
     case OptionId::kLogFile:
       // criu would fail later, opening "" as the log; saying so now is clearer.
       if (v.empty()) return BadArg(spelled, v, "empty log file name");
@@ -157,7 +168,9 @@ absl::Status ApplyOption(const OptionSpec& spec, const std::optional<std::string
       if (absl::Status s = ValidateJoinNs(spelled, v); !s.ok()) return s;
       o.join_ns.push_back(v);
       break;
-    case OptionId::kRoot: o.root = v; break;
+    case OptionId::kRoot:
+      o.root = v;
+      break;
     case OptionId::kExtUnixSk:
       o.ext_unix_sk = true;
       if (value.has_value()) {
@@ -174,34 +187,67 @@ absl::Status ApplyOption(const OptionSpec& spec, const std::optional<std::string
         }
       }
       break;
-    case OptionId::kTcpEstablished: o.tcp_established = on; break;
-    case OptionId::kClose: o.close_fds.push_back(CAtoi(v)); break;
-    case OptionId::kLogPid: o.log_pid = on; break;
-    case OptionId::kEvasiveDevices: o.evasive_devices = on; break;
-    case OptionId::kPidfile: o.pidfile = v; break;
+    case OptionId::kTcpEstablished:
+      o.tcp_established = on;
+      break;
+    case OptionId::kClose:
+      o.close_fds.push_back(CAtoi(v));
+      break;
+    case OptionId::kLogPid:
+      o.log_pid = on;
+      break;
+    case OptionId::kEvasiveDevices:
+      o.evasive_devices = on;
+      break;
+    case OptionId::kPidfile:
+      o.pidfile = v;
+      break;
     case OptionId::kVethPair:
       if (v.find('=') == std::string::npos) return BadArg(spelled, v, "expected IN=OUT");
       o.veth_pairs.push_back(v);
       break;
-    case OptionId::kActionScript: o.action_scripts.push_back(v); break;
-    case OptionId::kLinkRemap: o.link_remap = on; break;
-    case OptionId::kShellJob: o.shell_job = on; break;
-    case OptionId::kFileLocks: o.file_locks = on; break;
-    case OptionId::kPageServer: o.page_server = on; break;
-    case OptionId::kAddress: o.address = v; break;
+    case OptionId::kActionScript:
+      o.action_scripts.push_back(v);
+      break;
+    case OptionId::kLinkRemap:
+      o.link_remap = on;
+      break;
+    case OptionId::kShellJob:
+      o.shell_job = on;
+      break;
+    case OptionId::kFileLocks:
+      o.file_locks = on;
+      break;
+    case OptionId::kPageServer:
+      o.page_server = on;
+      break;
+    case OptionId::kAddress:
+      o.address = v;
+      break;
     case OptionId::kPort:
       // criu stores atoi() of it in 16 bits and rejects 0, so "65536" fails and "-1" is 65535.
       o.port = static_cast<std::uint16_t>(CAtoi(v));
       if (o.port == 0) return BadArg(spelled, v);
       break;
-    case OptionId::kPrevImagesDir: o.prev_images_dir = v; break;
+    case OptionId::kPrevImagesDir:
+      o.prev_images_dir = v;
+      break;
     case OptionId::kMs:
       return Error("option --ms is deprecated; see the options of the check command");
-    case OptionId::kTrackMem: o.track_mem = on; break;
-    case OptionId::kAutoDedup: o.auto_dedup = on; break;
-    case OptionId::kLibdir: o.libdir = v; break;
-    case OptionId::kCpuCap: return ApplyCpuCap(value, spelled, o.cpu_cap);
-    case OptionId::kForceIrmap: o.force_irmap = on; break;
+    case OptionId::kTrackMem:
+      o.track_mem = on;
+      break;
+    case OptionId::kAutoDedup:
+      o.auto_dedup = on;
+      break;
+    case OptionId::kLibdir:
+      o.libdir = v;
+      break;
+    case OptionId::kCpuCap:
+      return ApplyCpuCap(value, spelled, o.cpu_cap);
+    case OptionId::kForceIrmap:
+      o.force_irmap = on;
+      break;
     case OptionId::kExtMountMap:
       if (v == "auto") {
         o.autodetect_ext_mounts = true;
@@ -211,11 +257,13 @@ absl::Status ApplyOption(const OptionSpec& spec, const std::optional<std::string
         o.ext_mount_map.push_back(v);
       }
       break;
-    case OptionId::kExecCmd: o.exec_cmd = true; break;
+    case OptionId::kExecCmd:
+      o.exec_cmd = true;
+      break;
     case OptionId::kManageCgroups: {
       static constexpr std::pair<std::string_view, CgroupMode> kModes[] = {
-          {"none", CgroupMode::kNone}, {"props", CgroupMode::kProps},
-          {"soft", CgroupMode::kSoft}, {"full", CgroupMode::kFull},
+          {"none", CgroupMode::kNone},     {"props", CgroupMode::kProps},
+          {"soft", CgroupMode::kSoft},     {"full", CgroupMode::kFull},
           {"strict", CgroupMode::kStrict}, {"ignore", CgroupMode::kIgnore}};
       o.manage_cgroups = true;
       if (!value.has_value()) {
@@ -225,23 +273,38 @@ absl::Status ApplyOption(const OptionSpec& spec, const std::optional<std::string
       const auto* it = std::find_if(std::begin(kModes), std::end(kModes),
                                     [&](const auto& m) { return m.first == *value; });
       if (it == std::end(kModes)) {
-        return BadArg(spelled, *value, "unknown cgroups mode; expected none, props, soft, "
-                                       "full, strict or ignore");
+        return BadArg(spelled, *value,
+                      "unknown cgroups mode; expected none, props, soft, "
+                      "full, strict or ignore");
       }
       o.manage_cgroups_mode = it->second;
       break;
     }
-    case OptionId::kCgroupRoot: o.cgroup_roots.push_back(v); break;
+    case OptionId::kCgroupRoot:
+      o.cgroup_roots.push_back(v);
+      break;
     case OptionId::kInheritFd:
       if (!ValidInheritFd(v)) return BadArg(spelled, v, "expected fd[N]:RESOURCE");
       o.inherit_fd.push_back(v);
       break;
-    case OptionId::kFeature: o.features.push_back(v); break;
-    case OptionId::kSkipMnt: o.skip_mnt.push_back(v); break;
-    case OptionId::kEnableFs: o.enable_fs.push_back(v); break;
-    case OptionId::kEnableExternalSharing: o.enable_external_sharing = true; break;
-    case OptionId::kEnableExternalMasters: o.enable_external_masters = true; break;
-    case OptionId::kFreezeCgroup: o.freeze_cgroup = v; break;
+    case OptionId::kFeature:
+      o.features.push_back(v);
+      break;
+    case OptionId::kSkipMnt:
+      o.skip_mnt.push_back(v);
+      break;
+    case OptionId::kEnableFs:
+      o.enable_fs.push_back(v);
+      break;
+    case OptionId::kEnableExternalSharing:
+      o.enable_external_sharing = true;
+      break;
+    case OptionId::kEnableExternalMasters:
+      o.enable_external_masters = true;
+      break;
+    case OptionId::kFreezeCgroup:
+      o.freeze_cgroup = v;
+      break;
     case OptionId::kGhostLimit: {
       // criu looks for the unit letter anywhere in the string, K before M before G.
       std::uint64_t n = static_cast<std::uint64_t>(CAtol(v));
@@ -255,44 +318,92 @@ absl::Status ApplyOption(const OptionSpec& spec, const std::optional<std::string
       o.ghost_limit = n;
       break;
     }
-    case OptionId::kIrmapScanPath: o.irmap_scan_paths.push_back(v); break;
-    case OptionId::kLsmProfile: o.lsm_profile = v; break;
-    case OptionId::kTimeout: o.timeout = static_cast<unsigned>(CAtoi(v)); break;
-    case OptionId::kExternal: o.external.push_back(v); break;
+    case OptionId::kIrmapScanPath:
+      o.irmap_scan_paths.push_back(v);
+      break;
+    case OptionId::kLsmProfile:
+      o.lsm_profile = v;
+      break;
+    case OptionId::kTimeout:
+      o.timeout = static_cast<unsigned>(CAtoi(v));
+      break;
+    case OptionId::kExternal:
+      o.external.push_back(v);
+      break;
     case OptionId::kEmptyNs:
       if (v != "net") return Error(absl::StrFormat("unsupported empty namespace: %s", v));
       o.empty_ns_net = true;
       break;
-    case OptionId::kLazyPages: o.lazy_pages = true; break;
-    case OptionId::kExtra: o.check_extra = on; break;
-    case OptionId::kExperimental: o.check_experimental = on; break;
+    case OptionId::kLazyPages:
+      o.lazy_pages = true;
+      break;
+    case OptionId::kExtra:
+      o.check_extra = on;
+      break;
+    case OptionId::kExperimental:
+      o.check_experimental = on;
+      break;
     case OptionId::kAll:  // --extra plus --experimental.
       o.check_all = true;
       o.check_extra = true;
       o.check_experimental = true;
       break;
-    case OptionId::kCgroupProps: o.cgroup_props = v; break;
-    case OptionId::kCgroupPropsFile: o.cgroup_props_file = v; break;
-    case OptionId::kCgroupDumpController: o.cgroup_dump_controllers.push_back(v); break;
-    case OptionId::kSkipInFlight: o.skip_in_flight = on; break;
-    case OptionId::kDeprecated: o.deprecated = on; break;
-    case OptionId::kDisplayStats: o.display_stats = on; break;
-    case OptionId::kWeakSysctls: o.weak_sysctls = on; break;
+    case OptionId::kCgroupProps:
+      o.cgroup_props = v;
+      break;
+    case OptionId::kCgroupPropsFile:
+      o.cgroup_props_file = v;
+      break;
+    case OptionId::kCgroupDumpController:
+      o.cgroup_dump_controllers.push_back(v);
+      break;
+    case OptionId::kSkipInFlight:
+      o.skip_in_flight = on;
+      break;
+    case OptionId::kDeprecated:
+      o.deprecated = on;
+      break;
+    case OptionId::kDisplayStats:
+      o.display_stats = on;
+      break;
+    case OptionId::kWeakSysctls:
+      o.weak_sysctls = on;
+      break;
     case OptionId::kStatusFd:
       if (std::sscanf(v.c_str(), "%d", &o.status_fd) != 1) {
         return Error(absl::StrFormat("unable to parse the value of --status-fd: %s", v));
       }
       break;
-    case OptionId::kTcpClose: o.tcp_close = on; break;
-    case OptionId::kPsSocket: o.ps_socket = CAtoi(v); break;
-    case OptionId::kStream: o.stream = on; break;
-    case OptionId::kTlsCacert: o.tls_cacert = v; break;
-    case OptionId::kTlsCacrl: o.tls_cacrl = v; break;
-    case OptionId::kTlsCert: o.tls_cert = v; break;
-    case OptionId::kTlsKey: o.tls_key = v; break;
-    case OptionId::kTls: o.tls = on; break;
-    case OptionId::kTlsNoCnVerify: o.tls_no_cn_verify = true; break;
-    case OptionId::kCgroupYard: o.cgroup_yard = v; break;
+    case OptionId::kTcpClose:
+      o.tcp_close = on;
+      break;
+    case OptionId::kPsSocket:
+      o.ps_socket = CAtoi(v);
+      break;
+    case OptionId::kStream:
+      o.stream = on;
+      break;
+    case OptionId::kTlsCacert:
+      o.tls_cacert = v;
+      break;
+    case OptionId::kTlsCacrl:
+      o.tls_cacrl = v;
+      break;
+    case OptionId::kTlsCert:
+      o.tls_cert = v;
+      break;
+    case OptionId::kTlsKey:
+      o.tls_key = v;
+      break;
+    case OptionId::kTls:
+      o.tls = on;
+      break;
+    case OptionId::kTlsNoCnVerify:
+      o.tls_no_cn_verify = true;
+      break;
+    case OptionId::kCgroupYard:
+      o.cgroup_yard = v;
+      break;
     case OptionId::kPreDumpMode:
       if (v == "splice") {
         o.pre_dump_mode = PreDumpMode::kSplice;
@@ -311,7 +422,9 @@ absl::Status ApplyOption(const OptionSpec& spec, const std::optional<std::string
         return BadArg(spelled, v, "expected filesize or buildid");
       }
       break;
-    case OptionId::kLsmMountContext: o.lsm_mount_context = v; break;
+    case OptionId::kLsmMountContext:
+      o.lsm_mount_context = v;
+      break;
     case OptionId::kNetworkLock:
       if (v == "iptables") {
         o.network_lock = NetworkLock::kIptables;
@@ -321,7 +434,9 @@ absl::Status ApplyOption(const OptionSpec& spec, const std::optional<std::string
         return BadArg(spelled, v, "expected iptables or nftables");
       }
       break;
-    case OptionId::kMntnsCompatMode: o.mntns_compat_mode = on; break;
+    case OptionId::kMntnsCompatMode:
+      o.mntns_compat_mode = on;
+      break;
   }
   return absl::OkStatus();
 }

@@ -145,12 +145,12 @@ absl::Status ApplyConfigFile(const std::string& path, Options& opts) {
 }
 
 constexpr std::pair<std::string_view, Command> kCommands[] = {
-    {"dump", Command::kDump},         {"pre-dump", Command::kPreDump},
-    {"restore", Command::kRestore},   {"lazy-pages", Command::kLazyPages},
-    {"check", Command::kCheck},       {"page-server", Command::kPageServer},
-    {"service", Command::kService},   {"swrk", Command::kSwrk},
-    {"dedup", Command::kDedup},       {"cpuinfo", Command::kCpuinfoDump},
-    {"exec", Command::kExec},         {"show", Command::kShow},
+    {"dump", Command::kDump},       {"pre-dump", Command::kPreDump},
+    {"restore", Command::kRestore}, {"lazy-pages", Command::kLazyPages},
+    {"check", Command::kCheck},     {"page-server", Command::kPageServer},
+    {"service", Command::kService}, {"swrk", Command::kSwrk},
+    {"dedup", Command::kDedup},     {"cpuinfo", Command::kCpuinfoDump},
+    {"exec", Command::kExec},       {"show", Command::kShow},
 };
 
 // The checks criu makes on the command and on option combinations before doing any work, in
@@ -182,8 +182,8 @@ absl::Status FinishCommand(const std::vector<std::string>& positionals, Options&
     }
     o.exec_argv = args;
   } else if (word != "cpuinfo" && !args.empty()) {
-    return Error(absl::StrFormat("excessive parameter%s for command %s",
-                                 args.size() > 1 ? "s" : "", word));
+    return Error(
+        absl::StrFormat("excessive parameter%s for command %s", args.size() > 1 ? "s" : "", word));
   }
   if (word == "cpuinfo") {
     // criu ignores anything after the action.
@@ -191,8 +191,7 @@ absl::Status FinishCommand(const std::vector<std::string>& positionals, Options&
     if (args[0] == "check") {
       o.command = Command::kCpuinfoCheck;
     } else if (args[0] != "dump") {
-      return Error(
-          absl::StrFormat("unknown cpuinfo action %s: expected dump or check", args[0]));
+      return Error(absl::StrFormat("unknown cpuinfo action %s: expected dump or check", args[0]));
     }
   }
   const bool streamable = o.command == Command::kDump || o.command == Command::kPreDump ||
@@ -210,8 +209,9 @@ absl::Status FinishCommand(const std::vector<std::string>& positionals, Options&
   }
   if (o.ps_socket != -1) {
     if (o.address.has_value() || o.port != 0) {
-      o.warnings.push_back("Using --address or --port in combination with --ps-socket is "
-                           "obsolete");
+      o.warnings.push_back(
+          "Using --address or --port in combination with --ps-socket is "
+          "obsolete");
     }
     if (o.ps_socket <= 2 && o.restore_detached) {
       return Error("--ps-socket: standard file descriptors will be closed in daemon mode");
@@ -239,8 +239,9 @@ absl::Status FinishCommand(const std::vector<std::string>& positionals, Options&
     o.warnings.push_back("Using -t with criu restore is obsoleted");
   }
   if (restore && o.option_values.contains("network-lock")) {
-    o.warnings.push_back("--network-lock will be ignored in restore command; the method "
-                         "from the dump is used");
+    o.warnings.push_back(
+        "--network-lock will be ignored in restore command; the method "
+        "from the dump is used");
   }
   return absl::OkStatus();
 }
@@ -249,9 +250,12 @@ absl::Status FinishCommand(const std::vector<std::string>& positionals, Options&
 
 std::string_view CommandName(Command command) {
   switch (command) {
-    case Command::kNone: return "";
-    case Command::kCpuinfoCheck: return "cpuinfo";
-    default: break;
+    case Command::kNone:
+      return "";
+    case Command::kCpuinfoCheck:
+      return "cpuinfo";
+    default:
+      break;
   }
   for (const auto& [name, value] : kCommands) {
     if (value == command) return name;
@@ -317,8 +321,7 @@ absl::StatusOr<Options> ParseCommandLine(absl::Span<const std::string> args,
   return opts;
 }
 
-absl::Status CheckSupported(const Options& options,
-                            absl::Span<const std::string_view> supported) {
+absl::Status CheckSupported(const Options& options, absl::Span<const std::string_view> supported) {
   static constexpr std::string_view kParserOwned[] = {"help", "version", "config",
                                                       "no-default-config"};
   auto listed = [&](std::string_view name) {

@@ -42,7 +42,7 @@ enum class Command {
   kCheck,
   kPageServer,
   kService,
-  kSwrk,   // "criu swrk FD": RPC worker on an inherited socket (used by libcriu).
+  kSwrk,  // "criu swrk FD": RPC worker on an inherited socket (used by libcriu).
   kDedup,
   kCpuinfoDump,
   kCpuinfoCheck,
@@ -81,14 +81,14 @@ struct Options {
   std::optional<std::string> pidfile;
   bool log_pid = false;
   bool display_stats = false;
-  std::optional<std::string> libdir;    // -L
-  std::vector<int> close_fds;           // --close: criu closes these before doing anything.
+  std::optional<std::string> libdir;  // -L
+  std::vector<int> close_fds;         // --close: criu closes these before doing anything.
   std::vector<std::string> action_scripts;
   bool stream = false;
   bool deprecated = false;  // --deprecated, or CRIU_DEPRECATED in the environment.
 
   // Dump, pre-dump and restore.
-  int tree_pid = 0;  // -t
+  int tree_pid = 0;            // -t
   bool leave_running = false;  // -R and -s select one final state: the last one given wins.
   bool leave_stopped = false;
   bool restore_detached = false;  // -d, --daemon
@@ -198,8 +198,7 @@ absl::StatusOr<Options> ParseCommandLine(absl::Span<const std::string> args,
 // Fails with "option --X is not supported yet" for the first option in `set_options` that is
 // not in `supported` (names without dashes). "no-X" passes when "X" is supported. The options
 // the parser handles itself (help, version, config, no-default-config) always pass.
-absl::Status CheckSupported(const Options& options,
-                            absl::Span<const std::string_view> supported);
+absl::Status CheckSupported(const Options& options, absl::Span<const std::string_view> supported);
 
 // Resolves a path the way criu does after its chdir() into the work dir: absolute paths stay,
 // relative ones are taken relative to work_dir (itself relative to the caller's cwd).

@@ -47,8 +47,10 @@ concept HasStage = requires {
   { R::kStage } -> std::convertible_to<Stage>;
 };
 template <class R>
-concept HasImages = requires { std::size(R::kImages); } &&
-    std::convertible_to<decltype(R::kImages[0]), std::string_view>;
+concept HasImages = requires {
+  std::size(R::kImages);
+}
+&&std::convertible_to<decltype(R::kImages[0]), std::string_view>;
 template <class R>
 concept HasDump = requires(DumpContext& d) {
   { R::Dump(d) } -> std::same_as<absl::Status>;
@@ -61,14 +63,16 @@ concept HasRestore = requires(RestoreContext& r) {
 // Plugins without images declare `static constexpr std::string_view kImages[] = {""};`
 // is awkward, so an empty list may be spelled `kNoImages`.
 template <class R>
-concept HasNoImages = requires { R::kNoImages; };
+concept HasNoImages = requires {
+  R::kNoImages;
+};
 
 template <class R>
 struct DepsOf {
   using type = DependsOn<>;
 };
 template <class R>
-  requires requires { typename R::Depends; }
+requires requires { typename R::Depends; }
 struct DepsOf<R> {
   using type = typename R::Depends;
 };
@@ -100,20 +104,19 @@ inline constexpr bool kContains = (std::is_same_v<T, Ts> || ...);
 // so the compiler says which one is missing.
 template <class R>
 concept Resource = registry_internal::HasName<R> && registry_internal::HasStage<R> &&
-                   (registry_internal::HasImages<R> || registry_internal::HasNoImages<R>) &&
-                   registry_internal::HasDump<R> && registry_internal::HasRestore<R>;
+    (registry_internal::HasImages<R> ||
+     registry_internal::HasNoImages<
+         R>)&&registry_internal::HasDump<R>&& registry_internal::HasRestore<R>;
 
 template <class R>
 constexpr bool CheckPluginShape() {
   using namespace registry_internal;
-  static_assert(HasName<R>,
-                "resource plugin: missing `static constexpr std::string_view kName`");
+  static_assert(HasName<R>, "resource plugin: missing `static constexpr std::string_view kName`");
   static_assert(HasStage<R>, "resource plugin: missing `static constexpr Stage kStage`");
   static_assert(HasImages<R> || HasNoImages<R>,
                 "resource plugin: missing `static constexpr std::string_view kImages[]` "
                 "(or `static constexpr bool kNoImages = true`)");
-  static_assert(HasDump<R>,
-                "resource plugin: missing `static absl::Status Dump(DumpContext&)`");
+  static_assert(HasDump<R>, "resource plugin: missing `static absl::Status Dump(DumpContext&)`");
   static_assert(HasRestore<R>,
                 "resource plugin: missing `static absl::Status Restore(RestoreContext&)`");
   return true;
@@ -181,14 +184,14 @@ class Registry {
     return ((static_cast<int>(Deps::kStage) <= static_cast<int>(R::kStage)) && ... && true);
   }
 
-  static_assert(NamesUnique(), "resource registry: two plugins have the same kName (or one is empty)");
+  static_assert(NamesUnique(),
+                "resource registry: two plugins have the same kName (or one is empty)");
   static_assert(ImagesKnown(),
                 "resource registry: a plugin claims an image that is not in the magic table "
                 "(core/images/magic.h)");
   static_assert(ImagesUnique(), "resource registry: two plugins claim the same image");
-  static_assert(
-      (DepsRegistered<Rs>(typename registry_internal::DepsOf<Rs>::type{}) && ...),
-      "resource registry: a plugin depends on a plugin that is not registered");
+  static_assert((DepsRegistered<Rs>(typename registry_internal::DepsOf<Rs>::type{}) && ...),
+                "resource registry: a plugin depends on a plugin that is not registered");
   static_assert((DepsEarlier<Rs>(typename registry_internal::DepsOf<Rs>::type{}) && ...),
                 "resource registry: a plugin depends on a plugin of a later stage");
 

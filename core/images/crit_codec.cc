@@ -148,7 +148,8 @@ absl::Status DecodePayload(ImageReader& r, const ImageKind& kind, const Message&
         if (!msg.ok()) return msg.status();
         auto more = r.Next(**msg);
         if (!more.ok()) return more.status();
-        if (!*more) return r.Error(absl::StrFormat("expected %d queued messages, found %d", *qnum, i));
+        if (!*more)
+          return r.Error(absl::StrFormat("expected %d queued messages, found %d", *qnum, i));
         auto msize = SizeField(**msg, "msize");
         if (!msize.ok()) return msize.status();
         total += (*msg)->ByteSizeLong() + *msize;
@@ -252,7 +253,8 @@ namespace {
 absl::StatusOr<std::string> B64Extra(const Json* extra, std::string_view what) {
   if (extra == nullptr) return std::string();
   if (!extra->is_string()) {
-    return absl::InvalidArgumentError(absl::StrFormat("%s: \"extra\" must be a base64 string", what));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: \"extra\" must be a base64 string", what));
   }
   return pretty::Base64Decode(extra->text());
 }
@@ -270,7 +272,8 @@ absl::Status EncodePayload(ImageWriter& w, const ImageKind& kind, const Message&
   };
   switch (kind.payload) {
     case Payload::kNone:
-      if (extra != nullptr) return absl::InvalidArgumentError(what + ": this image has no \"extra\"");
+      if (extra != nullptr)
+        return absl::InvalidArgumentError(what + ": this image has no \"extra\"");
       return absl::OkStatus();
     case Payload::kPipeData:
     case Payload::kSkQueue:
@@ -294,13 +297,15 @@ absl::Status EncodePayload(ImageWriter& w, const ImageKind& kind, const Message&
     }
     case Payload::kTcpStream: {
       if (extra == nullptr || !extra->is_object()) {
-        return absl::InvalidArgumentError(what + ": \"extra\" must be {\"inq\": ..., \"outq\": ...}");
+        return absl::InvalidArgumentError(what +
+                                          ": \"extra\" must be {\"inq\": ..., \"outq\": ...}");
       }
       auto in = B64Extra(extra->Find("inq"), what + ".inq");
       auto out = B64Extra(extra->Find("outq"), what + ".outq");
       if (!in.ok()) return in.status();
       if (!out.ok()) return out.status();
-      if (auto s = ExpectSize(what + ".inq", in->size(), *SizeField(m, "inq_len")); !s.ok()) return s;
+      if (auto s = ExpectSize(what + ".inq", in->size(), *SizeField(m, "inq_len")); !s.ok())
+        return s;
       if (auto s = ExpectSize(what + ".outq", out->size(), *SizeField(m, "outq_len")); !s.ok()) {
         return s;
       }
@@ -395,11 +400,13 @@ absl::Status EncodeImage(const Json& doc, int fd, const std::string& name) {
     if (auto s = JsonToMessage(fields, **msg); !s.ok()) {
       return absl::Status(s.code(), what + ": " + std::string(s.message()));
     }
-    if (auto s = (*w)->Write(**msg); !s.ok()) return absl::Status(s.code(), what + ": " + std::string(s.message()));
+    if (auto s = (*w)->Write(**msg); !s.ok())
+      return absl::Status(s.code(), what + ": " + std::string(s.message()));
     if (kind->payload == Payload::kGhostFile && i == 0) {
       ghost_chunks = SizeField(**msg, "chunks").value_or(0) != 0;
       if (ghost_chunks) {
-        if (extra != nullptr) return absl::InvalidArgumentError(what + ": chunked ghost file has its data in chunks");
+        if (extra != nullptr)
+          return absl::InvalidArgumentError(what + ": chunked ghost file has its data in chunks");
         continue;
       }
     }

@@ -28,9 +28,9 @@ absl::Status CheckEntryType(const ImageKind& kind, std::string_view type) {
   if (kind.entry_type == type || "criu." + std::string(kind.entry_type) == type) {
     return absl::OkStatus();
   }
-  return absl::InvalidArgumentError(absl::StrFormat(
-      "image %s holds %s entries, not %s", kind.name,
-      kind.entry_type.empty() ? "no protobuf" : kind.entry_type, type));
+  return absl::InvalidArgumentError(
+      absl::StrFormat("image %s holds %s entries, not %s", kind.name,
+                      kind.entry_type.empty() ? "no protobuf" : kind.entry_type, type));
 }
 
 // ---- reader ----------------------------------------------------------------
@@ -92,8 +92,8 @@ absl::Status ImageReader::ReadExactly(char* dst, size_t n, std::string_view what
   if (!got.ok()) return got.status();
   if (*got != n) {
     offset_ = start;
-    return Error(absl::StrFormat("truncated: expected %s of %d bytes, found only %d", what, n,
-                                 *got));
+    return Error(
+        absl::StrFormat("truncated: expected %s of %d bytes, found only %d", what, n, *got));
   }
   return absl::OkStatus();
 }
@@ -173,8 +173,8 @@ absl::StatusOr<bool> ImageReader::Next(google::protobuf::Message& msg) {
 
 absl::Status ImageReader::ReadPayload(uint64_t size, std::string& out) {
   if (size > kMaxPayloadSize) {
-    return Error(absl::StrFormat("payload of %d bytes is larger than the limit %d", size,
-                                 kMaxPayloadSize));
+    return Error(
+        absl::StrFormat("payload of %d bytes is larger than the limit %d", size, kMaxPayloadSize));
   }
   uint64_t start = offset_;
   if (auto s = ReadGrowing(size, out); !s.ok()) {

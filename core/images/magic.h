@@ -26,18 +26,18 @@ enum class Head { kNone, kCommon, kService };
 // Bytes that follow some entries, outside the protobuf message.
 enum class Payload {
   kNone,
-  kPipeData,   // PipeDataEntry.bytes bytes of pipe contents
-  kSkQueue,    // SkPacketEntry.length bytes of queued socket data
-  kTcpStream,  // TcpStreamEntry.inq_len + outq_len bytes of queued TCP data
-  kGhostFile,  // the file's contents unless GhostFileEntry.chunks says they follow as chunks
-  kIpcShm,     // IpcShmEntry.size bytes, rounded up to 4
-  kIpcSem,     // IpcSemEntry.nsems u16 values, rounded up to 8 bytes
-  kIpcMsg,     // IpcMsgEntry.qnum messages, each an IpcMsg entry and its text
-  kBpfMapData, // BpfmapDataEntry.keys_bytes + values_bytes bytes
+  kPipeData,    // PipeDataEntry.bytes bytes of pipe contents
+  kSkQueue,     // SkPacketEntry.length bytes of queued socket data
+  kTcpStream,   // TcpStreamEntry.inq_len + outq_len bytes of queued TCP data
+  kGhostFile,   // the file's contents unless GhostFileEntry.chunks says they follow as chunks
+  kIpcShm,      // IpcShmEntry.size bytes, rounded up to 4
+  kIpcSem,      // IpcSemEntry.nsems u16 values, rounded up to 8 bytes
+  kIpcMsg,      // IpcMsgEntry.qnum messages, each an IpcMsg entry and its text
+  kBpfMapData,  // BpfmapDataEntry.keys_bytes + values_bytes bytes
 };
 
 struct ImageKind {
-  std::string_view name;        // crit's name: "CORE", "PAGEMAP", ...
+  std::string_view name;  // crit's name: "CORE", "PAGEMAP", ...
   uint32_t magic;
   Head head;
   std::string_view entry_type;  // protobuf message of the entries (package criu)

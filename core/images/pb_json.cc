@@ -254,7 +254,8 @@ absl::Status SetScalar(Message& m, const FieldDescriptor* f, const Json& v,
       if (f->cpp_type() == FieldDescriptor::CPPTYPE_DOUBLE) {
         rep ? r->AddDouble(&m, f, *d) : r->SetDouble(&m, f, *d);
       } else {
-        rep ? r->AddFloat(&m, f, static_cast<float>(*d)) : r->SetFloat(&m, f, static_cast<float>(*d));
+        rep ? r->AddFloat(&m, f, static_cast<float>(*d))
+            : r->SetFloat(&m, f, static_cast<float>(*d));
       }
       return absl::OkStatus();
     }
@@ -290,9 +291,8 @@ absl::Status SetScalar(Message& m, const FieldDescriptor* f, const Json& v,
 absl::Status FillMessage(const Json& json, Message& m, const std::string& prefix) {
   const Descriptor* d = m.GetDescriptor();
   if (!json.is_object()) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("%s: expected a JSON object for %s", prefix.empty() ? d->name() : prefix,
-                        d->name()));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: expected a JSON object for %s", prefix.empty() ? d->name() : prefix, d->name()));
   }
   for (const auto& [key, value] : json.members()) {
     std::string path = prefix.empty() ? d->name() + "." + key : prefix + "." + key;
@@ -309,21 +309,20 @@ absl::Status FillMessage(const Json& json, Message& m, const std::string& prefix
       for (size_t i = 0; i < value.items().size(); ++i) {
         std::string ipath = absl::StrFormat("%s[%d]", path, i);
         const Json& item = value.items()[i];
-        absl::Status s = f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE
-                             ? (item.is_object()
-                                    ? FillMessage(item, *m.GetReflection()->AddMessage(&m, f),
-                                                  ipath)
-                                    : FieldError(ipath, "expected an object"))
-                             : SetScalar(m, f, item, ipath);
+        absl::Status s =
+            f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE
+                ? (item.is_object()
+                       ? FillMessage(item, *m.GetReflection()->AddMessage(&m, f), ipath)
+                       : FieldError(ipath, "expected an object"))
+                : SetScalar(m, f, item, ipath);
         if (!s.ok()) return s;
       }
       continue;
     }
     absl::Status s;
     if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
-      s = value.is_object()
-              ? FillMessage(value, *m.GetReflection()->MutableMessage(&m, f), path)
-              : FieldError(path, "expected an object");
+      s = value.is_object() ? FillMessage(value, *m.GetReflection()->MutableMessage(&m, f), path)
+                            : FieldError(path, "expected an object");
     } else {
       s = SetScalar(m, f, value, path);
     }
@@ -334,7 +333,9 @@ absl::Status FillMessage(const Json& json, Message& m, const std::string& prefix
 
 }  // namespace
 
-Json MessageToJson(const Message& msg, bool pretty) { return MessageToJsonImpl(msg, pretty, false); }
+Json MessageToJson(const Message& msg, bool pretty) {
+  return MessageToJsonImpl(msg, pretty, false);
+}
 
 absl::Status JsonToMessage(const Json& json, Message& msg) {
   msg.Clear();

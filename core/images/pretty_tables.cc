@@ -30,22 +30,19 @@ constexpr Flag kMmapFlags[] = {{"MAP_SHARED", 0x1},
                                {"MAP_ANON", 0x20},
                                {"MAP_GROWSDOWN", 0x100}};
 constexpr Flag kMmapStatus[] = {
-    {"VMA_AREA_NONE", 0},          {"VMA_AREA_REGULAR", 1u << 0},
-    {"VMA_AREA_STACK", 1u << 1},   {"VMA_AREA_VSYSCALL", 1u << 2},
-    {"VMA_AREA_VDSO", 1u << 3},    {"VMA_AREA_HEAP", 1u << 5},
-    {"VMA_FILE_PRIVATE", 1u << 6}, {"VMA_FILE_SHARED", 1u << 7},
-    {"VMA_ANON_SHARED", 1u << 8},  {"VMA_ANON_PRIVATE", 1u << 9},
-    {"VMA_AREA_SYSVIPC", 1u << 10}, {"VMA_AREA_SOCKET", 1u << 11},
-    {"VMA_AREA_VVAR", 1u << 12},   {"VMA_AREA_AIORING", 1u << 13},
-    {"VMA_AREA_MEMFD", 1u << 14},  {"VMA_AREA_SHSTK", 1u << 15},
-    {"VMA_AREA_UPROBES", 1u << 17}, {"VMA_UNSUPP", 1u << 31},
+    {"VMA_AREA_NONE", 0},           {"VMA_AREA_REGULAR", 1u << 0},  {"VMA_AREA_STACK", 1u << 1},
+    {"VMA_AREA_VSYSCALL", 1u << 2}, {"VMA_AREA_VDSO", 1u << 3},     {"VMA_AREA_HEAP", 1u << 5},
+    {"VMA_FILE_PRIVATE", 1u << 6},  {"VMA_FILE_SHARED", 1u << 7},   {"VMA_ANON_SHARED", 1u << 8},
+    {"VMA_ANON_PRIVATE", 1u << 9},  {"VMA_AREA_SYSVIPC", 1u << 10}, {"VMA_AREA_SOCKET", 1u << 11},
+    {"VMA_AREA_VVAR", 1u << 12},    {"VMA_AREA_AIORING", 1u << 13}, {"VMA_AREA_MEMFD", 1u << 14},
+    {"VMA_AREA_SHSTK", 1u << 15},   {"VMA_AREA_UPROBES", 1u << 17}, {"VMA_UNSUPP", 1u << 31},
 };
 constexpr Flag kRfileFlags[] = {
-    {"O_WRONLY", 01},          {"O_RDWR", 02},         {"O_CREAT", 0100},
-    {"O_EXCL", 0200},          {"O_NOCTTY", 0400},     {"O_TRUNC", 01000},
-    {"O_APPEND", 02000},       {"O_NONBLOCK", 04000},  {"O_DSYNC", 010000},
-    {"FASYNC", 020000},        {"O_DIRECT", 040000},   {"O_LARGEFILE", 0100000},
-    {"O_DIRECTORY", 0200000},  {"O_NOFOLLOW", 0400000}, {"O_NOATIME", 01000000},
+    {"O_WRONLY", 01},         {"O_RDWR", 02},          {"O_CREAT", 0100},
+    {"O_EXCL", 0200},         {"O_NOCTTY", 0400},      {"O_TRUNC", 01000},
+    {"O_APPEND", 02000},      {"O_NONBLOCK", 04000},   {"O_DSYNC", 010000},
+    {"FASYNC", 020000},       {"O_DIRECT", 040000},    {"O_LARGEFILE", 0100000},
+    {"O_DIRECTORY", 0200000}, {"O_NOFOLLOW", 0400000}, {"O_NOATIME", 01000000},
     {"O_CLOEXEC", 02000000},
 };
 constexpr Flag kPmapFlags[] = {{"PE_PARENT", 1}, {"PE_LAZY", 2}, {"PE_PRESENT", 4}};

@@ -21,8 +21,7 @@ absl::StatusOr<uint64_t> ParseFlags(std::string_view table, std::string_view tex
 // Value names of (criu).dict tables, keyed by field name ("gen"/"task_state").
 // Returns false when there is no name for the value.
 bool FormatDict(std::string_view dict, std::string_view field, uint64_t value, std::string& out);
-bool ParseDict(std::string_view dict, std::string_view field, std::string_view name,
-               uint64_t& out);
+bool ParseDict(std::string_view dict, std::string_view field, std::string_view name, uint64_t& out);
 
 // "MAJOR:MINOR" of a kernel (new) or glibc (old, `odev`) encoded dev_t.
 std::string FormatDev(uint64_t value, bool old_encoding);

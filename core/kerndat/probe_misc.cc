@@ -17,7 +17,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>

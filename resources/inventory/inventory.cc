@@ -38,7 +38,8 @@ absl::Status Inventory::Dump(DumpContext& ctx) {
                                                                    images::Inventory());
   if (!w.ok()) return w.status();
   if (auto s = w->Write(inv); !s.ok()) return s;
-  log::Info("inventory: image version %d, lsm %s", kImagesVersion, criu::lsmtype_Name(inv.lsmtype()));
+  log::Info("inventory: image version %d, lsm %s", kImagesVersion,
+            criu::lsmtype_Name(inv.lsmtype()));
   return w->Close();
 }
 

@@ -1,7 +1,7 @@
 #define BOOST_TEST_MODULE xsave
-#include <boost/test/unit_test.hpp>
-
 #include "arch/x86_64/xsave.h"
+
+#include <boost/test/unit_test.hpp>
 
 BOOST_AUTO_TEST_CASE(layout_is_read_from_the_cpu) {
   auto layout = crpp::arch::ReadXsaveLayout();

@@ -1,4 +1,6 @@
 #define BOOST_TEST_MODULE image_io
+#include "core/images/image_io.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -7,7 +9,6 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/images/image_io.h"
 #include "pipe-data.pb.h"
 #include "pipe.pb.h"
 
@@ -108,7 +109,9 @@ BOOST_AUTO_TEST_CASE(errors_name_file_offset_and_expectation) {
   std::string msg(more.status().message());
   BOOST_TEST(msg.find(path) != std::string::npos, msg);
   BOOST_TEST(msg.find("offset 8") != std::string::npos, msg);
-  BOOST_TEST(msg.find("expected criu.pipe_entry entry of 100 bytes after its size field") != std::string::npos, msg);
+  BOOST_TEST(msg.find("expected criu.pipe_entry entry of 100 bytes after its size field") !=
+                 std::string::npos,
+             msg);
 
   Spit(path, std::string("\x01\x02\x03\x04\x05\x06\x07\x08", 8));
   auto unknown = ImageReader::Open(path);

@@ -1,8 +1,9 @@
 #define BOOST_TEST_MODULE options
-#include <boost/test/unit_test.hpp>
+#include "core/options.h"
 
 #include <stdlib.h>
 
+#include <boost/test/unit_test.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -14,7 +15,6 @@
 #include "absl/status/statusor.h"
 #include "core/config_file.h"
 #include "core/option_table.h"
-#include "core/options.h"
 
 namespace crpp {
 namespace {
@@ -55,9 +55,9 @@ class TempDir {
  public:
   TempDir() {
     const char* base = std::getenv("TEST_TMPDIR");
-    std::string pattern = (base != nullptr ? std::string(base)
-                                           : std::filesystem::temp_directory_path().string()) +
-                          "/options_test.XXXXXX";
+    std::string pattern =
+        (base != nullptr ? std::string(base) : std::filesystem::temp_directory_path().string()) +
+        "/options_test.XXXXXX";
     BOOST_TEST_REQUIRE(mkdtemp(pattern.data()) != nullptr);
     path_ = pattern;
   }
@@ -150,8 +150,8 @@ BOOST_AUTO_TEST_CASE(help_and_version) {
   BOOST_TEST(MustParse({"--version", "--bogus"}).show_version);
   BOOST_TEST(ErrorOf({"-t", "0", "-V"}) == "invalid argument for -t: 0");
   const std::string usage = UsageText();
-  for (std::string_view word : {"dump", "pre-dump", "restore", "check", "page-server",
-                                "service", "dedup", "lazy-pages", "cpuinfo", "--images-dir"}) {
+  for (std::string_view word : {"dump", "pre-dump", "restore", "check", "page-server", "service",
+                                "dedup", "lazy-pages", "cpuinfo", "--images-dir"}) {
     BOOST_TEST(Contains(usage, word), word);
   }
 }
@@ -173,9 +173,11 @@ BOOST_AUTO_TEST_CASE(short_and_long_forms_agree) {
   for (const Case& c : cases) {
     const std::string flag = c.short_form;
     const std::string name = "--" + c.long_form;
-    for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
-             {"check", flag, c.value}, {"check", flag + c.value}, {"check", name, c.value},
-             {"check", name + "=" + c.value}}) {
+    for (const std::vector<std::string>& args :
+         std::vector<std::vector<std::string>>{{"check", flag, c.value},
+                                               {"check", flag + c.value},
+                                               {"check", name, c.value},
+                                               {"check", name + "=" + c.value}}) {
       const Options opts = MustParse(args);
       const std::string& got = opts.*c.field;
       BOOST_TEST(got == c.value);
@@ -257,8 +259,8 @@ BOOST_AUTO_TEST_CASE(verbosity) {
 }
 
 BOOST_AUTO_TEST_CASE(no_forms) {
-  Options opts = MustParse({"restore", "--tcp-established", "--no-tcp-established",
-                            "--shell-job", "--no-shell-job", "--no-file-locks"});
+  Options opts = MustParse({"restore", "--tcp-established", "--no-tcp-established", "--shell-job",
+                            "--no-shell-job", "--no-file-locks"});
   BOOST_TEST(!opts.tcp_established);
   BOOST_TEST(!opts.shell_job);
   BOOST_TEST(!opts.file_locks);
@@ -311,29 +313,26 @@ BOOST_AUTO_TEST_CASE(value_validation) {
   BOOST_TEST(ErrorOf({"dump", "-t", "0"}) == "invalid argument for -t: 0");
   BOOST_TEST(ErrorOf({"dump", "--tree=abc"}) == "invalid argument for --tree: abc");
   BOOST_TEST(MustParse({"dump", "-t", "5x"}).tree_pid == 5);  // atoi(), as criu.
-  BOOST_TEST((MustParse({"pre-dump", "-t1", "--pre-dump-mode=read"}).pre_dump_mode ==
-              PreDumpMode::kRead));
+  BOOST_TEST(
+      (MustParse({"pre-dump", "-t1", "--pre-dump-mode=read"}).pre_dump_mode == PreDumpMode::kRead));
   BOOST_TEST((MustParse({"pre-dump", "-t1", "--pre-dump-mode", "splice"}).pre_dump_mode ==
               PreDumpMode::kSplice));
   BOOST_TEST(Contains(ErrorOf({"pre-dump", "-t1", "--pre-dump-mode=READ"}),
                       "invalid argument for --pre-dump-mode: READ"));
   BOOST_TEST(MustParse({"page-server", "--port", "65535"}).port == 65535);
   BOOST_TEST(MustParse({"page-server", "--port=-1"}).port == 65535);
-  BOOST_TEST(ErrorOf({"page-server", "--port", "65536"}) ==
-             "invalid argument for --port: 65536");
+  BOOST_TEST(ErrorOf({"page-server", "--port", "65536"}) == "invalid argument for --port: 65536");
   BOOST_TEST(MustParse({"dump", "-t1", "--ghost-limit", "2M"}).ghost_limit == 2u << 20);
   BOOST_TEST(MustParse({"dump", "-t1", "--ghost-limit", "3K"}).ghost_limit == 3u << 10);
   BOOST_TEST(MustParse({"dump", "-t1", "--timeout", "30"}).timeout == 30u);
   BOOST_TEST(MustParse({"dump", "-t1", "--cpu-cap=none"}).cpu_cap == kCpuCapNone);
   BOOST_TEST(MustParse({"dump", "-t1", "--cpu-cap"}).cpu_cap == (kCpuCapAll | kCpuCapImage));
-  BOOST_TEST(MustParse({"dump", "-t1", "--cpu-cap=^fpu"}).cpu_cap ==
-             (kCpuCapIns | kCpuCapImage));
+  BOOST_TEST(MustParse({"dump", "-t1", "--cpu-cap=^fpu"}).cpu_cap == (kCpuCapIns | kCpuCapImage));
   BOOST_TEST(Contains(ErrorOf({"dump", "-t1", "--cpu-cap=gpu"}), "--cpu-cap"));
   Options cg = MustParse({"restore", "--manage-cgroups=full"});
   BOOST_TEST(cg.manage_cgroups);
   BOOST_TEST((cg.manage_cgroups_mode == CgroupMode::kFull));
-  BOOST_TEST((MustParse({"restore", "--manage-cgroups"}).manage_cgroups_mode ==
-              CgroupMode::kSoft));
+  BOOST_TEST((MustParse({"restore", "--manage-cgroups"}).manage_cgroups_mode == CgroupMode::kSoft));
   BOOST_TEST(Contains(ErrorOf({"restore", "--manage-cgroups=bad"}), "--manage-cgroups"));
   BOOST_TEST(Contains(ErrorOf({"restore", "--file-validation=x"}), "--file-validation"));
   BOOST_TEST(Contains(ErrorOf({"dump", "-t1", "--network-lock=skip"}), "--network-lock"));
@@ -363,11 +362,10 @@ BOOST_AUTO_TEST_CASE(combinations) {
 }
 
 BOOST_AUTO_TEST_CASE(recorded_options) {
-  Options opts = MustParse({"-j", "dump", "--external", "a", "-t", "1", "--external=b",
-                            "--no-tcp-established", "-v4"});
-  BOOST_TEST((opts.set_options == std::vector<std::string>{
-                                      "shell-job", "external", "tree", "no-tcp-established",
-                                      "verbosity"}));
+  Options opts = MustParse(
+      {"-j", "dump", "--external", "a", "-t", "1", "--external=b", "--no-tcp-established", "-v4"});
+  BOOST_TEST((opts.set_options == std::vector<std::string>{"shell-job", "external", "tree",
+                                                           "no-tcp-established", "verbosity"}));
   BOOST_TEST((opts.option_values.at("external") == std::vector<std::string>{"a", "b"}));
   BOOST_TEST((opts.option_values.at("verbosity") == std::vector<std::string>{"4"}));
   BOOST_TEST(opts.option_values.at("shell-job").empty());
@@ -396,9 +394,9 @@ BOOST_AUTO_TEST_CASE(tokenizer_follows_criu) {
   BOOST_TEST((words("tcp-established -v4\n") == V{"--tcp-established", "-v4"}));
   BOOST_TEST((words("tcp-established\r\n") == V{"--tcp-established\r"}));
   BOOST_TEST((words("tcp-established\n   ") == V{"--tcp-established", "--"}));
-  for (std::string_view bad : {"veth-pair a b c\n", "veth-pair \"a b\" \"c\"\n",
-                               "veth-pair \"ab\n", "veth-pair \"\n", "tree 5 -j\n",
-                               "work-dir \"/home/USERNAME/criu/my \\\"work\\\" directory\"\n"}) {
+  for (std::string_view bad :
+       {"veth-pair a b c\n", "veth-pair \"a b\" \"c\"\n", "veth-pair \"ab\n", "veth-pair \"\n",
+        "tree 5 -j\n", "work-dir \"/home/USERNAME/criu/my \\\"work\\\" directory\"\n"}) {
     absl::StatusOr<std::vector<std::string>> w = TokenizeConfig(bad, "t.conf");
     BOOST_TEST(!w.ok(), bad);
     BOOST_TEST(Contains(std::string(w.status().message()), "t.conf, line 1"), bad);
@@ -429,8 +427,7 @@ BOOST_AUTO_TEST_CASE(sources_and_order) {
   BOOST_TEST((with_eq.external == std::vector<std::string>{"e", "x"}));
 
   // --no-default-config may be repeated; the environment's file still counts.
-  Options no_default =
-      MustParse({"--no-default-config", "restore", "--no-default-config"}, env);
+  Options no_default = MustParse({"--no-default-config", "restore", "--no-default-config"}, env);
   BOOST_TEST((no_default.external == std::vector<std::string>{"e"}));
   BOOST_TEST(!no_default.tcp_established);
   env.config_file_env.reset();
@@ -454,10 +451,10 @@ BOOST_AUTO_TEST_CASE(config_contents) {
     env.config_file_env = dir.Write("c.conf", text);
     return env;
   };
-  Options opts = MustParse(
-      {"dump", "-t", "1"},
-      with("# a comment\nshell-job\nwork-dir \"/w d\"\nimages-dir=/i\nverbosity 4\n"
-           "log-file dump.log   # trailing comment\ntcp-established stray-word\n"));
+  Options opts =
+      MustParse({"dump", "-t", "1"},
+                with("# a comment\nshell-job\nwork-dir \"/w d\"\nimages-dir=/i\nverbosity 4\n"
+                     "log-file dump.log   # trailing comment\ntcp-established stray-word\n"));
   BOOST_TEST(opts.shell_job);
   BOOST_TEST(opts.work_dir == "/w d");
   BOOST_TEST(opts.images_dir == "/i");
@@ -486,8 +483,8 @@ BOOST_AUTO_TEST_CASE(pre_scan_quirks) {
   const std::string conf = dir.Write("x.conf", "external x\n");
   // An abbreviated --conf is accepted by the parser but, as in criu, reads nothing and does
   // not disable the default files.
-  BOOST_TEST((MustParse({"restore", "--conf", conf}, env).external ==
-              std::vector<std::string>{"home"}));
+  BOOST_TEST(
+      (MustParse({"restore", "--conf", conf}, env).external == std::vector<std::string>{"home"}));
   // criu spots "--config=" anywhere inside a word, even in another option's value.
   BOOST_TEST((MustParse({"restore", "--pidfile", "p--config=" + conf}, env).external ==
               std::vector<std::string>{"x"}));
@@ -522,7 +519,7 @@ BOOST_AUTO_TEST_CASE(check_supported) {
 }
 
 BOOST_AUTO_TEST_CASE(log_path) {
-  BOOST_TEST(ResolveLogPath(MustParse({"check"})) == "");  // stderr
+  BOOST_TEST(ResolveLogPath(MustParse({"check"})) == "");              // stderr
   BOOST_TEST(ResolveLogPath(MustParse({"check", "-o", "-"})) == "-");  // stdout
   BOOST_TEST(ResolveLogPath(MustParse({"check", "-o", "c.log"})) == "c.log");
   // -o is relative to -W, which defaults to -D.

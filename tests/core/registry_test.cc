@@ -1,8 +1,9 @@
 #define BOOST_TEST_MODULE registry
+#include "core/registry.h"
+
 #include <boost/test/unit_test.hpp>
 
 #include "core/engine.h"
-#include "core/registry.h"
 
 namespace crpp {
 namespace {

@@ -152,11 +152,11 @@ void FillRequired(Message& msg, uint64_t seed) {
 }
 
 std::vector<std::string> FixtureImageNames() {
-  return {"inventory.img", "pstree.img",    "core-100.img",      "core-101.img",
-          "ids-100.img",   "ids-101.img",   "mm-100.img",        "mm-101.img",
-          "pagemap-100.img", "pagemap-101.img", "fs-100.img",     "fs-101.img",
-          "files.img",     "fdinfo-2.img",  "sigacts-100.img",   "pipes-data.img",
-          "inetsk.img",    "tcp-stream-5.img", "ghost-file-3.img", "ipcns-sem-9.img"};
+  return {"inventory.img",   "pstree.img",       "core-100.img",     "core-101.img",
+          "ids-100.img",     "ids-101.img",      "mm-100.img",       "mm-101.img",
+          "pagemap-100.img", "pagemap-101.img",  "fs-100.img",       "fs-101.img",
+          "files.img",       "fdinfo-2.img",     "sigacts-100.img",  "pipes-data.img",
+          "inetsk.img",      "tcp-stream-5.img", "ghost-file-3.img", "ipcns-sem-9.img"};
 }
 
 absl::Status WriteFixtureDump(const std::string& dir) {
@@ -216,11 +216,11 @@ absl::Status WriteFixtureDump(const std::string& dir) {
     uint64_t start, end, pgoff, shmid;
     uint32_t prot, flags, status;
   };
-  for (const V& v : {V{0x400000, 0x402000, 0, 7, 5, 2, 0x41},
-                     V{0x1e8c000, 0x1ead000, 0, 0, 3, 0x22, 0x221},
-                     V{0x7f0000000000, 0x7f0000100000, 0, 0, 3, 0x22, 0x201},
-                     V{0x7ffc8e5b2000, 0x7ffc8e5d4000, 0, 0, 3, 0x122, 0x203},
-                     V{0x7ffc8e5f1000, 0x7ffc8e5f3000, 0, 0, 5, 0x22, 0x209}}) {
+  for (const V& v :
+       {V{0x400000, 0x402000, 0, 7, 5, 2, 0x41}, V{0x1e8c000, 0x1ead000, 0, 0, 3, 0x22, 0x221},
+        V{0x7f0000000000, 0x7f0000100000, 0, 0, 3, 0x22, 0x201},
+        V{0x7ffc8e5b2000, 0x7ffc8e5d4000, 0, 0, 3, 0x122, 0x203},
+        V{0x7ffc8e5f1000, 0x7ffc8e5f3000, 0, 0, 5, 0x22, 0x209}}) {
     auto* vma = mm.add_vmas();
     vma->set_start(v.start);
     vma->set_end(v.end);

@@ -57,8 +57,9 @@ void Check(const std::string& bytes, const std::string& what, Tally& t) {
   if (!doc.ok()) {
     ++t.errors;
     std::string msg(doc.status().message());
-    BOOST_REQUIRE_MESSAGE(msg.find(path) != std::string::npos || msg.find("criu.") != std::string::npos,
-                          what << ": error without context: " << msg);
+    BOOST_REQUIRE_MESSAGE(
+        msg.find(path) != std::string::npos || msg.find("criu.") != std::string::npos,
+        what << ": error without context: " << msg);
     return;
   }
   ++t.decoded;

@@ -39,10 +39,12 @@ void AddOne(Message& m, const FieldDescriptor* f, std::mt19937_64& rng, int dept
   uint64_t v = RandomBits(rng);
   switch (f->cpp_type()) {
     case FieldDescriptor::CPPTYPE_INT32:
-      rep ? r->AddInt32(&m, f, static_cast<int32_t>(v)) : r->SetInt32(&m, f, static_cast<int32_t>(v));
+      rep ? r->AddInt32(&m, f, static_cast<int32_t>(v))
+          : r->SetInt32(&m, f, static_cast<int32_t>(v));
       break;
     case FieldDescriptor::CPPTYPE_INT64:
-      rep ? r->AddInt64(&m, f, static_cast<int64_t>(v)) : r->SetInt64(&m, f, static_cast<int64_t>(v));
+      rep ? r->AddInt64(&m, f, static_cast<int64_t>(v))
+          : r->SetInt64(&m, f, static_cast<int64_t>(v));
       break;
     case FieldDescriptor::CPPTYPE_UINT32:
       rep ? r->AddUInt32(&m, f, static_cast<uint32_t>(v))
@@ -66,7 +68,8 @@ void AddOne(Message& m, const FieldDescriptor* f, std::mt19937_64& rng, int dept
       break;
     }
     case FieldDescriptor::CPPTYPE_DOUBLE:
-      rep ? r->AddDouble(&m, f, static_cast<double>(v)) : r->SetDouble(&m, f, static_cast<double>(v));
+      rep ? r->AddDouble(&m, f, static_cast<double>(v))
+          : r->SetDouble(&m, f, static_cast<double>(v));
       break;
     case FieldDescriptor::CPPTYPE_FLOAT:
       rep ? r->AddFloat(&m, f, static_cast<float>(v % 1000))

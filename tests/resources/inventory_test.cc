@@ -47,8 +47,9 @@ BOOST_AUTO_TEST_CASE(restore_refuses_other_versions_and_missing_images) {
   RestoreContext r{.images_dir = dir};
   absl::Status s = engine.Restore(r);
   BOOST_TEST(!s.ok());
-  BOOST_TEST(std::string(s.message()).find("inventory: restore: " + dir +
-                                           "/inventory.img: image version 1 is not supported") == 0,
+  BOOST_TEST(std::string(s.message())
+                     .find("inventory: restore: " + dir +
+                           "/inventory.img: image version 1 is not supported") == 0,
              s.message());
 
   RestoreContext empty{.images_dir = FreshDir("inv-none")};

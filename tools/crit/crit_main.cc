@@ -90,7 +90,8 @@ absl::StatusOr<std::string> ReadAll(int fd, const std::string& name) {
   for (;;) {
     ssize_t n = read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return absl::InternalError(absl::StrFormat("%s: read failed: %s", name, strerror(errno)));
+    if (n < 0)
+      return absl::InternalError(absl::StrFormat("%s: read failed: %s", name, strerror(errno)));
     if (n == 0) return out;
     out.append(buf, static_cast<size_t>(n));
   }
@@ -100,7 +101,8 @@ absl::Status WriteAll(int fd, std::string_view data, const std::string& name) {
   while (!data.empty()) {
     ssize_t n = write(fd, data.data(), data.size());
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return absl::InternalError(absl::StrFormat("%s: write failed: %s", name, strerror(errno)));
+    if (n <= 0)
+      return absl::InternalError(absl::StrFormat("%s: write failed: %s", name, strerror(errno)));
     data.remove_prefix(static_cast<size_t>(n));
   }
   return absl::OkStatus();
@@ -197,7 +199,8 @@ int Main(int argc, char** argv) {
   auto args = ParseArgs(cmd, argc - 2, argv + 2);
   if (!args.ok()) return Fail(args.status());
   if (cmd == "decode") {
-    if (!args->positional.empty()) return Fail("decode: unexpected argument " + args->positional[0]);
+    if (!args->positional.empty())
+      return Fail("decode: unexpected argument " + args->positional[0]);
     return Decode(*args, false);
   }
   if (cmd == "show") {
@@ -207,7 +210,8 @@ int Main(int argc, char** argv) {
     return Decode(*args, true);
   }
   if (cmd == "encode") {
-    if (!args->positional.empty()) return Fail("encode: unexpected argument " + args->positional[0]);
+    if (!args->positional.empty())
+      return Fail("encode: unexpected argument " + args->positional[0]);
     return Encode(*args);
   }
   if (cmd == "info") return Info(*args);

@@ -120,8 +120,8 @@ int Main(int argc, char** argv) {
       fputs(UsageText().c_str(), stderr);
       return 1;
     default:
-      return Fail(name, absl::UnimplementedError(
-                            absl::StrFormat("command %s is not supported yet", name)));
+      return Fail(
+          name, absl::UnimplementedError(absl::StrFormat("command %s is not supported yet", name)));
   }
 }
 
