@@ -6,11 +6,10 @@
 
 #include <boost/test/unit_test.hpp>
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 
 #include "pipe-data.pb.h"
 #include "pipe.pb.h"
+#include "tests/testing/files.h"
 
 using PipeDataEntry = criu::pipe_data_entry;
 using PipeEntry = criu::pipe_entry;
@@ -18,22 +17,10 @@ using PipeEntry = criu::pipe_entry;
 namespace crpp::images {
 namespace {
 
-std::string TempDir() {
-  const char* t = getenv("TEST_TMPDIR");
-  return t != nullptr ? t : "/tmp";
-}
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void Spit(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << bytes;
-}
+using testing::FreshDir;
+using testing::Slurp;
+using testing::Spit;
+using testing::TempDir;
 
 BOOST_AUTO_TEST_CASE(writes_criu_framing) {
   std::string path = TempDir() + "/pipes.img";

@@ -7,33 +7,20 @@
 #include <unistd.h>
 
 #include <boost/test/unit_test.hpp>
-#include <fstream>
 #include <random>
-#include <sstream>
 
 #include "core/images/crit_codec.h"
 #include "core/images/image_io.h"
 #include "tests/images/fixtures.h"
+#include "tests/testing/files.h"
 
 namespace crpp::images {
 namespace {
 
-std::string TempDir() {
-  const char* t = getenv("TEST_TMPDIR");
-  return t != nullptr ? t : "/tmp";
-}
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void Spit(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << bytes;
-}
+using testing::FreshDir;
+using testing::Slurp;
+using testing::Spit;
+using testing::TempDir;
 
 struct Tally {
   int inputs = 0;

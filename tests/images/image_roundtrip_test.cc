@@ -7,10 +7,8 @@
 #include <unistd.h>
 
 #include <boost/test/unit_test.hpp>
-#include <fstream>
 #include <random>
 #include <set>
-#include <sstream>
 
 #include "core/images/crit_codec.h"
 #include "core/images/image_io.h"
@@ -19,21 +17,15 @@
 #include "google/protobuf/descriptor.h"
 #include "tests/images/fixtures.h"
 #include "tests/images/random_message.h"
+#include "tests/testing/files.h"
 
 namespace crpp::images {
 namespace {
 
-std::string TempDir() {
-  const char* t = getenv("TEST_TMPDIR");
-  return t != nullptr ? t : "/tmp";
-}
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using testing::FreshDir;
+using testing::Slurp;
+using testing::Spit;
+using testing::TempDir;
 
 // Every message type the image table names, plus the ones nested in them.
 std::vector<std::string> AllMessageTypes() {

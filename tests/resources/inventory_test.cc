@@ -7,16 +7,15 @@
 #include "core/images/image_io.h"
 #include "inventory.pb.h"
 #include "resources/default_resources.h"
+#include "tests/testing/files.h"
 
 namespace crpp {
 namespace {
 
-std::string FreshDir(const char* name) {
-  const char* t = getenv("TEST_TMPDIR");
-  std::string dir = std::string(t != nullptr ? t : "/tmp") + "/" + name;
-  mkdir(dir.c_str(), 0700);
-  return dir;
-}
+using testing::FreshDir;
+using testing::Slurp;
+using testing::Spit;
+using testing::TempDir;
 
 BOOST_AUTO_TEST_CASE(dump_writes_an_inventory_that_restore_accepts) {
   std::string dir = FreshDir("inv-ok");
