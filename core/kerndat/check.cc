@@ -132,6 +132,9 @@ std::string FormatLine(const Feature& feature, const Result& result) {
                       result.detail.empty() ? "not supported" : result.detail);
 }
 
+constexpr std::string_view kShownInPlainCheck[] = {"mem_dirty_track", "pagemap_scan",
+                                                   "uffd_wp_async", "userns", "timens"};
+
 CheckReport RunCheck(bool all, bool extra, bool experimental) {
   CheckReport report;
   bool basic_missing = false, other_missing = false;
@@ -140,6 +143,16 @@ CheckReport RunCheck(bool all, bool extra, bool experimental) {
     Result r = f.probe();
     absl::StrAppend(&report.text, FormatLine(f, r), "\n");
     if (!r.ok) (f.basic() ? basic_missing : other_missing) = true;
+  }
+  if (!all && !extra) {
+    // Plain `check` judges only basic features, as criu's does, but also shows
+    // how the ones that decide between the engine's strategies stand (dirty
+    // tracking for incremental dumps, lazy pages); they do not change the verdict.
+    absl::StrAppend(&report.text, "Optional features (not needed for a basic dump and restore):\n");
+    for (std::string_view name : kShownInPlainCheck) {
+      const Feature* f = FindFeature(name);
+      if (f != nullptr) absl::StrAppend(&report.text, FormatLine(*f, f->probe()), "\n");
+    }
   }
   std::string_view verdict = basic_missing ? kNotGood : other_missing ? kMaybe : kLooksGood;
   absl::StrAppend(&report.text, Sv(verdict), "\n");
