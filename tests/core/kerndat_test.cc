@@ -194,16 +194,19 @@ BOOST_AUTO_TEST_CASE(feature_list) {
   }
 }
 
-BOOST_AUTO_TEST_CASE(basic_check_lists_only_basic_features) {
+BOOST_AUTO_TEST_CASE(basic_check_judges_only_basic_features) {
   size_t basic = 0;
   for (const kd::Feature& f : kd::AllFeatures()) basic += f.basic();
   kd::CheckReport r = kd::RunCheck(false, false, false);
   BOOST_TEST_MESSAGE(r.text);
-  BOOST_TEST(Count(r.text, '\n') == basic + 1);  // one line each, then the verdict
+  // One line per basic feature, a header and five optional ones, the verdict.
+  BOOST_TEST(Count(r.text, '\n') == basic + 1 + 5 + 1);
   const bool good =
       r.text.size() >= 12 && r.text.compare(r.text.size() - 12, 12, "Looks good.\n") == 0;
   BOOST_TEST(good == (r.exit_code == 0));
-  BOOST_TEST(r.text.find("mem_dirty_track") == std::string::npos);
+  // Soft-dirty is shown (missing on these machines) but does not spoil the verdict.
+  BOOST_TEST(r.text.find("mem_dirty_track") != std::string::npos);
+  BOOST_TEST(r.exit_code == 0);
   BOOST_TEST(NoChildren());
 }
 
