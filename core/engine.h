@@ -18,6 +18,18 @@ class Engine {
   // Instantiates the registry, so its compile-time checks run here.
   static_assert(Reg::kChecked);
 
+  // Runs the optional Precheck hook of each plugin: the checks that can refuse
+  // a dump from /proc alone, before the target is stopped or touched.
+  absl::Status Precheck(DumpContext& ctx) const {
+    return Reg::ForEachInStageOrder([&ctx]<class R>() -> absl::Status {
+      if constexpr (requires { R::Precheck(ctx); }) {
+        absl::Status s = R::Precheck(ctx);
+        if (!s.ok()) return Annotate(R::kName, "dump", s);
+      }
+      return absl::OkStatus();
+    });
+  }
+
   // Runs Dump of each plugin in stage order. The first failure stops the
   // dump; its status is prefixed with the plugin's name.
   absl::Status Dump(DumpContext& ctx) const {

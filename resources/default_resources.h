@@ -5,11 +5,17 @@
 #define CRPP_RESOURCES_DEFAULT_RESOURCES_H_
 
 #include "core/registry.h"
+#include "resources/files/fds.h"
 #include "resources/inventory/inventory.h"
+#include "resources/mm/memory.h"
+#include "resources/task/core.h"
+#include "resources/tree/tree.h"
 
 namespace crpp {
 
-using DefaultResources = Registry<resources::Inventory>;
+using DefaultResources =
+    Registry<resources::Inventory, resources::Tree, resources::Fds, resources::Memory,
+             resources::TaskCore, resources::FileTableImage>;
 
 }  // namespace crpp
 

@@ -7,7 +7,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
-#include "core/context.h"
+#include "core/registry.h"
 
 namespace crpp::resources {
 

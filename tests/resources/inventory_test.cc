@@ -6,7 +6,7 @@
 #include "core/engine.h"
 #include "core/images/image_io.h"
 #include "inventory.pb.h"
-#include "resources/default_resources.h"
+#include "resources/inventory/inventory.h"
 #include "tests/testing/files.h"
 
 namespace crpp {
@@ -19,7 +19,7 @@ using testing::TempDir;
 
 BOOST_AUTO_TEST_CASE(dump_writes_an_inventory_that_restore_accepts) {
   std::string dir = FreshDir("inv-ok");
-  Engine<DefaultResources> engine;
+  Engine<Registry<resources::Inventory>> engine;
   DumpContext d{.root_pid = getpid(), .images_dir = dir};
   BOOST_REQUIRE(engine.Dump(d).ok());
   auto inv = images::ReadAll<criu::inventory_entry>(dir + "/inventory.img", images::Inventory());
@@ -42,7 +42,7 @@ BOOST_AUTO_TEST_CASE(restore_refuses_other_versions_and_missing_images) {
   BOOST_REQUIRE(w.ok());
   BOOST_REQUIRE(w->Write(inv).ok());
   BOOST_REQUIRE(w->Close().ok());
-  Engine<DefaultResources> engine;
+  Engine<Registry<resources::Inventory>> engine;
   RestoreContext r{.images_dir = dir};
   absl::Status s = engine.Restore(r);
   BOOST_TEST(!s.ok());
@@ -56,7 +56,7 @@ BOOST_AUTO_TEST_CASE(restore_refuses_other_versions_and_missing_images) {
   BOOST_TEST(absl::IsNotFound(s), s.message());
 }
 
-// A plugin from outside the project joins the default set with With<>.
+// A plugin from outside the project joins a set with With<>.
 struct Extra {
   static constexpr std::string_view kName = "extra";
   static constexpr Stage kStage = Stage::kTask;
@@ -67,7 +67,7 @@ struct Extra {
 };
 
 BOOST_AUTO_TEST_CASE(library_users_extend_the_default_set) {
-  Engine<DefaultResources::With<Extra>> engine;
+  Engine<Registry<resources::Inventory>::With<Extra>> engine;
   DumpContext d{.root_pid = getpid(), .images_dir = FreshDir("inv-extra")};
   BOOST_REQUIRE(engine.Dump(d).ok());
   BOOST_TEST(d.ran == (std::vector<std::string>{"inventory", "extra"}),

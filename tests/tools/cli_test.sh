@@ -33,7 +33,9 @@ expect 1 "✗ mem_dirty_track" -- "$criu" check --all
 expect 0 "uffd-noncoop" -- "$criu" check --feature list
 
 # unsupported commands and options say so and fail
-expect 1 "command dump is not supported yet" -- "$criu" dump -t 1 -D "$tmp"
+expect 1 "command pre-dump is not supported yet" -- "$criu" pre-dump -t 1 -D "$tmp"
+expect 1 "pid 999999: no such process" -- "$criu" dump -t 999999 -D "$tmp"
+expect 1 "option --tcp-established is not supported yet" -- "$criu" dump -t 1 -D "$tmp" --tcp-established
 expect 1 "command restore is not supported yet" -- "$criu" restore -D "$tmp" -d
 expect 1 "option --tcp-established is not supported yet" -- "$criu" check --tcp-established
 expect 1 "unknown option --bogus" -- "$criu" check --bogus
@@ -44,8 +46,8 @@ expect 0 "dump" -- "$criu" --help
 # -o is relative to -W, which defaults to -D; errors reach the log and a
 # summary reaches stderr
 mkdir -p "$tmp/imgs"
-expect 1 "see $tmp/imgs/d.log" -- "$criu" dump -t 1 -D "$tmp/imgs" -o d.log -v0
-grep -q "command dump is not supported yet" "$tmp/imgs/d.log" || fail "error not in the log file"
+expect 1 "see $tmp/imgs/d.log" -- "$criu" dump -t 999999 -D "$tmp/imgs" -o d.log -v0
+grep -q "pid 999999: no such process" "$tmp/imgs/d.log" || fail "error not in the log file"
 mkdir -p "$tmp/work"
 "$criu" check -D "$tmp/imgs" -W "$tmp/work" -o c.log -v4 >/dev/null
 [ -f "$tmp/work/c.log" ] && [ ! -e "$tmp/imgs/c.log" ] || fail "log not relative to -W"

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "core/dump/dump.h"
 #include "core/images/crit_codec.h"
 #include "core/images/image_io.h"
 #include "core/kerndat/probe.h"
@@ -63,6 +64,45 @@ int Check(const Options& o) {
   return report.exit_code;
 }
 
+void PrintDumpStats(const DumpStats& s) {
+  printf("Displaying dump stats:\n");
+  printf("Freezing time: %llu us\n", static_cast<unsigned long long>(s.freezing_us));
+  printf("Frozen time: %llu us\n", static_cast<unsigned long long>(s.frozen_us));
+  printf("Memory dump time: %llu us\n", static_cast<unsigned long long>(s.memdump_us));
+  printf("Memory write time: %llu us\n", static_cast<unsigned long long>(s.memwrite_us));
+  printf("Memory pages scanned: %llu (0x%llx)\n", static_cast<unsigned long long>(s.pages_scanned),
+         static_cast<unsigned long long>(s.pages_scanned));
+  printf("Memory pages written: %llu (0x%llx)\n", static_cast<unsigned long long>(s.pages_written),
+         static_cast<unsigned long long>(s.pages_written));
+}
+
+absl::Status WritePidfile(const Options& o, pid_t pid) {
+  if (!o.pidfile) return absl::OkStatus();
+  std::string path = ResolveWorkPath(o, *o.pidfile);
+  FILE* f = fopen(path.c_str(), "w");
+  if (f == nullptr) {
+    return absl::InvalidArgumentError(absl::StrFormat("cannot write pidfile %s", path));
+  }
+  fprintf(f, "%d", pid);
+  return fclose(f) == 0 ? absl::OkStatus()
+                        : absl::InternalError(absl::StrFormat("cannot write pidfile %s", path));
+}
+
+int DumpCommand(const Options& o) {
+  DumpRequest req;
+  req.pid = o.tree_pid;
+  req.images_dir = o.images_dir;
+  req.leave_running = o.leave_running;
+  req.leave_stopped = o.leave_stopped;
+  req.shell_job = o.shell_job;
+  auto stats = Dump(req);
+  if (!stats.ok()) return Fail("dump", stats.status());
+  if (auto s = WritePidfile(o, req.pid); !s.ok()) return Fail("dump", s);
+  if (o.display_stats) PrintDumpStats(*stats);
+  log::Info("Dumping finished successfully");
+  return 0;
+}
+
 // criu's old `show` command, kept as an alias of `crit show`.
 int Show(const Options& o) {
   if (o.command_args.size() != 1) {
@@ -110,6 +150,12 @@ int Main(int argc, char** argv) {
       auto supported = Supported({"feature", "all", "extra", "experimental"});
       if (auto s = CheckSupported(o, supported); !s.ok()) return Fail(name, s);
       return Check(o);
+    }
+    case Command::kDump: {
+      auto supported = Supported({"tree", "leave-running", "leave-stopped", "shell-job", "pidfile",
+                                  "display-stats", "timeout"});
+      if (auto s = CheckSupported(o, supported); !s.ok()) return Fail(name, s);
+      return DumpCommand(o);
     }
     case Command::kShow: {
       auto supported = Supported({});

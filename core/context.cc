@@ -1,0 +1,43 @@
+#include "core/context.h"
+
+#include "fdinfo.pb.h"
+
+namespace crpp {
+
+FileTable::FileTable() = default;
+FileTable::~FileTable() = default;
+
+uint32_t FileTable::Add(criu::file_entry entry) {
+  uint32_t id = static_cast<uint32_t>(entries_.size()) + 1;
+  entry.set_id(id);
+  // The payload carries the id too (reg.id, pipe.id, ...), as CRIU writes it.
+  if (entry.has_reg()) entry.mutable_reg()->set_id(id);
+  entries_.push_back(std::move(entry));
+  return id;
+}
+
+uint32_t FileTable::AddPath(const std::string& path, uint32_t flags) {
+  auto key = std::make_pair(path, flags);
+  if (auto it = by_path_.find(key); it != by_path_.end()) return it->second;
+  criu::file_entry e;
+  e.set_type(criu::REG);
+  e.set_id(0);
+  auto* reg = e.mutable_reg();
+  reg->set_id(0);
+  reg->set_flags(flags);
+  reg->set_pos(0);
+  reg->set_name(path);
+  auto* fown = reg->mutable_fown();
+  fown->set_uid(0);
+  fown->set_euid(0);
+  fown->set_signum(0);
+  fown->set_pid_type(0);
+  fown->set_pid(0);
+  uint32_t id = Add(std::move(e));
+  by_path_[key] = id;
+  return id;
+}
+
+const std::vector<criu::file_entry>& FileTable::entries() const { return entries_; }
+
+}  // namespace crpp

@@ -1,0 +1,35 @@
+// Dumping a process: the driver that freezes the target, runs every resource
+// plugin's Dump and leaves the target as asked. A failure at any point leaves
+// the target running exactly as before.
+#ifndef CRPP_CORE_DUMP_DUMP_H_
+#define CRPP_CORE_DUMP_DUMP_H_
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "core/context.h"
+
+namespace crpp {
+
+struct DumpRequest {
+  pid_t pid = 0;
+  std::string images_dir;
+  bool leave_running = false;  // -R
+  bool leave_stopped = false;  // -s
+  bool shell_job = false;
+  // For tests: fail on purpose after the plugin of this name ran ("" = never),
+  // to prove that a failed dump leaves the target running.
+  std::string fail_after;
+};
+
+// Writes the images of the process tree rooted at request.pid.
+absl::StatusOr<DumpStats> Dump(const DumpRequest& request);
+
+// Writes stats-dump (CRIU's format) into the images directory.
+absl::Status WriteDumpStats(const std::string& images_dir, const DumpStats& stats);
+
+}  // namespace crpp
+
+#endif  // CRPP_CORE_DUMP_DUMP_H_

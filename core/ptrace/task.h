@@ -1,0 +1,85 @@
+// A seized task: ptrace control of one thread of a process being dumped, and
+// syscalls run inside it (what compel calls "infection", done here with
+// single injected syscalls).
+//
+// Lifecycle: Seize() stops the thread with PTRACE_SEIZE + PTRACE_INTERRUPT and
+// blocks its signals so nothing is delivered while we work; Release() puts
+// back its signal mask and registers and then detaches (leaving it running or
+// stopped) or kills it. The destructor releases a task that was not released,
+// leaving it running: a failed dump never leaves a target stopped or changed.
+#ifndef CRPP_CORE_PTRACE_TASK_H_
+#define CRPP_CORE_PTRACE_TASK_H_
+
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace crpp::ptrace {
+
+enum class Leave { kRunning, kStopped, kKilled };
+
+class Task {
+ public:
+  // Seizes and stops `tid`. Fails (leaving the task untouched) if it cannot.
+  static absl::StatusOr<std::unique_ptr<Task>> Seize(pid_t tid);
+  ~Task();
+  Task(const Task&) = delete;
+  Task& operator=(const Task&) = delete;
+
+  pid_t tid() const { return tid_; }
+  // The registers and signal mask as they were when the task was seized.
+  const user_regs_struct& regs() const { return saved_regs_; }
+  uint64_t blocked_signals() const { return saved_sigmask_; }
+  // True if the task was in a group stop (SIGSTOP'ed) before we seized it.
+  bool was_stopped() const { return was_stopped_; }
+
+  // The task's extended state (xsave layout), `size` bytes from CPUID.
+  absl::StatusOr<std::string> ReadXstate(size_t size) const;
+
+  // Runs syscall `nr` with up to six arguments inside the task and returns
+  // its raw result (negative errno on failure, as the kernel returns it).
+  absl::StatusOr<int64_t> Syscall(long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0,
+                                  uint64_t a4 = 0, uint64_t a5 = 0, uint64_t a6 = 0);
+  // Like Syscall, but a negative result becomes an error naming `what`.
+  absl::StatusOr<uint64_t> SyscallOk(const char* what, long nr, uint64_t a1 = 0, uint64_t a2 = 0,
+                                     uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0,
+                                     uint64_t a6 = 0);
+
+  // A page of memory mapped in the task for syscall arguments and results.
+  // Valid after the first Syscall() (which maps it).
+  uint64_t scratch() const { return scratch_ + kScratchDataOffset; }
+  static constexpr size_t kScratchDataSize = 3072;
+  absl::Status ReadMemory(uint64_t addr, void* dst, size_t len) const;
+  absl::Status WriteMemory(uint64_t addr, const void* src, size_t len) const;
+
+  // Undoes everything (scratch page, signal mask, registers) and leaves the
+  // task as asked. After it, the object is inert.
+  absl::Status Release(Leave how);
+
+ private:
+  explicit Task(pid_t tid) : tid_(tid) {}
+  absl::Status Stop();
+  absl::Status MapScratch();
+  absl::StatusOr<int64_t> RunAt(uint64_t code_addr, long nr, const uint64_t (&args)[6]);
+  absl::StatusOr<int64_t> RunAtIp(long nr, const uint64_t (&args)[6]);
+  absl::Status WaitTrap();
+
+  static constexpr size_t kScratchDataOffset = 1024;
+
+  pid_t tid_;
+  bool attached_ = false;
+  bool was_stopped_ = false;
+  user_regs_struct saved_regs_{};
+  uint64_t saved_sigmask_ = 0;
+  uint64_t scratch_ = 0;  // page with "syscall; int3" at its start
+};
+
+}  // namespace crpp::ptrace
+
+#endif  // CRPP_CORE_PTRACE_TASK_H_

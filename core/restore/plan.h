@@ -1,0 +1,27 @@
+// What the restore plugins prepare, inside the task being restored, for the
+// restorer blob: its argument block lives in the "keep" area (memory that
+// survives when the blob unmaps the engine), and the plugins fill it in.
+#ifndef CRPP_CORE_RESTORE_PLAN_H_
+#define CRPP_CORE_RESTORE_PLAN_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "restorer/restorer_args.h"
+
+namespace crpp {
+
+struct RestorePlan {
+  // Bytes (including bss) the restorer blob needs; set by the driver before
+  // the plugins run, so the memory plugin can reserve room for it.
+  size_t blob_size = 0;
+  // Set by the memory plugin when it lays out the keep area.
+  restorer_args* args = nullptr;
+  uint64_t blob_addr = 0;
+  uint64_t keep_start = 0, keep_end = 0;
+  size_t xsave_capacity = 0;  // bytes reserved at args->xsave
+};
+
+}  // namespace crpp
+
+#endif  // CRPP_CORE_RESTORE_PLAN_H_

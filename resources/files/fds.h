@@ -1,0 +1,45 @@
+// File descriptors (fdinfo-N.img, with the files they refer to in
+// files.img) and the task's fs state: cwd, root, umask (fs-PID.img).
+//
+// Supported: regular files and directories (path, flags, position; the size
+// is checked at restore), character devices by path (/dev/null, ...), and
+// with --shell-job the terminal, which restore replaces by the restoring
+// shell's terminal. Anything else is refused at dump with its fd and kind.
+#ifndef CRPP_RESOURCES_FILES_FDS_H_
+#define CRPP_RESOURCES_FILES_FDS_H_
+
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "core/registry.h"
+#include "resources/tree/tree.h"
+
+namespace crpp::resources {
+
+struct Fds {
+  static constexpr std::string_view kName = "fds";
+  static constexpr Stage kStage = Stage::kFiles;
+  static constexpr std::string_view kImages[] = {"FDINFO", "FS"};
+  using Depends = DependsOn<Tree>;
+  static absl::Status Precheck(DumpContext& ctx);
+  static absl::Status Dump(DumpContext& ctx);
+  static absl::Status Restore(RestoreContext& ctx);
+};
+
+// Writes files.img from the file table: every file the other plugins refer
+// to. Runs last at dump; at restore the plugins read files.img themselves.
+struct FileTableImage {
+  static constexpr std::string_view kName = "files";
+  static constexpr Stage kStage = Stage::kTask;
+  static constexpr std::string_view kImages[] = {"FILES"};
+  using Depends = DependsOn<Fds>;
+  static absl::Status Dump(DumpContext& ctx);
+  static absl::Status Restore(RestoreContext&) { return absl::OkStatus(); }
+};
+
+// True for terminal devices (ptys, virtual consoles, serial lines).
+bool IsTerminalDevice(unsigned major);
+
+}  // namespace crpp::resources
+
+#endif  // CRPP_RESOURCES_FILES_FDS_H_

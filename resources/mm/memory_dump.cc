@@ -1,0 +1,289 @@
+// Dump side of the Memory plugin.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "core/images/image_io.h"
+#include "core/images/magic.h"
+#include "core/log.h"
+#include "core/proc/proc.h"
+#include "core/ptrace/task.h"
+#include "mm.pb.h"
+#include "pagemap.pb.h"
+#include "resources/mm/memory.h"
+
+namespace crpp::resources {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kPmPresent = 1ull << 63;
+constexpr uint64_t kPmSwapped = 1ull << 62;
+constexpr uint64_t kPmFileOrShared = 1ull << 61;
+constexpr uint64_t kPmPfnMask = (1ull << 55) - 1;
+// Bytes read from the task per process_vm_readv batch.
+constexpr size_t kBatch = 4 << 20;
+
+// Why a mapping cannot be dumped yet, or "".
+std::string Unsupported(const proc::Vma& v) {
+  if (v.is_file()) {
+    if (v.deleted) return "a mapping of a deleted file (" + v.path + "): not supported yet";
+    if (v.path.empty() || v.path[0] != '/') return "a mapping of " + v.path + ": not supported yet";
+    if (v.path.rfind("/memfd:", 0) == 0 || v.path.rfind("/SYSV", 0) == 0) {
+      return "a shared memory mapping (" + v.path + "): not supported yet";
+    }
+    return "";
+  }
+  if (v.shared) return "a shared anonymous mapping: not supported yet";
+  if (v.path.empty() || v.path == "[heap]" || v.path == "[stack]" || v.path == "[vdso]" ||
+      v.path == "[vvar]" || v.path == "[vvar_vclock]" || v.path == "[vsyscall]") {
+    return "";
+  }
+  return "a special mapping " + v.path + ": not supported yet";
+}
+
+// The physical frame of the shared zero page: pages mapped to it hold only
+// zeros and are not stored.
+uint64_t ZeroPfn() {
+  void* p = mmap(nullptr, kPage, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return 0;
+  volatile char c = *static_cast<volatile char*>(p);  // maps the zero page
+  (void)c;
+  uint64_t entry = 0;
+  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    pread(fd, &entry, sizeof entry, static_cast<off_t>(reinterpret_cast<uint64_t>(p) / kPage * 8));
+    close(fd);
+  }
+  munmap(p, kPage);
+  return (entry & kPmPresent) ? (entry & kPmPfnMask) : 0;
+}
+
+uint32_t Prot(const proc::Vma& v) {
+  return (v.read ? PROT_READ : 0) | (v.write ? PROT_WRITE : 0) | (v.exec ? PROT_EXEC : 0);
+}
+
+struct Range {
+  uint64_t start, pages;
+};
+
+// Pages of `v` to store, as runs of consecutive pages.
+absl::Status CollectPages(int pagemap_fd, const proc::Vma& v, uint64_t zero_pfn,
+                          std::vector<Range>& out, DumpStats& stats) {
+  uint64_t n = v.size() / kPage;
+  std::vector<uint64_t> entries(n);
+  ssize_t want = static_cast<ssize_t>(n * 8);
+  if (pread(pagemap_fd, entries.data(), static_cast<size_t>(want),
+            static_cast<off_t>(v.start / kPage * 8)) != want) {
+    return absl::InternalError(
+        absl::StrFormat("pagemap read for %#x-%#x: %s", v.start, v.end, strerror(errno)));
+  }
+  stats.pages_scanned += n;
+  for (uint64_t i = 0; i < n; ++i) {
+    uint64_t e = entries[i];
+    bool take = false;
+    if (e & kPmSwapped) {
+      take = true;
+    } else if (e & kPmPresent) {
+      bool anon_page = !(e & kPmFileOrShared);
+      if (!v.is_file()) {
+        take = zero_pfn == 0 || (e & kPmPfnMask) != zero_pfn;
+        if (!take) ++stats.pages_zero;
+      } else {
+        take = anon_page;  // a private copy of a file page (written to)
+      }
+    }
+    if (!take) continue;
+    uint64_t addr = v.start + i * kPage;
+    if (!out.empty() && out.back().start + out.back().pages * kPage == addr) {
+      ++out.back().pages;
+    } else {
+      out.push_back({addr, 1});
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status Memory::Precheck(DumpContext& ctx) {
+  auto maps = proc::ReadMaps(ctx.root_pid);
+  if (!maps.ok()) return maps.status();
+  for (const proc::Vma& v : *maps) {
+    if (std::string why = Unsupported(v); !why.empty()) {
+      return absl::UnimplementedError(
+          absl::StrFormat("pid %d: %#x-%#x is %s", ctx.root_pid, v.start, v.end, why));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Memory::Dump(DumpContext& ctx) {
+  pid_t pid = ctx.root_pid;
+  auto maps = proc::ReadMaps(pid);
+  if (!maps.ok()) return maps.status();
+  const proc::Stat& st = *ctx.stat;
+  criu::mm_entry mm;
+  mm.set_mm_start_code(st.start_code);
+  mm.set_mm_end_code(st.end_code);
+  mm.set_mm_start_data(st.start_data);
+  mm.set_mm_end_data(st.end_data);
+  mm.set_mm_start_stack(st.start_stack);
+  mm.set_mm_start_brk(st.start_brk);
+  auto brk = ctx.task->SyscallOk("brk(0)", SYS_brk, 0);
+  if (!brk.ok()) return brk.status();
+  mm.set_mm_brk(*brk);
+  mm.set_mm_arg_start(st.arg_start);
+  mm.set_mm_arg_end(st.arg_end);
+  mm.set_mm_env_start(st.env_start);
+  mm.set_mm_env_end(st.env_end);
+  auto exe = proc::ReadLink(absl::StrFormat("/proc/%d/exe", pid));
+  if (!exe.ok()) return exe.status();
+  mm.set_exe_file_id(ctx.files->AddPath(*exe, O_RDONLY));
+  auto auxv = proc::ReadAuxv(pid);
+  if (!auxv.ok()) return auxv.status();
+  for (uint64_t w : *auxv) mm.add_mm_saved_auxv(w);
+  auto dumpable = ctx.task->SyscallOk("prctl(PR_GET_DUMPABLE)", SYS_prctl, PR_GET_DUMPABLE);
+  if (dumpable.ok()) mm.set_dumpable(static_cast<int32_t>(*dumpable));
+
+  std::string pagemap_path = absl::StrFormat("/proc/%d/pagemap", pid);
+  int pagemap_fd = open(pagemap_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (pagemap_fd < 0) {
+    return absl::PermissionDeniedError(absl::StrFormat("%s: %s", pagemap_path, strerror(errno)));
+  }
+  uint64_t zero_pfn = ZeroPfn();
+  std::vector<Range> ranges;
+  absl::Status status;
+  for (const proc::Vma& v : *maps) {
+    if (std::string why = Unsupported(v); !why.empty()) {
+      status = absl::UnimplementedError(
+          absl::StrFormat("pid %d: %#x-%#x is %s", pid, v.start, v.end, why));
+      break;
+    }
+    criu::vma_entry* e = mm.add_vmas();
+    e->set_start(v.start);
+    e->set_end(v.end);
+    e->set_pgoff(v.is_file() ? v.pgoff : 0);
+    e->set_shmid(0);
+    e->set_prot(Prot(v));
+    uint32_t flags = v.shared ? MAP_SHARED : MAP_PRIVATE;
+    if (!v.is_file()) flags |= MAP_ANONYMOUS;
+    if (v.growsdown) flags |= MAP_GROWSDOWN;
+    e->set_flags(flags);
+    e->set_fd(-1);
+    uint32_t status_bits = kVmaRegular;
+    bool dump_pages = true;
+    if (v.path == "[vdso]") {
+      status_bits |= kVmaVdso;
+      dump_pages = false;
+    } else if (v.path == "[vvar]" || v.path == "[vvar_vclock]") {
+      status_bits |= kVmaVvar;
+      dump_pages = false;
+    } else if (v.path == "[vsyscall]") {
+      status_bits = kVmaVsyscall;
+      dump_pages = false;
+    } else if (v.is_file()) {
+      status_bits |= v.shared ? kVmaFileShared : kVmaFilePrivate;
+      e->set_shmid(ctx.files->AddPath(v.path, v.shared && v.write ? O_RDWR : O_RDONLY));
+      dump_pages = !v.shared;  // shared file pages live in the file
+    } else {
+      status_bits |= kVmaAnonPrivate;
+      if (v.path == "[heap]") status_bits |= kVmaHeap;
+      if (v.path == "[stack]") status_bits |= kVmaStack;
+    }
+    e->set_status(status_bits);
+    if (dump_pages && v.read) {
+      if (auto s = CollectPages(pagemap_fd, v, zero_pfn, ranges, *ctx.stats); !s.ok()) {
+        status = s;
+        break;
+      }
+    } else if (dump_pages && !v.read && !v.is_file()) {
+      // PROT_NONE anonymous areas may still hold data (mprotect'ed later):
+      // process_vm_readv cannot read them, so refuse rather than lose it.
+      std::vector<Range> none;
+      DumpStats scratch;
+      if (auto s = CollectPages(pagemap_fd, v, zero_pfn, none, scratch); !s.ok()) {
+        status = s;
+        break;
+      }
+      if (!none.empty()) {
+        status = absl::UnimplementedError(absl::StrFormat(
+            "pid %d: %#x-%#x is PROT_NONE but holds %d pages of data: not supported yet", pid,
+            v.start, v.end, none.size()));
+        break;
+      }
+    }
+  }
+  close(pagemap_fd);
+  if (!status.ok()) return status;
+
+  auto mw = images::TypedImageWriter<criu::mm_entry>::Create(
+      absl::StrFormat("%s/mm-%d.img", ctx.images_dir, pid), images::Mm());
+  if (!mw.ok()) return mw.status();
+  if (auto s = mw->Write(mm); !s.ok()) return s;
+  if (auto s = mw->Close(); !s.ok()) return s;
+
+  // Pagemap and pages: one pagemap entry per run, contents in the same order.
+  constexpr uint32_t kPagesId = 1;
+  auto pw = images::ImageWriter::Create(absl::StrFormat("%s/pagemap-%d.img", ctx.images_dir, pid),
+                                        images::Pagemap());
+  if (!pw.ok()) return pw.status();
+  criu::pagemap_head head;
+  head.set_pages_id(kPagesId);
+  if (auto s = (*pw)->Write(head); !s.ok()) return s;
+  std::string pages_path = absl::StrFormat("%s/pages-%d.img", ctx.images_dir, kPagesId);
+  int pages_fd = open(pages_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (pages_fd < 0) {
+    return absl::PermissionDeniedError(absl::StrFormat("%s: %s", pages_path, strerror(errno)));
+  }
+  std::vector<char> buf(kBatch);
+  auto t0 = std::chrono::steady_clock::now();
+  uint64_t write_us = 0;
+  for (const Range& r : ranges) {
+    criu::pagemap_entry pe;
+    pe.set_vaddr(r.start);
+    pe.set_compat_nr_pages(static_cast<uint32_t>(std::min<uint64_t>(r.pages, UINT32_MAX)));
+    pe.set_flags(kPePresent);
+    pe.set_nr_pages(r.pages);
+    if (auto s = (*pw)->Write(pe); !s.ok()) {
+      close(pages_fd);
+      return s;
+    }
+    for (uint64_t off = 0; off < r.pages * kPage; off += kBatch) {
+      size_t len = static_cast<size_t>(std::min<uint64_t>(kBatch, r.pages * kPage - off));
+      if (auto s = ctx.task->ReadMemory(r.start + off, buf.data(), len); !s.ok()) {
+        close(pages_fd);
+        return s;
+      }
+      auto w0 = std::chrono::steady_clock::now();
+      if (write(pages_fd, buf.data(), len) != static_cast<ssize_t>(len)) {
+        int e = errno;
+        close(pages_fd);
+        return absl::DataLossError(absl::StrFormat("%s: write: %s", pages_path, strerror(e)));
+      }
+      write_us += std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::steady_clock::now() - w0)
+                      .count();
+    }
+    ctx.stats->pages_written += r.pages;
+  }
+  close(pages_fd);
+  auto total =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  ctx.stats->memwrite_us += write_us;
+  ctx.stats->memdump_us += static_cast<uint64_t>(total) - write_us;
+  log::Info("memory: pid %d: %d VMAs, %d pages scanned, %d written, %d zero pages skipped", pid,
+            mm.vmas_size(), ctx.stats->pages_scanned, ctx.stats->pages_written,
+            ctx.stats->pages_zero);
+  return (*pw)->Close();
+}
+
+}  // namespace crpp::resources

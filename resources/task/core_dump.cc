@@ -1,0 +1,247 @@
+// Dump side of the TaskCore plugin.
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "absl/strings/str_format.h"
+#include "arch/x86_64/fpu.h"
+#include "arch/x86_64/xsave.h"
+#include "core.pb.h"
+#include "core/images/image_io.h"
+#include "core/images/magic.h"
+#include "core/log.h"
+#include "core/proc/proc.h"
+#include "core/ptrace/task.h"
+#include "core/strings.h"
+#include "resources/task/core.h"
+
+namespace crpp::resources {
+namespace {
+
+// PTRACE_GET_RSEQ_CONFIGURATION's result (<linux/ptrace.h>, which clashes
+// with glibc's <sys/ptrace.h>).
+struct RseqConfig {
+  uint64_t rseq_abi_pointer;
+  uint32_t rseq_abi_size, signature, flags, pad;
+};
+
+// The kernel's struct sigaction for rt_sigaction (sigset of 8 bytes).
+struct KernelSigaction {
+  uint64_t handler, flags, restorer, mask;
+};
+
+template <class T>
+absl::StatusOr<T> ReadScratch(ptrace::Task& t) {
+  T v{};
+  if (auto s = t.ReadMemory(t.scratch(), &v, sizeof v); !s.ok()) return s;
+  return v;
+}
+
+void FillRegs(const user_regs_struct& r, criu::user_x86_regs_entry& g) {
+  g.set_r15(r.r15);
+  g.set_r14(r.r14);
+  g.set_r13(r.r13);
+  g.set_r12(r.r12);
+  g.set_bp(r.rbp);
+  g.set_bx(r.rbx);
+  g.set_r11(r.r11);
+  g.set_r10(r.r10);
+  g.set_r9(r.r9);
+  g.set_r8(r.r8);
+  g.set_ax(r.rax);
+  g.set_cx(r.rcx);
+  g.set_dx(r.rdx);
+  g.set_si(r.rsi);
+  g.set_di(r.rdi);
+  g.set_orig_ax(r.orig_rax);
+  g.set_ip(r.rip);
+  g.set_cs(r.cs);
+  g.set_flags(r.eflags);
+  g.set_sp(r.rsp);
+  g.set_ss(r.ss);
+  g.set_fs_base(r.fs_base);
+  g.set_gs_base(r.gs_base);
+  g.set_ds(r.ds);
+  g.set_es(r.es);
+  g.set_fs(r.fs);
+  g.set_gs(r.gs);
+  g.set_mode(criu::NATIVE);
+}
+
+absl::Status DumpSignals(ptrace::Task& t, criu::task_core_entry& tc) {
+  for (int sig = 1; sig <= 64; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    auto r = t.SyscallOk("rt_sigaction", SYS_rt_sigaction, sig, 0, t.scratch(), 8);
+    if (!r.ok()) return r.status();
+    auto sa = ReadScratch<KernelSigaction>(t);
+    if (!sa.ok()) return sa.status();
+    criu::sa_entry* e = tc.add_sigactions();
+    e->set_sigaction(sa->handler);
+    e->set_flags(sa->flags);
+    e->set_restorer(sa->restorer);
+    e->set_mask(sa->mask);
+    e->set_compat_sigaction(false);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DumpTimers(ptrace::Task& t, criu::task_core_entry& tc) {
+  auto* timers = tc.mutable_timers();
+  criu::itimer_entry* which[] = {timers->mutable_real(), timers->mutable_virt(),
+                                 timers->mutable_prof()};
+  for (int i = 0; i < 3; ++i) {
+    auto r = t.SyscallOk("getitimer", SYS_getitimer, i, t.scratch());
+    if (!r.ok()) return r.status();
+    auto it = ReadScratch<itimerval>(t);
+    if (!it.ok()) return it.status();
+    which[i]->set_isec(it->it_interval.tv_sec);
+    which[i]->set_iusec(it->it_interval.tv_usec);
+    which[i]->set_vsec(it->it_value.tv_sec);
+    which[i]->set_vusec(it->it_value.tv_usec);
+  }
+  return absl::OkStatus();
+}
+
+// Read inside the task: prlimit on another task of a different uid needs
+// CAP_SYS_RESOURCE, which these machines lack; a task may always read its own.
+absl::Status DumpRlimits(ptrace::Task& t, criu::task_core_entry& tc) {
+  auto* rl = tc.mutable_rlimits();
+  for (int res = 0; res < RLIM_NLIMITS; ++res) {
+    auto r = t.SyscallOk("prlimit64", SYS_prlimit64, 0, res, 0, t.scratch());
+    if (!r.ok()) return r.status();
+    auto lim = ReadScratch<rlimit>(t);
+    if (!lim.ok()) return lim.status();
+    auto* e = rl->add_rlimits();
+    e->set_cur(lim->rlim_cur);
+    e->set_max(lim->rlim_max);
+  }
+  return absl::OkStatus();
+}
+
+void AddCaps(uint64_t caps, google::protobuf::RepeatedField<uint32_t>* out) {
+  out->Add(static_cast<uint32_t>(caps));
+  out->Add(static_cast<uint32_t>(caps >> 32));
+}
+
+}  // namespace
+
+absl::Status TaskCore::Precheck(DumpContext& ctx) {
+  auto timers = proc::ReadFile(absl::StrFormat("/proc/%d/timers", ctx.root_pid));
+  if (timers.ok() && !Trim(*timers).empty()) {
+    return absl::UnimplementedError(
+        absl::StrFormat("pid %d has POSIX timers: not supported yet", ctx.root_pid));
+  }
+  if (ctx.status->seccomp != 0) {
+    return absl::UnimplementedError(
+        absl::StrFormat("pid %d runs under seccomp: not supported yet", ctx.root_pid));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TaskCore::Dump(DumpContext& ctx) {
+  pid_t pid = ctx.root_pid;
+  ptrace::Task& t = *ctx.task;
+  criu::core_entry core;
+  core.set_mtype(criu::core_entry::X86_64);
+  auto* ti = core.mutable_thread_info();
+  auto tid_addr =
+      t.SyscallOk("prctl(PR_GET_TID_ADDRESS)", SYS_prctl, PR_GET_TID_ADDRESS, t.scratch());
+  if (!tid_addr.ok()) return tid_addr.status();
+  auto clear_tid = ReadScratch<uint64_t>(t);
+  if (!clear_tid.ok()) return clear_tid.status();
+  ti->set_clear_tid_addr(*clear_tid);
+  FillRegs(t.regs(), *ti->mutable_gpregs());
+  auto layout = arch::ReadXsaveLayout();
+  if (!layout.ok()) return layout.status();
+  auto xsave = t.ReadXstate(layout->enabled_size);
+  if (!xsave.ok()) return xsave.status();
+  if (auto s = arch::XsaveToFpregs(*xsave, *ti->mutable_fpregs()); !s.ok()) return s;
+
+  auto* tc = core.mutable_tc();
+  tc->set_task_state(t.was_stopped() ? 3 : 1);  // compel's numbers: alive 1, stopped 3
+  tc->set_exit_code(0);
+  auto pers = proc::ReadFile(absl::StrFormat("/proc/%d/personality", pid));
+  uint32_t personality = 0;
+  if (pers.ok()) ParseInt(Trim(*pers), personality, 16);
+  tc->set_personality(personality);
+  tc->set_flags(static_cast<uint32_t>(ctx.stat->flags));
+  tc->set_blk_sigset(t.blocked_signals());
+  tc->set_comm(ctx.stat->comm);
+  if (auto s = DumpTimers(t, *tc); !s.ok()) return s;
+  if (auto s = DumpRlimits(t, *tc); !s.ok()) return s;
+  if (auto s = DumpSignals(t, *tc); !s.ok()) return s;
+  auto subreaper =
+      t.SyscallOk("prctl(PR_GET_CHILD_SUBREAPER)", SYS_prctl, PR_GET_CHILD_SUBREAPER, t.scratch());
+  if (!subreaper.ok()) return subreaper.status();
+  auto sub = ReadScratch<int32_t>(t);
+  if (!sub.ok()) return sub.status();
+  tc->set_child_subreaper(*sub != 0);
+
+  auto* th = core.mutable_thread_core();
+  uint64_t head = 0;
+  size_t len = 0;
+  if (syscall(SYS_get_robust_list, pid, &head, &len) != 0) {
+    return absl::InternalError(
+        absl::StrFormat("pid %d: get_robust_list: %s", pid, strerror(errno)));
+  }
+  th->set_futex_rla(head);
+  th->set_futex_rla_len(static_cast<uint32_t>(len));
+  th->set_sched_nice(static_cast<int32_t>(ctx.stat->nice));
+  th->set_sched_policy(static_cast<uint32_t>(sched_getscheduler(pid)));
+  th->set_blk_sigset(t.blocked_signals());
+  auto sas = t.SyscallOk("sigaltstack", SYS_sigaltstack, 0, t.scratch());
+  if (!sas.ok()) return sas.status();
+  auto ss = ReadScratch<stack_t>(t);
+  if (!ss.ok()) return ss.status();
+  auto* sase = th->mutable_sas();
+  sase->set_ss_sp(reinterpret_cast<uint64_t>(ss->ss_sp));
+  sase->set_ss_size(ss->ss_size);
+  sase->set_ss_flags(static_cast<uint32_t>(ss->ss_flags));
+  auto pdeath = t.SyscallOk("prctl(PR_GET_PDEATHSIG)", SYS_prctl, PR_GET_PDEATHSIG, t.scratch());
+  if (!pdeath.ok()) return pdeath.status();
+  auto pd = ReadScratch<int32_t>(t);
+  if (!pd.ok()) return pd.status();
+  th->set_pdeath_sig(static_cast<uint32_t>(*pd));
+  auto secbits = t.SyscallOk("prctl(PR_GET_SECUREBITS)", SYS_prctl, PR_GET_SECUREBITS);
+  if (!secbits.ok()) return secbits.status();
+  const proc::Status& st = *ctx.status;
+  auto* creds = th->mutable_creds();
+  creds->set_uid(st.uid[0]);
+  creds->set_euid(st.uid[1]);
+  creds->set_suid(st.uid[2]);
+  creds->set_fsuid(st.uid[3]);
+  creds->set_gid(st.gid[0]);
+  creds->set_egid(st.gid[1]);
+  creds->set_sgid(st.gid[2]);
+  creds->set_fsgid(st.gid[3]);
+  AddCaps(st.cap_inh, creds->mutable_cap_inh());
+  AddCaps(st.cap_prm, creds->mutable_cap_prm());
+  AddCaps(st.cap_eff, creds->mutable_cap_eff());
+  AddCaps(st.cap_bnd, creds->mutable_cap_bnd());
+  creds->set_secbits(static_cast<uint32_t>(*secbits));
+  for (uint32_t g : st.groups) creds->add_groups(g);
+  creds->set_no_new_privs(st.no_new_privs);
+  th->set_comm(ctx.stat->comm);
+  RseqConfig rseq{};
+  if (::ptrace(static_cast<__ptrace_request>(PTRACE_GET_RSEQ_CONFIGURATION), pid, sizeof rseq,
+               &rseq) > 0 &&
+      rseq.rseq_abi_pointer != 0) {
+    auto* re = th->mutable_rseq_entry();
+    re->set_rseq_abi_pointer(rseq.rseq_abi_pointer);
+    re->set_rseq_abi_size(rseq.rseq_abi_size);
+    re->set_signature(rseq.signature);
+  }
+
+  auto w = images::TypedImageWriter<criu::core_entry>::Create(
+      absl::StrFormat("%s/core-%d.img", ctx.images_dir, pid), images::Core());
+  if (!w.ok()) return w.status();
+  if (auto s = w->Write(core); !s.ok()) return s;
+  log::Info("core: pid %d at ip %#x, %d-byte xsave area", pid, t.regs().rip, xsave->size());
+  return w->Close();
+}
+
+}  // namespace crpp::resources

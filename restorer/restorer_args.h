@@ -1,0 +1,144 @@
+/*
+ * The contract between the engine (C++) and the restorer blob (freestanding
+ * C): everything the last stage of a task's restore needs, laid out in one
+ * block of memory that the engine fills and the blob reads. Plain C, fixed
+ * width types, no pointers into engine memory: only addresses that stay
+ * mapped once the blob has unmapped the engine (the "keep" area).
+ *
+ * The sequence inside a restored task, once the engine code has set up files,
+ * cwd, credentials and has premapped memory inside the keep area:
+ *   1. the engine code copies the blob into the keep area, applies its
+ *      relocations, switches to the stack inside the keep area and calls
+ *      restorer_main(args);
+ *   2. the blob unmaps every range in `unmap` (the engine's own mappings);
+ *   3. moves each premapped VMA to its final address with mremap, maps the
+ *      ones that need no contents, and applies the final protections;
+ *   4. moves the vDSO/vvar areas to the addresses the task had;
+ *   5. restores signal actions, itimers, the mm fields (PR_SET_MM_MAP),
+ *      robust list, rseq, clear_tid address, fs/gs base;
+ *   6. builds an rt_sigframe from `regs`, `sigmask` and the xsave area, and
+ *      calls rt_sigreturn: the task goes on where it was dumped.
+ * A failure before the final sigreturn writes {step, -errno} (two int32) to
+ * status_fd and exits the task with status RESTORER_EXIT_BASE + step, so the
+ * engine can name the step that failed and kill the half-restored tree.
+ */
+#ifndef CRPP_RESTORER_RESTORER_ARGS_H_
+#define CRPP_RESTORER_RESTORER_ARGS_H_
+
+#include <stdint.h>
+
+#define RESTORER_ARGS_VERSION 1
+#define RESTORER_MAX_VMAS 4096
+#define RESTORER_MAX_UNMAP 512
+#define RESTORER_MAX_AUXV 128
+#define RESTORER_NSIG 64
+#define RESTORER_EXIT_BASE 100
+
+/* How a VMA gets its contents. */
+enum restorer_vma_source {
+  RESTORER_VMA_PREMAPPED = 1, /* contents are at `premap`: mremap it to `start` */
+  RESTORER_VMA_ANON_EMPTY = 2, /* no dumped pages: a fresh anonymous mapping */
+  RESTORER_VMA_FILE = 3,       /* map `fd` at `pgoff` (shared file mappings) */
+};
+
+struct restorer_vma {
+  uint64_t start, end; /* final address range */
+  uint64_t premap;     /* RESTORER_VMA_PREMAPPED: where the contents are now */
+  uint64_t pgoff;      /* file offset in bytes (RESTORER_VMA_FILE) */
+  uint32_t prot;       /* final PROT_* */
+  uint32_t flags;      /* MAP_* for fresh mappings (MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS, MAP_GROWSDOWN) */
+  int32_t fd;          /* RESTORER_VMA_FILE: an fd open in the task, closed by the blob after mapping */
+  uint32_t source;     /* enum restorer_vma_source */
+  uint64_t madv;       /* bitmap of MADV_* values to apply (bit n = madvise advice n) */
+};
+
+struct restorer_range {
+  uint64_t start, end;
+};
+
+struct restorer_sigaction {
+  uint64_t handler; /* SIG_DFL (0), SIG_IGN (1) or an address */
+  uint64_t flags;   /* SA_*; SA_RESTORER is set when restorer is given */
+  uint64_t restorer;
+  uint64_t mask;
+};
+
+/* Layout of user_regs_struct from <sys/user.h> (x86-64). */
+struct restorer_regs {
+  uint64_t r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
+  uint64_t ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
+  uint64_t fs_base, gs_base, ds, es, fs, gs;
+};
+
+/* The fields of struct prctl_mm_map (<linux/prctl.h>), for PR_SET_MM_MAP. */
+struct restorer_mm {
+  uint64_t start_code, end_code, start_data, end_data;
+  uint64_t start_brk, brk, start_stack;
+  uint64_t arg_start, arg_end, env_start, env_end;
+  uint64_t auxv[RESTORER_MAX_AUXV];
+  uint32_t auxv_size; /* bytes */
+  int32_t exe_fd;     /* fd of the executable, or -1 to keep the current one */
+};
+
+struct restorer_itimer {
+  uint64_t interval_sec, interval_usec, value_sec, value_usec;
+};
+
+struct restorer_args {
+  uint32_t version; /* RESTORER_ARGS_VERSION */
+  uint32_t pad0;
+
+  /* Memory the blob must keep: itself, these args, premapped contents, its stack. */
+  uint64_t keep_start, keep_end;
+  uint64_t stack_top; /* 16-byte aligned top of the blob's stack inside the keep area */
+
+  /* Engine mappings to remove (never overlapping keep or the vDSO areas). */
+  uint32_t nr_unmap;
+  uint32_t nr_vmas;
+  struct restorer_range unmap[RESTORER_MAX_UNMAP];
+  struct restorer_vma vmas[RESTORER_MAX_VMAS];
+
+  /* vDSO: where the task's current vdso/vvar areas are and where they go.
+     A zero size means "none". The areas move together, keeping their order. */
+  uint64_t vdso_cur, vdso_size, vdso_want;
+  uint64_t vvar_cur, vvar_size, vvar_want;
+  uint64_t vvar_vclock_cur, vvar_vclock_size, vvar_vclock_want;
+
+  /* Signal actions: bit n-1 of sigaction_set says signal n is restored. */
+  uint64_t sigaction_set;
+  struct restorer_sigaction sigactions[RESTORER_NSIG];
+
+  struct restorer_itimer itimers[3]; /* ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF */
+  struct restorer_mm mm;
+
+  uint64_t robust_list, robust_list_len; /* 0: leave none */
+  uint64_t rseq_abi, rseq_len;           /* 0: no rseq registered */
+  uint32_t rseq_sig, pad1;
+  uint64_t clear_tid_addr;               /* set_tid_address; 0 to skip */
+
+  /* CPU state. fs_base/gs_base in regs are set with arch_prctl. */
+  struct restorer_regs regs;
+  uint64_t sigmask; /* blocked signals after sigreturn */
+  uint64_t xsave;   /* address of a 64-byte aligned xsave image in the keep area, or 0 */
+  uint32_t xsave_size;
+  uint32_t pad2;
+  uint64_t xfeatures; /* XCR0 bits present in the xsave image */
+
+  /* Where the blob reports a failure: it writes {step, -errno} (two int32) to this fd. */
+  int32_t status_fd;
+  uint32_t pad3;
+};
+
+/* Steps, for failure reports. */
+enum restorer_step {
+  RESTORER_STEP_UNMAP = 1,
+  RESTORER_STEP_VMAS = 2,
+  RESTORER_STEP_VDSO = 3,
+  RESTORER_STEP_SIGNALS = 4,
+  RESTORER_STEP_TIMERS = 5,
+  RESTORER_STEP_MM = 6,
+  RESTORER_STEP_THREAD = 7,
+  RESTORER_STEP_SIGRETURN = 8,
+};
+
+#endif /* CRPP_RESTORER_RESTORER_ARGS_H_ */
