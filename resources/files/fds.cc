@@ -195,7 +195,10 @@ absl::Status Reopen(const criu::reg_file_entry& reg, int target_fd, bool cloexec
           absl::StrFormat("fd %d: cannot open %s: %s", target_fd, path, strerror(errno)));
     }
     struct stat st;
-    if (reg.has_size() && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+    // Files opened for appending grow as others write to them; their size
+    // says nothing about whether this is the same file.
+    if (reg.has_size() && !(reg.flags() & O_APPEND) && fstat(fd, &st) == 0 &&
+        S_ISREG(st.st_mode) &&
         static_cast<uint64_t>(st.st_size) != reg.size()) {
       close(fd);
       return absl::FailedPreconditionError(
@@ -228,7 +231,10 @@ absl::Status Fds::Restore(RestoreContext& ctx) {
   auto files = images::ReadAll<criu::file_entry>(ctx.images_dir + "/files.img", images::Files());
   if (!files.ok()) return files.status();
   std::map<uint32_t, const criu::file_entry*> by_id;
-  for (const auto& f : *files) by_id[f.id()] = &f;
+  for (const auto& f : *files) {
+    by_id[f.id()] = &f;
+    if (f.has_reg()) ctx.file_paths[f.id()] = f.reg().name();
+  }
   auto fds = images::ReadAll<criu::fdinfo_entry>(
       absl::StrFormat("%s/fdinfo-%d.img", ctx.images_dir, kFilesId), images::Fdinfo());
   if (!fds.ok()) return fds.status();
