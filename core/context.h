@@ -103,6 +103,12 @@ struct RestoreContext {
   // What the plugins prepare for the last stage (the restorer); null in
   // tests of plugins that do not restore into a task.
   RestorePlan* plan = nullptr;
+  // Paths of the regular files in files.img, by id (filled by the fds plugin).
+  std::map<uint32_t, std::string> file_paths;
+  const std::string* file_path(uint32_t id) const {
+    auto it = file_paths.find(id);
+    return it == file_paths.end() ? nullptr : &it->second;
+  }
   std::vector<std::string> ran;
 };
 
