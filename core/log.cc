@@ -16,6 +16,7 @@ struct Sink {
   std::mutex mu;
   int verbosity = kDefaultVerbosity;
   int fd = STDERR_FILENO;
+  bool file = false;  // fd is a log file (not the terminal's stderr or a copy of it)
   std::string path;
   timespec start{};
 };
@@ -55,6 +56,7 @@ absl::Status ToFile(const std::string& path) {
   std::lock_guard lock(s.mu);
   if (s.fd != STDERR_FILENO) close(s.fd);
   s.fd = fd;
+  s.file = true;
   s.path = path;
   return absl::OkStatus();
 }
@@ -64,10 +66,27 @@ void ToStderr() {
   std::lock_guard lock(s.mu);
   if (s.fd != STDERR_FILENO) close(s.fd);
   s.fd = STDERR_FILENO;
+  s.file = false;
   s.path.clear();
 }
 
-bool LogsToFile() { return TheSink().fd != STDERR_FILENO; }
+int MoveFdAbove(int min_fd) {
+  Sink& s = TheSink();
+  std::lock_guard lock(s.mu);
+  if (s.fd == STDERR_FILENO) {
+    // stderr itself will be replaced by the task's fd 2: keep a private copy.
+    int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, min_fd);
+    if (fd >= 0) s.fd = fd;
+    return fd;
+  }
+  int fd = fcntl(s.fd, F_DUPFD_CLOEXEC, min_fd);
+  if (fd < 0) return -1;
+  close(s.fd);
+  s.fd = fd;
+  return fd;
+}
+
+bool LogsToFile() { return TheSink().file; }
 const std::string& LogPath() { return TheSink().path; }
 
 bool Enabled(Level level) {

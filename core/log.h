@@ -37,6 +37,11 @@ void ToStderr();
 bool LogsToFile();
 const std::string& LogPath();
 
+// Moves the log's file descriptor to the lowest free number >= min_fd (a
+// restored task needs the low numbers for its own files). Returns the new fd,
+// or -1 when the log goes to stderr.
+int MoveFdAbove(int min_fd);
+
 bool Enabled(Level level);
 void Write(Level level, std::string_view message);
 

@@ -8,19 +8,31 @@
  * The sequence inside a restored task, once the engine code has set up files,
  * cwd, credentials and has premapped memory inside the keep area:
  *   1. the engine code copies the blob into the keep area, applies its
- *      relocations, switches to the stack inside the keep area and calls
- *      restorer_main(args);
- *   2. the blob unmaps every range in `unmap` (the engine's own mappings);
+ *      relocations (crpp::LoadBlob) and jumps to the blob's restorer_entry
+ *      with the args address in rdi; the stub switches to `stack_top` and
+ *      calls restorer_main(args);
+ *   2. the blob blocks every signal (the task's mask comes back with the
+ *      sigreturn), unregisters the engine's rseq area, and unmaps every range
+ *      in `unmap` (the engine's own mappings);
  *   3. moves each premapped VMA to its final address with mremap, maps the
  *      ones that need no contents, and applies the final protections;
  *   4. moves the vDSO/vvar areas to the addresses the task had;
- *   5. restores signal actions, itimers, the mm fields (PR_SET_MM_MAP),
- *      robust list, rseq, clear_tid address, fs/gs base;
- *   6. builds an rt_sigframe from `regs`, `sigmask` and the xsave area, and
- *      calls rt_sigreturn: the task goes on where it was dumped.
+ *   5. restores signal actions, itimers, the mm fields (PR_SET_MM_MAP; then
+ *      closes mm.exe_fd), robust list, rseq, clear_tid address, fs/gs base;
+ *   6. builds an rt_sigframe from `regs`, `sigmask` and the xsave area on
+ *      its stack, closes status_fd, and calls rt_sigreturn: the task goes on
+ *      where it was dumped. (rt_sigreturn also sets the sigaltstack from the
+ *      frame: the blob puts the thread's current one there, so the engine
+ *      restores the altstack with sigaltstack() before jumping.)
  * A failure before the final sigreturn writes {step, -errno} (two int32) to
  * status_fd and exits the task with status RESTORER_EXIT_BASE + step, so the
  * engine can name the step that failed and kill the half-restored tree.
+ * Success shows as EOF on the status pipe with the task still alive; a frame
+ * the kernel rejects kills the task with SIGSEGV after status_fd is closed.
+ *
+ * The keep area stays mapped after the sigreturn (code cannot unmap the page
+ * it runs from); the engine removes it afterwards, as CRIU does, e.g. by
+ * trapping the task under ptrace and running munmap in it.
  */
 #ifndef CRPP_RESTORER_RESTORER_ARGS_H_
 #define CRPP_RESTORER_RESTORER_ARGS_H_
@@ -33,10 +45,12 @@
 #define RESTORER_MAX_AUXV 128
 #define RESTORER_NSIG 64
 #define RESTORER_EXIT_BASE 100
+/* Stack the blob needs at least, on top of xsave_size + 1 KiB for the frame. */
+#define RESTORER_STACK_MIN (16 * 1024)
 
 /* How a VMA gets its contents. */
 enum restorer_vma_source {
-  RESTORER_VMA_PREMAPPED = 1, /* contents are at `premap`: mremap it to `start` */
+  RESTORER_VMA_PREMAPPED = 1,  /* contents are at `premap`: mremap it to `start` */
   RESTORER_VMA_ANON_EMPTY = 2, /* no dumped pages: a fresh anonymous mapping */
   RESTORER_VMA_FILE = 3,       /* map `fd` at `pgoff` (shared file mappings) */
 };
@@ -46,10 +60,11 @@ struct restorer_vma {
   uint64_t premap;     /* RESTORER_VMA_PREMAPPED: where the contents are now */
   uint64_t pgoff;      /* file offset in bytes (RESTORER_VMA_FILE) */
   uint32_t prot;       /* final PROT_* */
-  uint32_t flags;      /* MAP_* for fresh mappings (MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS, MAP_GROWSDOWN) */
-  int32_t fd;          /* RESTORER_VMA_FILE: an fd open in the task, closed by the blob after mapping */
-  uint32_t source;     /* enum restorer_vma_source */
-  uint64_t madv;       /* bitmap of MADV_* values to apply (bit n = madvise advice n) */
+  /* MAP_* for fresh mappings (MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS, MAP_GROWSDOWN) */
+  uint32_t flags;
+  int32_t fd;      /* RESTORER_VMA_FILE: an fd open in the task, closed by the blob after mapping */
+  uint32_t source; /* enum restorer_vma_source */
+  uint64_t madv;   /* bitmap of MADV_* values to apply (bit n = madvise advice n) */
 };
 
 struct restorer_range {
@@ -111,15 +126,27 @@ struct restorer_args {
   struct restorer_itimer itimers[3]; /* ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF */
   struct restorer_mm mm;
 
-  uint64_t robust_list, robust_list_len; /* 0: leave none */
-  uint64_t rseq_abi, rseq_len;           /* 0: no rseq registered */
+  /* The engine's libc registered a robust list, a clear_child_tid address
+     and an rseq area in memory that is unmapped here; the kernel would write
+     into whatever the task maps there later. So these are always set, and
+     0 means "none" (the registration is cleared), never "leave as is". */
+  uint64_t robust_list, robust_list_len; /* 0: none */
+  uint64_t rseq_abi, rseq_len;           /* the task's rseq area; 0: none */
   uint32_t rseq_sig, pad1;
-  uint64_t clear_tid_addr;               /* set_tid_address; 0 to skip */
+  uint64_t clear_tid_addr; /* set_tid_address; 0: none */
+  /* The rseq area the engine's libc registered for this thread (glibc:
+     thread pointer + __rseq_offset, the registered length, RSEQ_SIG), which
+     the blob unregisters before unmapping anything; 0: none registered. */
+  uint64_t engine_rseq_abi, engine_rseq_len;
+  uint32_t engine_rseq_sig, pad4;
 
   /* CPU state. fs_base/gs_base in regs are set with arch_prctl. */
   struct restorer_regs regs;
   uint64_t sigmask; /* blocked signals after sigreturn */
-  uint64_t xsave;   /* address of a 64-byte aligned xsave image in the keep area, or 0 */
+  /* Address of a 64-byte aligned xsave image in the keep area, or 0 (then the
+     FPU/vector state starts clean). Standard (non-compacted) format, as XSAVE
+     and PTRACE_GETREGSET NT_X86_XSTATE produce it: the kernel uses XRSTOR. */
+  uint64_t xsave;
   uint32_t xsave_size;
   uint32_t pad2;
   uint64_t xfeatures; /* XCR0 bits present in the xsave image */
@@ -139,6 +166,7 @@ enum restorer_step {
   RESTORER_STEP_MM = 6,
   RESTORER_STEP_THREAD = 7,
   RESTORER_STEP_SIGRETURN = 8,
+  RESTORER_STEP_ARGS = 9, /* bad version, or a range that overlaps the keep area */
 };
 
 #endif /* CRPP_RESTORER_RESTORER_ARGS_H_ */

@@ -62,6 +62,28 @@ absl::StatusOr<std::unique_ptr<Task>> Task::Seize(pid_t tid) {
   return t;
 }
 
+absl::StatusOr<std::unique_ptr<Task>> Task::Adopt(pid_t tid) {
+  std::unique_ptr<Task> t(new Task(tid));
+  t->attached_ = true;
+  if (::ptrace(PTRACE_GETREGS, tid, nullptr, &t->saved_regs_) != 0) {
+    return Errno(tid, "PTRACE_GETREGS");
+  }
+  if (::ptrace(PTRACE_GETSIGMASK, tid, sizeof(uint64_t), &t->saved_sigmask_) != 0) {
+    return Errno(tid, "PTRACE_GETSIGMASK");
+  }
+  uint64_t all = ~0ull;
+  if (::ptrace(PTRACE_SETSIGMASK, tid, sizeof(uint64_t), &all) != 0) {
+    return Errno(tid, "PTRACE_SETSIGMASK");
+  }
+  return t;
+}
+
+absl::StatusOr<int64_t> Task::SyscallAtIp(long nr, uint64_t a1, uint64_t a2, uint64_t a3) {
+  if (!attached_) return absl::FailedPreconditionError("task is not seized");
+  uint64_t args[6] = {a1, a2, a3, 0, 0, 0};
+  return RunAtIp(nr, args);
+}
+
 absl::Status Task::Stop() {
   if (::ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) != 0)
     return Errno(tid_, "PTRACE_INTERRUPT");

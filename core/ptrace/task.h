@@ -28,6 +28,10 @@ class Task {
  public:
   // Seizes and stops `tid`. Fails (leaving the task untouched) if it cannot.
   static absl::StatusOr<std::unique_ptr<Task>> Seize(pid_t tid);
+  // Takes over a task this process already traces and that is stopped now
+  // (e.g. at a syscall stop): its current registers and mask become the ones
+  // Release() puts back.
+  static absl::StatusOr<std::unique_ptr<Task>> Adopt(pid_t tid);
   ~Task();
   Task(const Task&) = delete;
   Task& operator=(const Task&) = delete;
@@ -50,6 +54,10 @@ class Task {
   absl::StatusOr<uint64_t> SyscallOk(const char* what, long nr, uint64_t a1 = 0, uint64_t a2 = 0,
                                      uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0,
                                      uint64_t a6 = 0);
+
+  // Runs one syscall from the task's own code (the instruction bytes at its
+  // ip are borrowed and put back), without mapping the scratch page.
+  absl::StatusOr<int64_t> SyscallAtIp(long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0);
 
   // A page of memory mapped in the task for syscall arguments and results.
   // Valid after the first Syscall() (which maps it).

@@ -197,8 +197,7 @@ absl::Status Reopen(const criu::reg_file_entry& reg, int target_fd, bool cloexec
     struct stat st;
     // Files opened for appending grow as others write to them; their size
     // says nothing about whether this is the same file.
-    if (reg.has_size() && !(reg.flags() & O_APPEND) && fstat(fd, &st) == 0 &&
-        S_ISREG(st.st_mode) &&
+    if (reg.has_size() && !(reg.flags() & O_APPEND) && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
         static_cast<uint64_t>(st.st_size) != reg.size()) {
       close(fd);
       return absl::FailedPreconditionError(

@@ -1,12 +1,175 @@
-// Restore side of the TaskCore plugin.
+// Restore side of the TaskCore plugin: runs inside the task being restored,
+// after memory is premapped. What must happen last (registers, signal
+// actions, timers, ...) goes into the restorer's arguments; the rest is
+// applied here.
+#include <signal.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include "absl/strings/str_format.h"
+#include "arch/x86_64/fpu.h"
+#include "arch/x86_64/xsave.h"
+#include "core.pb.h"
+#include "core/images/image_io.h"
+#include "core/images/magic.h"
+#include "core/log.h"
+#include "core/restore/plan.h"
 #include "resources/task/core.h"
 
 namespace crpp::resources {
+namespace {
+
+// Kernel-internal "restart" results a task may be stopped with inside a
+// syscall; they never reach user space.
+constexpr int64_t kErestartSys = -512, kErestartNoIntr = -513, kErestartNoHand = -514,
+                  kErestartRestartBlock = -516;
+
+void SetRegs(const criu::user_x86_regs_entry& g, restorer_regs& r) {
+  r.r15 = g.r15(), r.r14 = g.r14(), r.r13 = g.r13(), r.r12 = g.r12();
+  r.bp = g.bp(), r.bx = g.bx(), r.r11 = g.r11(), r.r10 = g.r10(), r.r9 = g.r9(), r.r8 = g.r8();
+  r.ax = g.ax(), r.cx = g.cx(), r.dx = g.dx(), r.si = g.si(), r.di = g.di();
+  r.orig_ax = g.orig_ax(), r.ip = g.ip(), r.cs = g.cs(), r.flags = g.flags(), r.sp = g.sp();
+  r.ss = g.ss(), r.fs_base = g.fs_base(), r.gs_base = g.gs_base();
+  r.ds = g.ds(), r.es = g.es(), r.fs = g.fs(), r.gs = g.gs();
+  // A task frozen inside a syscall resumes by redoing it, as the kernel would
+  // have: rewind to the syscall instruction with the number back in rax.
+  // A restart-block syscall (nanosleep) lost its kernel state: it returns EINTR.
+  if (static_cast<int64_t>(r.orig_ax) >= 0) {
+    int64_t ax = static_cast<int64_t>(r.ax);
+    if (ax == kErestartSys || ax == kErestartNoIntr || ax == kErestartNoHand) {
+      r.ax = r.orig_ax;
+      r.ip -= 2;
+    } else if (ax == kErestartRestartBlock) {
+      r.ax = static_cast<uint64_t>(-EINTR);
+    }
+  }
+}
+
+absl::Status CheckCreds(const criu::creds_entry& c) {
+  uid_t ruid, euid, suid;
+  gid_t rgid, egid, sgid;
+  getresuid(&ruid, &euid, &suid);
+  getresgid(&rgid, &egid, &sgid);
+  if (c.uid() != ruid || c.euid() != euid || c.suid() != suid || c.gid() != rgid ||
+      c.egid() != egid || c.sgid() != sgid) {
+    return absl::UnimplementedError(absl::StrFormat(
+        "the task ran as uid %d/%d/%d gid %d/%d/%d; restoring other credentials than the "
+        "restorer's (uid %d) is not supported yet",
+        c.uid(), c.euid(), c.suid(), c.gid(), c.egid(), c.sgid(), ruid));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::Status TaskCore::Restore(RestoreContext& ctx) {
-  return absl::UnimplementedError(
-      absl::StrFormat("restoring the CPU state of pid %d is not supported yet", ctx.pid));
+  std::string path = absl::StrFormat("%s/core-%d.img", ctx.images_dir, ctx.pid);
+  auto all = images::ReadAll<criu::core_entry>(path, images::Core());
+  if (!all.ok()) return all.status();
+  if (all->size() != 1) return absl::DataLossError(path + ": expected one core entry");
+  const criu::core_entry& core = all->front();
+  if (core.mtype() != criu::core_entry::X86_64 || !core.has_thread_info()) {
+    return absl::UnimplementedError(
+        absl::StrFormat("%s: architecture %s: only x86-64 tasks can be restored", path,
+                        criu::core_entry::march_Name(core.mtype())));
+  }
+  if (core.thread_info().gpregs().has_mode() &&
+      core.thread_info().gpregs().mode() != criu::NATIVE) {
+    return absl::UnimplementedError(path + ": 32-bit (compat) tasks are not supported yet");
+  }
+  restorer_args& a = *ctx.plan->args;
+  const auto& ti = core.thread_info();
+  SetRegs(ti.gpregs(), a.regs);
+  a.clear_tid_addr = ti.clear_tid_addr();
+
+  auto layout = arch::ReadXsaveLayout();
+  if (!layout.ok()) return layout.status();
+  auto xsave = arch::FpregsToXsave(ti.fpregs(), layout->enabled_size, layout->xcr0);
+  if (!xsave.ok())
+    return absl::Status(xsave.status().code(), path + ": " + std::string(xsave.status().message()));
+  if (xsave->size() > ctx.plan->xsave_capacity) {
+    return absl::InternalError("xsave area larger than reserved");
+  }
+  memcpy(reinterpret_cast<void*>(a.xsave), xsave->data(), xsave->size());
+  a.xsave_size = static_cast<uint32_t>(xsave->size());
+  a.xfeatures = layout->xcr0;
+
+  const auto& tc = core.tc();
+  a.sigmask = tc.blk_sigset();
+  if (core.has_thread_core() && core.thread_core().has_blk_sigset()) {
+    a.sigmask = core.thread_core().blk_sigset();
+  }
+  int sig = 0;
+  for (const auto& sa : tc.sigactions()) {
+    // CRIU lists every signal but SIGKILL and SIGSTOP, in order.
+    ++sig;
+    if (sig == SIGKILL || sig == SIGSTOP) ++sig;
+    if (sig > RESTORER_NSIG) break;
+    restorer_sigaction& k = a.sigactions[sig - 1];
+    k.handler = sa.sigaction();
+    k.flags = sa.flags();
+    k.restorer = sa.restorer();
+    k.mask = sa.mask();
+    a.sigaction_set |= 1ull << (sig - 1);
+  }
+  if (tc.has_timers()) {
+    const criu::itimer_entry* t[] = {&tc.timers().real(), &tc.timers().virt(), &tc.timers().prof()};
+    for (int i = 0; i < 3; ++i) {
+      a.itimers[i] = {t[i]->isec(), t[i]->iusec(), t[i]->vsec(), t[i]->vusec()};
+    }
+    if (tc.timers().posix_size() > 0) {
+      return absl::UnimplementedError(path + ": POSIX timers are not supported yet");
+    }
+  }
+  if (tc.has_rlimits()) {
+    for (int res = 0; res < tc.rlimits().rlimits_size() && res < RLIM_NLIMITS; ++res) {
+      const auto& rl = tc.rlimits().rlimits(res);
+      rlimit want{rl.cur(), rl.max()};
+      if (setrlimit(static_cast<__rlimit_resource>(res), &want) != 0) {
+        rlimit have{};
+        getrlimit(static_cast<__rlimit_resource>(res), &have);
+        return absl::PermissionDeniedError(absl::StrFormat(
+            "cannot restore rlimit %d (soft %d, hard %d; the restorer's hard limit is %d): %s", res,
+            rl.cur(), rl.max(), have.rlim_max, strerror(errno)));
+      }
+    }
+  }
+  if (personality(tc.personality()) < 0) {
+    return absl::InternalError(
+        absl::StrFormat("personality(%#x): %s", tc.personality(), strerror(errno)));
+  }
+  prctl(PR_SET_NAME, tc.comm().c_str());
+  if (tc.has_child_subreaper() && tc.child_subreaper()) prctl(PR_SET_CHILD_SUBREAPER, 1);
+
+  if (core.has_thread_core()) {
+    const auto& th = core.thread_core();
+    a.robust_list = th.futex_rla();
+    a.robust_list_len = th.futex_rla_len();
+    if (th.has_rseq_entry() && th.rseq_entry().rseq_abi_pointer() != 0) {
+      a.rseq_abi = th.rseq_entry().rseq_abi_pointer();
+      a.rseq_len = th.rseq_entry().rseq_abi_size();
+      a.rseq_sig = th.rseq_entry().signature();
+    }
+    if (th.has_creds()) {
+      if (auto s = CheckCreds(th.creds()); !s.ok()) return s;
+    }
+    if (th.has_pdeath_sig()) prctl(PR_SET_PDEATHSIG, th.pdeath_sig());
+    if (th.has_sas() && th.sas().ss_size() != 0) {
+      stack_t ss{reinterpret_cast<void*>(th.sas().ss_sp()), static_cast<int>(th.sas().ss_flags()),
+                 th.sas().ss_size()};
+      ss.ss_flags &= ~SS_ONSTACK;
+      if (sigaltstack(&ss, nullptr) != 0) {
+        return absl::InternalError(absl::StrFormat("sigaltstack: %s", strerror(errno)));
+      }
+    }
+  }
+  log::Info("core: pid %d resumes at ip %#x", ctx.pid, a.regs.ip);
+  return absl::OkStatus();
 }
 
 }  // namespace crpp::resources

@@ -2,8 +2,10 @@
 //
 // Commands that are not implemented yet say so and exit 1; so does any option
 // a command does not support yet. Nothing is ignored silently.
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "core/kerndat/probe.h"
 #include "core/log.h"
 #include "core/options.h"
+#include "core/restore/restore.h"
 
 namespace crpp {
 namespace {
@@ -103,6 +106,27 @@ int DumpCommand(const Options& o) {
   return 0;
 }
 
+int RestoreCommand(const Options& o) {
+  RestoreRequest req;
+  req.images_dir = o.images_dir;
+  req.shell_job = o.shell_job;
+  req.on_running = [&o](pid_t pid) { return WritePidfile(o, pid); };
+  auto r = Restore(req);
+  if (!r.ok()) return Fail("restore", r.status());
+  if (o.display_stats) {
+    printf("Displaying restore stats:\n");
+    printf("Restore time: %llu us\n", static_cast<unsigned long long>(r->restore_us));
+  }
+  log::Info("Restore finished successfully, pid %d", r->pid);
+  if (o.restore_detached) return 0;
+  // Like criu: stay the parent of the restored task until it exits.
+  int status = 0;
+  while (waitpid(r->pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + WTERMSIG(status);
+}
+
 // criu's old `show` command, kept as an alias of `crit show`.
 int Show(const Options& o) {
   if (o.command_args.size() != 1) {
@@ -156,6 +180,11 @@ int Main(int argc, char** argv) {
                                   "display-stats", "timeout"});
       if (auto s = CheckSupported(o, supported); !s.ok()) return Fail(name, s);
       return DumpCommand(o);
+    }
+    case Command::kRestore: {
+      auto supported = Supported({"restore-detached", "pidfile", "shell-job", "display-stats"});
+      if (auto s = CheckSupported(o, supported); !s.ok()) return Fail(name, s);
+      return RestoreCommand(o);
     }
     case Command::kShow: {
       auto supported = Supported({});

@@ -1,0 +1,35 @@
+// Restoring a process from a directory of images: the driver that creates
+// the task with its original pid, runs every resource plugin's Restore inside
+// it and hands over to the restorer blob. A failure at any point kills the
+// half-restored task and names the resource and the reason.
+#ifndef CRPP_CORE_RESTORE_RESTORE_H_
+#define CRPP_CORE_RESTORE_RESTORE_H_
+
+#include <sys/types.h>
+
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace crpp {
+
+struct RestoreRequest {
+  std::string images_dir;
+  bool shell_job = false;
+  // Called with the restored pid as soon as the task runs (pidfile, ...).
+  std::function<absl::Status(pid_t)> on_running;
+};
+
+struct RestoreResult {
+  pid_t pid = 0;
+  uint64_t restore_us = 0;
+};
+
+// Restores the tree; returns once the task runs (the caller then waits for
+// it, or leaves it: the task is the caller's child either way).
+absl::StatusOr<RestoreResult> Restore(const RestoreRequest& request);
+
+}  // namespace crpp
+
+#endif  // CRPP_CORE_RESTORE_RESTORE_H_

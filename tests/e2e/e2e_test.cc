@@ -1,0 +1,141 @@
+// End-to-end checkpoint/restore of the programs in tests/e2e/programs: each
+// case dumps a real process with //tools:criu, restores it from the images
+// with the same pid, and has the restored process check itself from the
+// inside. BUILD.bazel runs each case as its own test (--run_test=CASE).
+#define BOOST_TEST_MODULE e2e
+#include <signal.h>
+#include <unistd.h>
+
+#include <boost/test/unit_test.hpp>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "tests/e2e/harness.h"
+
+namespace {
+
+using crpp::e2e::Session;
+using crpp::e2e::SessionOptions;
+
+void PrintVerdict(const Session& s, const std::string& who) {
+  std::cout << s.dir() << ": " << who << " pid " << s.pid() << ": " << s.last_verdict()
+            << std::endl;
+}
+
+// Asks for the verdict; the signals program first gets its SIGUSR2.
+void RequireVerdict(Session& s, bool send_sigusr2, const std::string& who) {
+  if (send_sigusr2) {
+    E2E_REQUIRE_OK(s, s.Signal(SIGUSR2));
+    usleep(50 * 1000);
+  }
+  E2E_REQUIRE_OK(s, s.Verdict());
+  PrintVerdict(s, who);
+}
+
+// The basic cycle: start, dump (the original goes), restore (same pid), the
+// copy runs on, and its verdict is OK.
+void DumpRestoreVerify(Session& s, bool send_sigusr2 = false) {
+  E2E_REQUIRE_OK(s, s.Start());
+  E2E_REQUIRE_OK(s, s.Dump());
+  E2E_REQUIRE_OK(s, s.Restore());
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  RequireVerdict(s, send_sigusr2, "restored");
+}
+
+// dump -R: the original runs on untouched (its own verdict is OK); once it
+// has gone, a copy restored from the images works too.
+void LeaveRunning(Session& s) {
+  E2E_REQUIRE_OK(s, s.Start());
+  E2E_REQUIRE_OK(s, s.Dump({"-R"}));
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  RequireVerdict(s, false, "original after dump -R");
+  E2E_REQUIRE_OK(s, s.Restore());
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  RequireVerdict(s, false, "restored");
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(counter) {
+  Session s("counter");
+  DumpRestoreVerify(s);
+}
+
+BOOST_AUTO_TEST_CASE(memory) {
+  Session s("memory");
+  DumpRestoreVerify(s);
+}
+
+BOOST_AUTO_TEST_CASE(registers) {
+  Session s("registers");
+  DumpRestoreVerify(s);
+}
+
+BOOST_AUTO_TEST_CASE(signals) {
+  Session s("signals");
+  DumpRestoreVerify(s, /*send_sigusr2=*/true);
+}
+
+BOOST_AUTO_TEST_CASE(timers) {
+  Session s("timers");
+  DumpRestoreVerify(s);
+}
+
+BOOST_AUTO_TEST_CASE(files) {
+  Session s("files");
+  DumpRestoreVerify(s);
+}
+
+BOOST_AUTO_TEST_CASE(mappings) {
+  Session s("mappings");
+  DumpRestoreVerify(s);
+}
+
+BOOST_AUTO_TEST_CASE(leave_running) {
+  Session s("leave_running", "counter");
+  LeaveRunning(s);
+}
+
+// The parasite's cure must give the original back every register.
+BOOST_AUTO_TEST_CASE(leave_running_registers) {
+  Session s("leave_running_registers", "registers");
+  LeaveRunning(s);
+}
+
+// dump -s: the original is left stopped; SIGCONT resumes it intact; a copy
+// restored from the images works too.
+BOOST_AUTO_TEST_CASE(leave_stopped) {
+  Session s("leave_stopped", "counter");
+  E2E_REQUIRE_OK(s, s.Start());
+  E2E_REQUIRE_OK(s, s.Dump({"-s"}));
+  E2E_REQUIRE_OK(s, s.ExpectStopped());
+  E2E_REQUIRE_OK(s, s.Signal(SIGCONT));
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  RequireVerdict(s, false, "original after dump -s and SIGCONT");
+  E2E_REQUIRE_OK(s, s.Restore());
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  RequireVerdict(s, false, "restored");
+}
+
+// The program stays in the harness's session and process group: dump and
+// restore both get --shell-job.
+BOOST_AUTO_TEST_CASE(shell_job) {
+  SessionOptions options;
+  options.shell_job = true;
+  Session s("shell_job", "counter", options);
+  DumpRestoreVerify(s);
+}
+
+// A restored process can be dumped and restored again.
+BOOST_AUTO_TEST_CASE(redump) {
+  Session s("redump", "memory");
+  E2E_REQUIRE_OK(s, s.Start());
+  E2E_REQUIRE_OK(s, s.Dump());
+  E2E_REQUIRE_OK(s, s.Restore());
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  E2E_REQUIRE_OK(s, s.Dump());
+  E2E_REQUIRE_OK(s, s.Restore());
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  RequireVerdict(s, false, "restored twice");
+}

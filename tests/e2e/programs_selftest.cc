@@ -1,0 +1,220 @@
+// The e2e programs and the harness without checkpoint/restore: every program
+// reports "ready", runs its loop and answers SIGUSR1 with "OK"; the checks
+// catch what a bad restore would do (a changed register or memory byte, a
+// signal handler that never runs); the harness's own checks and clean-up work.
+#define BOOST_TEST_MODULE programs_selftest
+#include <elf.h>
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/test/unit_test.hpp>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "tests/e2e/harness.h"
+
+namespace {
+
+using crpp::e2e::Session;
+using crpp::e2e::SessionOptions;
+
+// Start, check the loop runs, ask for the verdict; it must be OK.
+void RunStandalone(Session& s, bool send_sigusr2 = false) {
+  E2E_REQUIRE_OK(s, s.Start());
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  if (send_sigusr2) E2E_REQUIRE_OK(s, s.Signal(SIGUSR2));
+  E2E_REQUIRE_OK(s, s.Verdict());
+  std::cout << s.dir() << ": " << s.last_verdict() << std::endl;
+}
+
+// The verdict must be FAIL and mention each of WANTED.
+void RequireFailVerdict(Session& s, const std::vector<std::string>& wanted) {
+  absl::StatusOr<std::string> line = s.VerdictLine();
+  E2E_REQUIRE_OK(s, line.status());
+  std::cout << s.dir() << ": " << *line << std::endl;
+  BOOST_REQUIRE_MESSAGE(line->rfind("FAIL ", 0) == 0, "expected FAIL, got: " << *line);
+  for (const std::string& w : wanted) {
+    BOOST_CHECK_MESSAGE(line->find(w) != std::string::npos, "'" << w << "' not in: " << *line);
+  }
+}
+
+// What a restore that loses registers would do: changes rbx and the low byte
+// of xmm8 (so also of ymm8/zmm8) of a running process, with ptrace.
+absl::Status ChangeRegisters(pid_t pid) {
+  if (ptrace(PTRACE_SEIZE, pid, 0, 0) != 0 || ptrace(PTRACE_INTERRUPT, pid, 0, 0) != 0) {
+    return absl::InternalError("PTRACE_SEIZE/INTERRUPT failed");
+  }
+  int status = 0;
+  if (waitpid(pid, &status, __WALL) != pid || !WIFSTOPPED(status)) {
+    return absl::InternalError("the tracee did not stop");
+  }
+  struct user_regs_struct regs = {};
+  ptrace(PTRACE_GETREGS, pid, 0, &regs);
+  regs.rbx ^= 1;
+  ptrace(PTRACE_SETREGS, pid, 0, &regs);
+  // Standard-format xsave: the legacy area holds xmm0..15 from byte 160.
+  std::vector<uint8_t> xstate(64 * 1024);
+  struct iovec iov = {xstate.data(), xstate.size()};
+  if (ptrace(PTRACE_GETREGSET, pid, NT_X86_XSTATE, &iov) != 0) {
+    return absl::InternalError("PTRACE_GETREGSET(NT_X86_XSTATE) failed");
+  }
+  xstate[160 + 8 * 16] ^= 0xff;
+  if (ptrace(PTRACE_SETREGSET, pid, NT_X86_XSTATE, &iov) != 0) {
+    return absl::InternalError("PTRACE_SETREGSET(NT_X86_XSTATE) failed");
+  }
+  ptrace(PTRACE_DETACH, pid, 0, 0);
+  return absl::OkStatus();
+}
+
+// What a restore that loses a page would do: flips a byte in the middle of
+// the program's 64 MiB data. Its anonymous mappings, made top-down, merge
+// into one VMA: [checksum page][16 MiB never written][64 MiB data].
+absl::Status ChangeMemory(pid_t pid) {
+  std::ifstream maps(absl::StrCat("/proc/", pid, "/maps"));
+  std::string line;
+  while (std::getline(maps, line)) {
+    unsigned long start = 0, end = 0, inode = 1;
+    char perms[8] = {0};
+    int path_at = 0;
+    if (sscanf(line.c_str(), "%lx-%lx %7s %*s %*s %lu %n", &start, &end, perms, &inode, &path_at) <
+        4) {
+      continue;
+    }
+    if (end - start < (64ul << 20) || std::string(perms) != "rw-p" || inode != 0 ||
+        static_cast<size_t>(path_at) < line.size()) {
+      continue;
+    }
+    uint8_t byte = 0;
+    void* at = reinterpret_cast<void*>(end - (32ul << 20) + 123);
+    struct iovec local = {&byte, 1};
+    struct iovec remote = {at, 1};
+    if (process_vm_readv(pid, &local, 1, &remote, 1, 0) != 1) {
+      return absl::InternalError("process_vm_readv failed");
+    }
+    byte ^= 0x5a;
+    if (process_vm_writev(pid, &local, 1, &remote, 1, 0) != 1) {
+      return absl::InternalError("process_vm_writev failed");
+    }
+    return absl::OkStatus();
+  }
+  return absl::NotFoundError("no rw-p anonymous mapping of 64 MiB or more");
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(counter) {
+  Session s("counter");
+  RunStandalone(s);
+}
+
+BOOST_AUTO_TEST_CASE(memory) {
+  Session s("memory");
+  RunStandalone(s);
+}
+
+BOOST_AUTO_TEST_CASE(registers) {
+  Session s("registers");
+  RunStandalone(s);
+}
+
+// The vector paths a smaller CPU would take, forced on this one.
+BOOST_AUTO_TEST_CASE(registers_avx2_and_sse) {
+  for (const char* level : {"avx2", "sse"}) {
+    SessionOptions options;
+    options.env = {absl::StrCat("CRPP_E2E_REGISTERS_LEVEL=", level)};
+    Session s(absl::StrCat("registers_", level), "registers", options);
+    RunStandalone(s);
+    BOOST_CHECK_MESSAGE(s.last_verdict().find(absl::StrCat("level=", level)) != std::string::npos,
+                        s.last_verdict());
+  }
+}
+
+BOOST_AUTO_TEST_CASE(signals) {
+  Session s("signals");
+  RunStandalone(s, /*send_sigusr2=*/true);
+}
+
+BOOST_AUTO_TEST_CASE(timers) {
+  Session s("timers");
+  RunStandalone(s);
+}
+
+BOOST_AUTO_TEST_CASE(files) {
+  Session s("files");
+  RunStandalone(s);
+}
+
+BOOST_AUTO_TEST_CASE(mappings) {
+  Session s("mappings");
+  RunStandalone(s);
+}
+
+BOOST_AUTO_TEST_CASE(registers_catch_a_changed_register) {
+  Session s("registers_changed", "registers");
+  E2E_REQUIRE_OK(s, s.Start());
+  E2E_REQUIRE_OK(s, ChangeRegisters(s.pid()));
+  usleep(100 * 1000);
+  RequireFailVerdict(s, {"rbx changed", "rbx is", "mm8 bytes 0..7"});
+}
+
+BOOST_AUTO_TEST_CASE(memory_catches_a_changed_byte) {
+  Session s("memory_changed", "memory");
+  E2E_REQUIRE_OK(s, s.Start());
+  E2E_REQUIRE_OK(s, ChangeMemory(s.pid()));
+  RequireFailVerdict(s, {"!= variable", "!= copy in page"});
+}
+
+BOOST_AUTO_TEST_CASE(signals_catch_a_handler_that_never_runs) {
+  Session s("signals_no_usr2", "signals");
+  E2E_REQUIRE_OK(s, s.Start());
+  RequireFailVerdict(s, {"the SIGUSR2 handler did not run"});
+}
+
+// ExpectStopped/ExpectRunning, which the dump -s test relies on.
+BOOST_AUTO_TEST_CASE(harness_tells_stopped_from_running) {
+  Session s("stopped", "counter");
+  E2E_REQUIRE_OK(s, s.Start());
+  E2E_REQUIRE_OK(s, s.Signal(SIGSTOP));
+  usleep(50 * 1000);
+  E2E_REQUIRE_OK(s, s.ExpectStopped());
+  BOOST_CHECK(!s.ExpectRunning().ok());
+  E2E_REQUIRE_OK(s, s.Signal(SIGCONT));
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  BOOST_CHECK(!s.ExpectStopped().ok());
+  E2E_REQUIRE_OK(s, s.Verdict());
+}
+
+// A criu that fails is reported with its output, and the program it was
+// given is killed and reaped when the session ends. The criu here is
+// /bin/false, so that this test does not wait for dump to work.
+BOOST_AUTO_TEST_CASE(harness_reports_a_failed_dump_and_cleans_up) {
+  setenv("CRPP_E2E_CRIU", "/bin/false", 1);
+  pid_t pid = 0;
+  {
+    Session s("failed_dump", "counter");
+    E2E_REQUIRE_OK(s, s.Start());
+    pid = s.pid();
+    absl::Status dump = s.Dump({"--no-such-option-at-all"});
+    BOOST_REQUIRE(!dump.ok());
+    BOOST_CHECK_MESSAGE(dump.message().find("criu dump ended with exit status") == 0,
+                        dump.ToString());
+    const std::string diagnostics = s.Diagnostics();
+    BOOST_CHECK_MESSAGE(diagnostics.find("no-such-option-at-all") != std::string::npos,
+                        diagnostics);
+    BOOST_CHECK_MESSAGE(
+        diagnostics.find("---- " + s.dir() + "/criu-1-dump.out") != std::string::npos, diagnostics);
+    E2E_REQUIRE_OK(s, s.ExpectRunning());
+  }
+  unsetenv("CRPP_E2E_CRIU");
+  BOOST_CHECK_MESSAGE(kill(pid, 0) != 0 && errno == ESRCH, "pid " << pid << " survived");
+}
