@@ -233,6 +233,52 @@ static void restore_thread(const struct restorer_args* a) {
   RESTORER_CHECK(a, step, crpp_arch_prctl(ARCH_SET_GS, a->regs.gs_base));
 }
 
+/* The kernel's capability structs (linux/capability.h) for capset. */
+struct cap_header {
+  __u32 version;
+  int pid;
+};
+struct cap_data {
+  __u32 effective, permitted, inheritable;
+};
+#define CAP_VERSION_3 0x20080522
+#define SECBIT_KEEP_CAPS_BIT (1u << 4)
+#define CAP_LAST 63
+
+static void capset_all(const struct restorer_args* a, __u64 eff, __u64 prm, __u64 inh) {
+  struct cap_header h = {CAP_VERSION_3, 0};
+  struct cap_data d[2] = {{(__u32)eff, (__u32)prm, (__u32)inh},
+                          {(__u32)(eff >> 32), (__u32)(prm >> 32), (__u32)(inh >> 32)}};
+  RESTORER_CHECK(a, RESTORER_STEP_CREDS, crpp_capset(&h, d));
+}
+
+/* Last, because the earlier steps need the engine's privileges. The order is
+   forced by the kernel's rules: keep the permitted set across the uid change,
+   take the effective set back to drop bounding capabilities and set the
+   securebits (both need CAP_SETPCAP), then settle the final sets. */
+static void restore_creds(const struct restorer_args* a) {
+  const int step = RESTORER_STEP_CREDS;
+  if (!a->creds_set) return;
+  RESTORER_CHECK(a, step, crpp_prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0));
+  RESTORER_CHECK(a, step, crpp_setgroups(a->ngroups, a->groups));
+  RESTORER_CHECK(a, step, crpp_setresgid(a->gid, a->egid, a->sgid));
+  RESTORER_CHECK(a, step, crpp_setresuid(a->uid, a->euid, a->suid));
+  crpp_setfsgid(a->fsgid); /* returns the previous id, never an error */
+  crpp_setfsuid(a->fsuid);
+  struct cap_header h = {CAP_VERSION_3, 0};
+  struct cap_data now[2];
+  RESTORER_CHECK(a, step, crpp_sys2(__NR_capget, (long)&h, (long)now));
+  __u64 prm = (__u64)now[0].permitted | ((__u64)now[1].permitted << 32);
+  capset_all(a, prm, prm, 0);
+  for (int cap = 0; cap <= CAP_LAST; ++cap) {
+    if (a->cap_bnd & (1ull << cap)) continue;
+    long r = crpp_prctl(PR_CAPBSET_DROP, (__u64)cap, 0, 0, 0);
+    if (r != 0 && r != -EINVAL) restorer_fail(a, step, r); /* EINVAL: no such capability */
+  }
+  RESTORER_CHECK(a, step, crpp_prctl(PR_SET_SECUREBITS, a->secbits, 0, 0, 0));
+  capset_all(a, a->cap_eff, a->cap_prm, a->cap_inh);
+}
+
 __attribute__((noreturn, used)) void restorer_main(const struct restorer_args* a) {
   check_args(a);
   drop_engine(a);
@@ -243,5 +289,6 @@ __attribute__((noreturn, used)) void restorer_main(const struct restorer_args* a
   restore_itimers(a);
   restore_mm(a);
   restore_thread(a);
+  restore_creds(a);
   restorer_sigreturn(a);
 }

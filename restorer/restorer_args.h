@@ -45,6 +45,7 @@
 #define RESTORER_MAX_AUXV 128
 #define RESTORER_NSIG 64
 #define RESTORER_EXIT_BASE 100
+#define RESTORER_MAX_GROUPS 256
 /* Stack the blob needs at least, on top of xsave_size + 1 KiB for the frame. */
 #define RESTORER_STACK_MIN (16 * 1024)
 
@@ -154,6 +155,17 @@ struct restorer_args {
   /* Where the blob reports a failure: it writes {step, -errno} (two int32) to this fd. */
   int32_t status_fd;
   uint32_t pad3;
+
+  /* Credentials, applied after everything that needs the engine's privileges
+     (PR_SET_MM_MAP): groups, uids/gids, bounding set, securebits, then the
+     capability sets. Skipped when creds_set is 0. */
+  uint32_t creds_set;
+  uint32_t ngroups;
+  uint32_t groups[RESTORER_MAX_GROUPS];
+  uint32_t uid, euid, suid, fsuid;
+  uint32_t gid, egid, sgid, fsgid;
+  uint32_t secbits, pad5;
+  uint64_t cap_inh, cap_prm, cap_eff, cap_bnd;
 };
 
 /* Steps, for failure reports. */
@@ -167,6 +179,7 @@ enum restorer_step {
   RESTORER_STEP_THREAD = 7,
   RESTORER_STEP_SIGRETURN = 8,
   RESTORER_STEP_ARGS = 9, /* bad version, or a range that overlaps the keep area */
+  RESTORER_STEP_CREDS = 10,
 };
 
 #endif /* CRPP_RESTORER_RESTORER_ARGS_H_ */

@@ -61,6 +61,8 @@ const char* StepName(int step) {
       return "sigreturn";
     case RESTORER_STEP_ARGS:
       return "checking its arguments";
+    case RESTORER_STEP_CREDS:
+      return "credentials";
   }
   return "an unknown step";
 }

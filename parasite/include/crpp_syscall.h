@@ -147,6 +147,25 @@ static inline long crpp_set_tid_address(__u64 tidptr) {
   return crpp_sys1(__NR_set_tid_address, (long)tidptr);
 }
 
+static inline long crpp_setgroups(long n, const __u32* groups) {
+  return crpp_sys2(__NR_setgroups, n, (long)groups);
+}
+
+static inline long crpp_setresuid(__u32 r, __u32 e, __u32 s) {
+  return crpp_sys3(__NR_setresuid, r, e, s);
+}
+
+static inline long crpp_setresgid(__u32 r, __u32 e, __u32 s) {
+  return crpp_sys3(__NR_setresgid, r, e, s);
+}
+
+static inline long crpp_setfsuid(__u32 id) { return crpp_sys1(__NR_setfsuid, id); }
+static inline long crpp_setfsgid(__u32 id) { return crpp_sys1(__NR_setfsgid, id); }
+
+static inline long crpp_capset(void* header, const void* data) {
+  return crpp_sys2(__NR_capset, (long)header, (long)data);
+}
+
 static inline long crpp_rseq(__u64 rseq, __u32 len, int flags, __u32 sig) {
   return crpp_sys4(__NR_rseq, (long)rseq, len, flags, sig);
 }

@@ -1,7 +1,9 @@
 #include "resources/files/fds.h"
 
 #include <fcntl.h>
+#include <linux/kcmp.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -108,11 +110,38 @@ absl::Status Fds::Dump(DumpContext& ctx) {
   auto w = images::TypedImageWriter<criu::fdinfo_entry>::Create(
       absl::StrFormat("%s/fdinfo-%d.img", ctx.images_dir, kFilesId), images::Fdinfo());
   if (!w.ok()) return w.status();
+  struct Seen {
+    int fd;
+    dev_t dev;
+    ino_t ino;
+    uint32_t id;
+  };
+  std::vector<Seen> seen;
   for (int fd : *fds) {
     auto f = Inspect(pid, fd);
     if (!f.ok()) return f.status();
     if (std::string why = Unsupported(*f, ctx.shell_job); !why.empty()) {
       return absl::UnimplementedError(absl::StrFormat("pid %d fd %d is %s", pid, fd, why));
+    }
+    // fds made by dup() share one open file description (and its offset):
+    // kcmp tells, and they share one file id so restore dups them again.
+    uint32_t shared_id = 0;
+    for (const Seen& s : seen) {
+      if (s.dev == f->st.st_dev && s.ino == f->st.st_ino &&
+          syscall(SYS_kcmp, pid, pid, KCMP_FILE, s.fd, fd) == 0) {
+        shared_id = s.id;
+        break;
+      }
+    }
+    if (shared_id != 0) {
+      criu::fdinfo_entry fe;
+      fe.set_id(shared_id);
+      fe.set_flags((f->info.flags & O_CLOEXEC) ? FD_CLOEXEC : 0);
+      fe.set_type(criu::REG);
+      fe.set_fd(static_cast<uint32_t>(fd));
+      if (auto s = w->Write(fe); !s.ok()) return s;
+      log::Debug("fds: pid %d fd %d shares file id %d", pid, fd, shared_id);
+      continue;
     }
     criu::file_entry e;
     e.set_type(criu::REG);
@@ -127,6 +156,7 @@ absl::Status Fds::Dump(DumpContext& ctx) {
     if (S_ISREG(f->st.st_mode)) reg->set_size(static_cast<uint64_t>(f->st.st_size));
     reg->set_mode(f->st.st_mode);
     uint32_t id = ctx.files->Add(std::move(e));
+    seen.push_back({fd, f->st.st_dev, f->st.st_ino, id});
     criu::fdinfo_entry fe;
     fe.set_id(id);
     fe.set_flags((f->info.flags & O_CLOEXEC) ? FD_CLOEXEC : 0);
@@ -242,7 +272,19 @@ absl::Status Fds::Restore(RestoreContext& ctx) {
   // The fds this process holds now belong to the engine; the ones it still
   // needs were moved above kEngineFdBase by the restore driver.
   int tty_fd = ctx.tty_fd;
+  std::map<uint32_t, int> opened;  // file id -> the fd it was first opened at
   for (const criu::fdinfo_entry& fe : *fds) {
+    int target = static_cast<int>(fe.fd());
+    if (auto it = opened.find(fe.id()); it != opened.end()) {
+      // Another fd of the same open file description: share it again.
+      if (dup2(it->second, target) < 0) {
+        return absl::InternalError(
+            absl::StrFormat("dup2 of fd %d to %d: %s", it->second, target, strerror(errno)));
+      }
+      fcntl(target, F_SETFD, (fe.flags() & FD_CLOEXEC) ? FD_CLOEXEC : 0);
+      continue;
+    }
+    opened[fe.id()] = target;
     auto it = by_id.find(fe.id());
     if (it == by_id.end()) {
       return absl::DataLossError(absl::StrFormat(

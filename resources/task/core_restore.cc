@@ -50,17 +50,32 @@ void SetRegs(const criu::user_x86_regs_entry& g, restorer_regs& r) {
   }
 }
 
-absl::Status CheckCreds(const criu::creds_entry& c) {
-  uid_t ruid, euid, suid;
-  gid_t rgid, egid, sgid;
-  getresuid(&ruid, &euid, &suid);
-  getresgid(&rgid, &egid, &sgid);
-  if (c.uid() != ruid || c.euid() != euid || c.suid() != suid || c.gid() != rgid ||
-      c.egid() != egid || c.sgid() != sgid) {
-    return absl::UnimplementedError(absl::StrFormat(
-        "the task ran as uid %d/%d/%d gid %d/%d/%d; restoring other credentials than the "
-        "restorer's (uid %d) is not supported yet",
-        c.uid(), c.euid(), c.suid(), c.gid(), c.egid(), c.sgid(), ruid));
+uint64_t Caps(const google::protobuf::RepeatedField<uint32_t>& words) {
+  uint64_t v = 0;
+  for (int i = 0; i < words.size() && i < 2; ++i) v |= static_cast<uint64_t>(words[i]) << (32 * i);
+  return v;
+}
+
+// Credentials are applied by the restorer, last: the steps before it need
+// the engine's privileges.
+absl::Status PlanCreds(const criu::creds_entry& c, restorer_args& a) {
+  if (c.groups_size() > RESTORER_MAX_GROUPS) {
+    return absl::UnimplementedError(
+        absl::StrFormat("the task has %d supplementary groups, more than the %d supported",
+                        c.groups_size(), RESTORER_MAX_GROUPS));
+  }
+  a.creds_set = 1;
+  a.ngroups = static_cast<uint32_t>(c.groups_size());
+  for (int i = 0; i < c.groups_size(); ++i) a.groups[i] = c.groups(i);
+  a.uid = c.uid(), a.euid = c.euid(), a.suid = c.suid(), a.fsuid = c.fsuid();
+  a.gid = c.gid(), a.egid = c.egid(), a.sgid = c.sgid(), a.fsgid = c.fsgid();
+  a.secbits = c.secbits();
+  a.cap_inh = Caps(c.cap_inh());
+  a.cap_prm = Caps(c.cap_prm());
+  a.cap_eff = Caps(c.cap_eff());
+  a.cap_bnd = Caps(c.cap_bnd());
+  if (c.has_no_new_privs() && c.no_new_privs() && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    return absl::InternalError(absl::StrFormat("PR_SET_NO_NEW_PRIVS: %s", strerror(errno)));
   }
   return absl::OkStatus();
 }
@@ -156,7 +171,7 @@ absl::Status TaskCore::Restore(RestoreContext& ctx) {
       a.rseq_sig = th.rseq_entry().signature();
     }
     if (th.has_creds()) {
-      if (auto s = CheckCreds(th.creds()); !s.ok()) return s;
+      if (auto s = PlanCreds(th.creds(), a); !s.ok()) return s;
     }
     if (th.has_pdeath_sig()) prctl(PR_SET_PDEATHSIG, th.pdeath_sig());
     if (th.has_sas() && th.sas().ss_size() != 0) {
