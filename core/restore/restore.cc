@@ -125,6 +125,12 @@ void FillUnmap(restorer_args& a) {
 }
 
 [[noreturn]] void RunChild(const RestoreRequest& req, pid_t pid, int status_fd, int go_fd) {
+  // No signal may reach the task before its handlers are back (its POSIX
+  // timers are armed early): everything stays pending until the restorer's
+  // sigreturn installs the task's own mask.
+  sigset_t all;
+  sigfillset(&all);
+  sigprocmask(SIG_SETMASK, &all, nullptr);
   // Keep the engine's fds out of the way of the task's own numbers.
   rlimit nofile{};
   getrlimit(RLIMIT_NOFILE, &nofile);
@@ -298,6 +304,11 @@ absl::Status Watch(int status_fd, int go_fd, pid_t child) {
       ssize_t n = read(status_fd, &first, 1);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
+        int st = 0;
+        if (waitpid(child, &st, 0) == child && WIFSIGNALED(st)) {
+          return absl::InternalError(absl::StrFormat(
+              "pid %d was killed by signal %d during the restore", child, WTERMSIG(st)));
+        }
         return absl::InternalError(absl::StrFormat("pid %d died before restoring anything", child));
       }
       break;

@@ -129,12 +129,68 @@ void AddCaps(uint64_t caps, google::protobuf::RepeatedField<uint32_t>* out) {
 
 }  // namespace
 
-absl::Status TaskCore::Precheck(DumpContext& ctx) {
-  auto timers = proc::ReadFile(absl::StrFormat("/proc/%d/timers", ctx.root_pid));
-  if (timers.ok() && !Trim(*timers).empty()) {
-    return absl::UnimplementedError(
-        absl::StrFormat("pid %d has POSIX timers: not supported yet", ctx.root_pid));
+// POSIX timers: /proc/PID/timers lists them (id, signal and value, how they
+// notify, clock); their time left and overrun are read inside the task.
+absl::Status DumpPosixTimers(ptrace::Task& t, pid_t pid, criu::task_timers_entry& timers) {
+  auto text = proc::ReadFile(absl::StrFormat("/proc/%d/timers", pid));
+  if (!text.ok()) return text.status();
+  criu::posix_timer_entry* e = nullptr;
+  for (std::string_view line : Split(*text, '\n')) {
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string_view key = line.substr(0, colon), val = Trim(line.substr(colon + 1));
+    if (key == "ID") {
+      e = timers.add_posix();
+      uint32_t id = 0;
+      ParseInt(val, id);
+      e->set_it_id(id);
+    } else if (e == nullptr) {
+      continue;
+    } else if (key == "signal") {
+      std::vector<std::string_view> parts = Split(val, '/');
+      uint32_t signo = 0;
+      uint64_t value = 0;
+      if (parts.size() == 2) {
+        ParseInt(parts[0], signo);
+        ParseInt(parts[1], value, 16);
+      }
+      e->set_si_signo(signo);
+      e->set_sival_ptr(value);
+    } else if (key == "notify") {
+      // "signal/pid.N", "thread/tid.N", "none/pid.N" (+ "thread" may carry "/tid")
+      uint32_t how = val.starts_with("thread") ? (SIGEV_SIGNAL | SIGEV_THREAD_ID)
+                     : val.starts_with("none") ? SIGEV_NONE
+                                               : SIGEV_SIGNAL;
+      e->set_it_sigev_notify(how);
+      size_t dot = val.rfind('.');
+      int32_t who = 0;
+      if (dot != std::string_view::npos && ParseInt(val.substr(dot + 1), who) &&
+          (how & SIGEV_THREAD_ID)) {
+        e->set_notify_thread_id(who);
+      }
+    } else if (key == "ClockID") {
+      uint32_t clock = 0;
+      ParseInt(val, clock);
+      e->set_clock_id(clock);
+    }
   }
+  for (auto& pt : *timers.mutable_posix()) {
+    auto r = t.SyscallOk("timer_gettime", SYS_timer_gettime, pt.it_id(), t.scratch());
+    if (!r.ok()) return r.status();
+    auto its = ReadScratch<itimerspec>(t);
+    if (!its.ok()) return its.status();
+    pt.set_isec(its->it_interval.tv_sec);
+    pt.set_insec(its->it_interval.tv_nsec);
+    pt.set_vsec(its->it_value.tv_sec);
+    pt.set_vnsec(its->it_value.tv_nsec);
+    auto over = t.SyscallOk("timer_getoverrun", SYS_timer_getoverrun, pt.it_id());
+    if (!over.ok()) return over.status();
+    pt.set_overrun(static_cast<uint32_t>(*over));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TaskCore::Precheck(DumpContext& ctx) {
   if (ctx.status->seccomp != 0) {
     return absl::UnimplementedError(
         absl::StrFormat("pid %d runs under seccomp: not supported yet", ctx.root_pid));
@@ -172,6 +228,7 @@ absl::Status TaskCore::Dump(DumpContext& ctx) {
   tc->set_blk_sigset(t.blocked_signals());
   tc->set_comm(ctx.stat->comm);
   if (auto s = DumpTimers(t, *tc); !s.ok()) return s;
+  if (auto s = DumpPosixTimers(t, pid, *tc->mutable_timers()); !s.ok()) return s;
   if (auto s = DumpRlimits(t, *tc); !s.ok()) return s;
   if (auto s = DumpSignals(t, *tc); !s.ok()) return s;
   auto subreaper =

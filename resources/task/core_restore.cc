@@ -6,6 +6,8 @@
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -80,6 +82,53 @@ absl::Status PlanCreds(const criu::creds_entry& c, restorer_args& a) {
   return absl::OkStatus();
 }
 
+// Timer ids are part of the program's state (it holds them), so each timer is
+// created with its id: PR_TIMER_CREATE_RESTORE_IDS (Linux 6.17+) makes
+// timer_create take the id it is given.
+constexpr int kPrTimerCreateRestoreIds = 77;
+
+absl::Status RestorePosixTimers(const criu::task_timers_entry& timers, pid_t pid) {
+  if (timers.posix_size() == 0) return absl::OkStatus();
+  if (prctl(kPrTimerCreateRestoreIds, 1, 0, 0, 0) != 0) {
+    return absl::UnimplementedError(absl::StrFormat(
+        "the task has %d POSIX timers, and this kernel cannot create timers with given ids "
+        "(PR_TIMER_CREATE_RESTORE_IDS: %s)",
+        timers.posix_size(), strerror(errno)));
+  }
+  absl::Status status;
+  for (const auto& pt : timers.posix()) {
+    sigevent sev{};
+    sev.sigev_notify = static_cast<int>(pt.it_sigev_notify());
+    sev.sigev_signo = static_cast<int>(pt.si_signo());
+    sev.sigev_value.sival_ptr = reinterpret_cast<void*>(pt.sival_ptr());
+    if (pt.it_sigev_notify() & SIGEV_THREAD_ID) {
+      sev._sigev_un._tid = pt.has_notify_thread_id() ? pt.notify_thread_id() : pid;
+    }
+    int id = static_cast<int>(pt.it_id());
+    if (syscall(SYS_timer_create, pt.clock_id(), &sev, &id) != 0 ||
+        id != static_cast<int>(pt.it_id())) {
+      status = absl::InternalError(
+          absl::StrFormat("cannot create POSIX timer %d: %s", pt.it_id(), strerror(errno)));
+      break;
+    }
+    itimerspec its{};
+    its.it_interval = {static_cast<time_t>(pt.isec()), static_cast<long>(pt.insec())};
+    its.it_value = {static_cast<time_t>(pt.vsec()), static_cast<long>(pt.vnsec())};
+    // A timer that was armed but due right now must stay armed.
+    if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0 &&
+        (its.it_interval.tv_sec != 0 || its.it_interval.tv_nsec != 0)) {
+      its.it_value.tv_nsec = 1;
+    }
+    if (syscall(SYS_timer_settime, id, 0, &its, nullptr) != 0) {
+      status = absl::InternalError(
+          absl::StrFormat("cannot arm POSIX timer %d: %s", pt.it_id(), strerror(errno)));
+      break;
+    }
+  }
+  prctl(kPrTimerCreateRestoreIds, 0, 0, 0, 0);
+  return status;
+}
+
 }  // namespace
 
 absl::Status TaskCore::Restore(RestoreContext& ctx) {
@@ -136,10 +185,13 @@ absl::Status TaskCore::Restore(RestoreContext& ctx) {
     const criu::itimer_entry* t[] = {&tc.timers().real(), &tc.timers().virt(), &tc.timers().prof()};
     for (int i = 0; i < 3; ++i) {
       a.itimers[i] = {t[i]->isec(), t[i]->iusec(), t[i]->vsec(), t[i]->vusec()};
+      // A periodic timer caught at expiry reads 0 left; 0 would disarm it.
+      if (a.itimers[i].value_sec == 0 && a.itimers[i].value_usec == 0 &&
+          (a.itimers[i].interval_sec != 0 || a.itimers[i].interval_usec != 0)) {
+        a.itimers[i].value_usec = 1;
+      }
     }
-    if (tc.timers().posix_size() > 0) {
-      return absl::UnimplementedError(path + ": POSIX timers are not supported yet");
-    }
+    if (auto s = RestorePosixTimers(tc.timers(), ctx.pid); !s.ok()) return s;
   }
   if (tc.has_rlimits()) {
     for (int res = 0; res < tc.rlimits().rlimits_size() && res < RLIM_NLIMITS; ++res) {
