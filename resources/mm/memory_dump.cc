@@ -86,6 +86,8 @@ absl::Status CollectPages(int pagemap_fd, const proc::Vma& v, uint64_t zero_pfn,
         absl::StrFormat("pagemap read for %#x-%#x: %s", v.start, v.end, strerror(errno)));
   }
   stats.pages_scanned += n;
+  // Runs never cross a VMA boundary, so each pagemap entry lies in one VMA.
+  const size_t first_of_vma = out.size();
   for (uint64_t i = 0; i < n; ++i) {
     uint64_t e = entries[i];
     bool take = false;
@@ -102,7 +104,7 @@ absl::Status CollectPages(int pagemap_fd, const proc::Vma& v, uint64_t zero_pfn,
     }
     if (!take) continue;
     uint64_t addr = v.start + i * kPage;
-    if (!out.empty() && out.back().start + out.back().pages * kPage == addr) {
+    if (out.size() > first_of_vma && out.back().start + out.back().pages * kPage == addr) {
       ++out.back().pages;
     } else {
       out.push_back({addr, 1});
@@ -160,6 +162,7 @@ absl::Status Memory::Dump(DumpContext& ctx) {
   }
   uint64_t zero_pfn = ZeroPfn();
   std::vector<Range> ranges;
+  std::vector<proc::Vma> unreadable;
   absl::Status status;
   for (const proc::Vma& v : *maps) {
     if (std::string why = Unsupported(v); !why.empty()) {
@@ -204,21 +207,15 @@ absl::Status Memory::Dump(DumpContext& ctx) {
         status = s;
         break;
       }
-    } else if (dump_pages && !v.read && !v.is_file()) {
-      // PROT_NONE anonymous areas may still hold data (mprotect'ed later):
-      // process_vm_readv cannot read them, so refuse rather than lose it.
-      std::vector<Range> none;
-      DumpStats scratch;
-      if (auto s = CollectPages(pagemap_fd, v, zero_pfn, none, scratch); !s.ok()) {
+    } else if (dump_pages && !v.is_file()) {
+      // A PROT_NONE area may hold data (written before it was protected):
+      // it is made readable just while its pages are read.
+      size_t before = ranges.size();
+      if (auto s = CollectPages(pagemap_fd, v, zero_pfn, ranges, *ctx.stats); !s.ok()) {
         status = s;
         break;
       }
-      if (!none.empty()) {
-        status = absl::UnimplementedError(absl::StrFormat(
-            "pid %d: %#x-%#x is PROT_NONE but holds %d pages of data: not supported yet", pid,
-            v.start, v.end, none.size()));
-        break;
-      }
+      if (ranges.size() != before) unreadable.push_back(v);
     }
   }
   close(pagemap_fd);
@@ -243,6 +240,24 @@ absl::Status Memory::Dump(DumpContext& ctx) {
   if (pages_fd < 0) {
     return absl::PermissionDeniedError(absl::StrFormat("%s: %s", pages_path, strerror(errno)));
   }
+  // Open unreadable areas for the time of the copy; whatever happens, they
+  // get their protection back before the dump goes on (or fails).
+  auto reprotect = [&]() {
+    absl::Status s;
+    for (const proc::Vma& v : unreadable) {
+      auto r = ctx.task->SyscallOk("mprotect (restore)", SYS_mprotect, v.start, v.size(), Prot(v));
+      if (!r.ok() && s.ok()) s = r.status();
+    }
+    return s;
+  };
+  for (const proc::Vma& v : unreadable) {
+    auto r = ctx.task->SyscallOk("mprotect", SYS_mprotect, v.start, v.size(), Prot(v) | PROT_READ);
+    if (!r.ok()) {
+      (void)reprotect();
+      close(pages_fd);
+      return r.status();
+    }
+  }
   std::vector<char> buf(kBatch);
   auto t0 = std::chrono::steady_clock::now();
   uint64_t write_us = 0;
@@ -253,18 +268,21 @@ absl::Status Memory::Dump(DumpContext& ctx) {
     pe.set_flags(kPePresent);
     pe.set_nr_pages(r.pages);
     if (auto s = (*pw)->Write(pe); !s.ok()) {
+      (void)reprotect();
       close(pages_fd);
       return s;
     }
     for (uint64_t off = 0; off < r.pages * kPage; off += kBatch) {
       size_t len = static_cast<size_t>(std::min<uint64_t>(kBatch, r.pages * kPage - off));
       if (auto s = ctx.task->ReadMemory(r.start + off, buf.data(), len); !s.ok()) {
+        (void)reprotect();
         close(pages_fd);
         return s;
       }
       auto w0 = std::chrono::steady_clock::now();
       if (write(pages_fd, buf.data(), len) != static_cast<ssize_t>(len)) {
         int e = errno;
+        (void)reprotect();
         close(pages_fd);
         return absl::DataLossError(absl::StrFormat("%s: write: %s", pages_path, strerror(e)));
       }
@@ -275,6 +293,7 @@ absl::Status Memory::Dump(DumpContext& ctx) {
     ctx.stats->pages_written += r.pages;
   }
   close(pages_fd);
+  if (auto s = reprotect(); !s.ok()) return s;
   auto total =
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
           .count();

@@ -5,7 +5,8 @@
 // - OUTDIR/private.map (4 pages) mapped MAP_PRIVATE and written in page 1
 //   only (copy-on-write);
 // - 3 anonymous pages holding a pattern, then mprotect'ed read-only;
-// - 3 anonymous pages whose middle one is mprotect'ed PROT_NONE (a guard).
+// - 3 anonymous pages whose middle one, holding data, is mprotect'ed
+//   PROT_NONE (a guard).
 // Verdict: the shared mapping and the file (re-opened by path, read with
 // pread) agree, and writes go both ways; the private mapping has our page 1
 // and the file's other pages while the file is unchanged; patterns are
@@ -121,6 +122,13 @@ void CheckProtections(const uint8_t* readonly, uint8_t* guarded, uint64_t seed,
   v.Expect(PatternIntact(guarded, kPage, seed + 1) &&
                PatternIntact(guarded + 2 * kPage, kPage, seed + 2),
            "the pages around the guard changed");
+  // The PROT_NONE page held data before it was protected: it must survive.
+  if (mprotect(guarded + kPage, kPage, PROT_READ) == 0) {
+    v.Expect(PatternIntact(guarded + kPage, kPage, seed + 3),
+             "the data in the PROT_NONE page changed");
+  } else {
+    v.Expect(false, "mprotect of the PROT_NONE page failed");
+  }
 }
 
 }  // namespace
@@ -141,6 +149,7 @@ int main(int argc, char** argv) {
   if (mprotect(readonly, 3 * kPage, PROT_READ) != 0) crpp::e2e::Die("mprotect");
   auto* guarded = static_cast<uint8_t*>(MapAnon(3 * kPage));
   FillPattern(guarded, kPage, seed + 1);
+  FillPattern(guarded + kPage, kPage, seed + 3);
   FillPattern(guarded + 2 * kPage, kPage, seed + 2);
   if (mprotect(guarded + kPage, kPage, PROT_NONE) != 0) crpp::e2e::Die("mprotect");
   crpp::e2e::Ready();
