@@ -2,7 +2,9 @@
 #ifndef CRPP_CORE_ENGINE_H_
 #define CRPP_CORE_ENGINE_H_
 
+#include <functional>
 #include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "core/context.h"
@@ -30,14 +32,21 @@ class Engine {
     });
   }
 
+  // Called with a plugin's name after its Dump succeeded; an error stops the
+  // dump there, and is returned as it is.
+  using AfterEach = std::function<absl::Status(std::string_view plugin)>;
+
   // Runs Dump of each plugin in stage order. The first failure stops the
-  // dump; its status is prefixed with the plugin's name.
-  absl::Status Dump(DumpContext& ctx) const {
-    return Reg::ForEachInStageOrder([&ctx]<class R>() -> absl::Status {
+  // dump; its status is prefixed with the plugin's name. `after_each` (may be
+  // empty) lets the dump driver fail on purpose right after a given plugin
+  // (DumpRequest::fail_after).
+  absl::Status Dump(DumpContext& ctx, const AfterEach& after_each = nullptr) const {
+    return Reg::ForEachInStageOrder([&ctx, &after_each]<class R>() -> absl::Status {
       log::Info("dump: %s (stage %s)", R::kName, StageName(R::kStage));
       absl::Status s = R::Dump(ctx);
       if (!s.ok()) return Annotate(R::kName, "dump", s);
       ctx.ran.emplace_back(R::kName);
+      if (after_each) return after_each(R::kName);
       return s;
     });
   }

@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <string_view>
 
 #include "absl/strings/str_format.h"
 #include "core/engine.h"
@@ -50,7 +52,12 @@ absl::Status WriteDumpStats(const std::string& images_dir, const DumpStats& s) {
   return w->Close();
 }
 
-absl::StatusOr<DumpStats> Dump(const DumpRequest& req) {
+absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
+  DumpRequest req = request;
+  if (char* real = realpath(request.images_dir.c_str(), nullptr)) {
+    req.images_dir = real;
+    free(real);
+  }
   pid_t pid = req.pid;
   if (pid <= 0) return absl::InvalidArgumentError("dump needs the pid of a task (-t PID)");
   struct stat st;
@@ -81,6 +88,13 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& req) {
 
   using Plugins = DefaultResources;
   Engine<Plugins> engine;
+  if (!req.fail_after.empty()) {
+    const auto names = Plugins::names();
+    if (std::find(names.begin(), names.end(), req.fail_after) == names.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("fail_after: no plugin is called \"%s\"", req.fail_after));
+    }
+  }
   // Everything that can be refused from /proc is refused before the target
   // is stopped.
   if (auto s = engine.Precheck(ctx); !s.ok()) return s;
@@ -102,13 +116,13 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& req) {
   ctx.status = &*fresh_status;
   ctx.task = task->get();
 
+  // Fault injection stops the dump right after the named plugin, so the
+  // later ones never run (as when that plugin's successor fails).
+  auto after_each = [&req](std::string_view plugin) {
+    return plugin == req.fail_after ? InjectedFailure(req.fail_after) : absl::OkStatus();
+  };
   absl::Status s = engine.Precheck(ctx);
-  if (s.ok()) s = engine.Dump(ctx);
-  if (s.ok() && !req.fail_after.empty()) {
-    for (const std::string& name : ctx.ran) {
-      if (name == req.fail_after) s = InjectedFailure(name);
-    }
-  }
+  if (s.ok()) s = engine.Dump(ctx, after_each);
   if (!s.ok()) {
     // Nothing lost: put the task back exactly as it was, running.
     absl::Status r = (*task)->Release(ptrace::Leave::kRunning);

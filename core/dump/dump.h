@@ -19,8 +19,9 @@ struct DumpRequest {
   bool leave_running = false;  // -R
   bool leave_stopped = false;  // -s
   bool shell_job = false;
-  // For tests: fail on purpose after the plugin of this name ran ("" = never),
-  // to prove that a failed dump leaves the target running.
+  // For tests: fail on purpose right after the plugin of this name ran, before
+  // the next one starts ("" = never), to prove that a failed dump leaves the
+  // target running. A name that is no plugin's is refused.
   std::string fail_after;
 };
 

@@ -26,6 +26,11 @@ absl::Status Errno(pid_t tid, const char* what) {
   return absl::InternalError(absl::StrFormat("pid %d: %s: %s", tid, what, strerror(errno)));
 }
 
+Task::SyscallHook& TestSyscallHook() {
+  static auto* hook = new Task::SyscallHook();
+  return *hook;
+}
+
 bool InGroupStop(pid_t tid) {
   std::ifstream status(absl::StrFormat("/proc/%d/status", tid));
   std::string line;
@@ -194,9 +199,14 @@ absl::Status Task::MapScratch() {
   return absl::OkStatus();
 }
 
+void Task::SetSyscallHookForTesting(SyscallHook hook) { TestSyscallHook() = std::move(hook); }
+
 absl::StatusOr<int64_t> Task::Syscall(long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
                                       uint64_t a5, uint64_t a6) {
   if (!attached_) return absl::FailedPreconditionError("task is not seized");
+  if (const SyscallHook& hook = TestSyscallHook()) {
+    if (absl::Status s = hook(tid_, nr); !s.ok()) return s;
+  }
   if (scratch_ == 0) {
     if (auto s = MapScratch(); !s.ok()) return s;
   }

@@ -14,6 +14,8 @@
 #include <sys/user.h>
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -69,6 +71,16 @@ class Task {
   // Undoes everything (scratch page, signal mask, registers) and leaves the
   // task as asked. After it, the object is inert.
   absl::Status Release(Leave how);
+
+  // For tests only; unset by default. Called (with the task's tid and the
+  // syscall number) whenever Syscall() is about to run a syscall in a task; an
+  // error it returns becomes Syscall()'s result before anything reaches the
+  // task, as if a ptrace request had failed. Tests count the calls to fail
+  // the Nth injected syscall of a dump, or act at a chosen point of it (e.g.
+  // send the target a signal). An empty function removes the hook. Not
+  // thread-safe: set it while no Task is in use.
+  using SyscallHook = std::function<absl::Status(pid_t tid, long nr)>;
+  static void SetSyscallHookForTesting(SyscallHook hook);
 
  private:
   explicit Task(pid_t tid) : tid_(tid) {}

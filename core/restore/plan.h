@@ -20,6 +20,7 @@ struct RestorePlan {
   uint64_t blob_addr = 0;
   uint64_t keep_start = 0, keep_end = 0;
   size_t xsave_capacity = 0;  // bytes reserved at args->xsave
+  uint64_t pages_restored = 0;
 };
 
 }  // namespace crpp

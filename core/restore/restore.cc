@@ -30,6 +30,7 @@
 #include "resources/default_resources.h"
 #include "restorer/restorer.h"
 #include "restorer/restorer_blob.h"
+#include "stats.pb.h"
 
 namespace crpp {
 namespace {
@@ -124,6 +125,25 @@ void FillUnmap(restorer_args& a) {
   if (from < kTaskSize) a.unmap[a.nr_unmap++] = {from, kTaskSize};
 }
 
+// stats-restore, as CRIU writes it; the task knows best what it restored.
+absl::Status WriteRestoreStats(const std::string& dir, const RestorePlan& plan,
+                               std::chrono::steady_clock::time_point started) {
+  criu::stats_entry e;
+  auto* r = e.mutable_restore();
+  r->set_pages_compared(0);
+  r->set_pages_skipped_cow(0);
+  r->set_forking_time(0);
+  r->set_restore_time(static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                std::chrono::steady_clock::now() - started)
+                                                .count()));
+  r->set_pages_restored(plan.pages_restored);
+  auto w =
+      images::TypedImageWriter<criu::stats_entry>::Create(dir + "/stats-restore", images::Stats());
+  if (!w.ok()) return w.status();
+  if (auto s = w->Write(e); !s.ok()) return s;
+  return w->Close();
+}
+
 [[noreturn]] void RunChild(const RestoreRequest& req, pid_t pid, int status_fd, int go_fd) {
   // No signal may reach the task before its handlers are back (its POSIX
   // timers are armed early): everything stays pending until the restorer's
@@ -153,6 +173,7 @@ void FillUnmap(restorer_args& a) {
   }
   CloseAllBut(keep);
 
+  auto started = std::chrono::steady_clock::now();
   RestorePlan plan;
   plan.blob_size = blobs::restorer_blob::kBlob.mem_size;
   RestoreContext ctx;
@@ -175,6 +196,7 @@ void FillUnmap(restorer_args& a) {
   }
   restorer_args& a = *plan.args;
   FillUnmap(a);
+  if (auto s = WriteRestoreStats(req.images_dir, plan, started); !s.ok()) ChildFail(status_fd, s);
   a.status_fd = status_fd;
   log::Info("restore: pid %d: jumping into the restorer", pid);
   // The task must not inherit the engine's log or terminal copies; only the
@@ -336,8 +358,18 @@ absl::Status Watch(int status_fd, int go_fd, pid_t child) {
 
 }  // namespace
 
-absl::StatusOr<RestoreResult> Restore(const RestoreRequest& req) {
+absl::StatusOr<RestoreResult> Restore(const RestoreRequest& request) {
   auto t0 = std::chrono::steady_clock::now();
+  // The task changes its working directory to its own while restoring, so
+  // the images are found by absolute path.
+  RestoreRequest req = request;
+  char* real = realpath(request.images_dir.c_str(), nullptr);
+  if (real == nullptr) {
+    return absl::NotFoundError(
+        absl::StrFormat("images directory %s: %s", request.images_dir, strerror(errno)));
+  }
+  req.images_dir = real;
+  free(real);
   auto pid = RootPid(req.images_dir);
   if (!pid.ok()) return pid.status();
   int pipefd[2], gofd[2];
@@ -355,6 +387,14 @@ absl::StatusOr<RestoreResult> Restore(const RestoreRequest& req) {
   ca.set_tid = reinterpret_cast<uint64_t>(&tid);
   ca.set_tid_size = 1;
   long child = syscall(SYS_clone3, &ca, sizeof ca);
+  // The dumped task may still be a zombie its parent has not reaped yet: it
+  // goes away on its own, so give it a moment.
+  for (int i = 0; i < 150 && child < 0 && errno == EEXIST; ++i) {
+    auto st = proc::ReadStat(tid);
+    if (!st.ok() || st->state != 'Z') break;
+    usleep(20000);
+    child = syscall(SYS_clone3, &ca, sizeof ca);
+  }
   if (child < 0) {
     int e = errno;
     for (int fd : {pipefd[0], pipefd[1], gofd[0], gofd[1]}) close(fd);

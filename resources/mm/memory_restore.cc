@@ -304,6 +304,7 @@ absl::Status Memory::Restore(RestoreContext& ctx) {
   }
   uint64_t pages = 0;
   if (auto s = FillPages(ctx.images_dir, ctx.pid, areas, pages); !s.ok()) return s;
+  plan.pages_restored = pages;
 
   // vDSO: the same kernel gives the same layout; move ours where the task had its own.
   auto own = OwnSpecialAreas();

@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/options.h"
 #include "core/restore/restore.h"
+#include "stats.pb.h"
 
 namespace crpp {
 namespace {
@@ -116,6 +117,12 @@ int RestoreCommand(const Options& o) {
   if (o.display_stats) {
     printf("Displaying restore stats:\n");
     printf("Restore time: %llu us\n", static_cast<unsigned long long>(r->restore_us));
+    auto stats = images::ReadAll<criu::stats_entry>(
+        ResolveWorkPath(o, o.images_dir) + "/stats-restore", images::Stats());
+    if (stats.ok() && !stats->empty() && stats->front().has_restore()) {
+      printf("Memory pages restored: %llu\n",
+             static_cast<unsigned long long>(stats->front().restore().pages_restored()));
+    }
   }
   log::Info("Restore finished successfully, pid %d", r->pid);
   if (o.restore_detached) return 0;
