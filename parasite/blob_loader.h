@@ -1,6 +1,7 @@
 // Places a freestanding PIE blob (built by //parasite:blob.bzl) into memory
-// the caller has mapped: copy the image, zero the bss, add the load address
-// to every word blob2h listed as a relocation. That is all a blob needs,
+// the caller has mapped: copy the image, zero the bss, add the address the
+// blob will run at (usually where it was copied) to every word blob2h listed
+// as a relocation. That is all a blob needs,
 // because blob2h refused any blob that would need more.
 //
 // Loading never allocates and calls nothing but memcpy/memset on success, so
@@ -31,15 +32,15 @@ struct BlobImage {
 };
 
 // Copies `blob` to `dest` (which has `dest_size` writable bytes), zero-fills
-// the bss and relocates it for `dest`. Returns `dest`; entry points are then
-// at dest + kEntry_<symbol>. The caller sets the final protections (for
-// example PROT_READ|PROT_EXEC over the whole mem_size when the blob writes no
-// globals).
-inline absl::StatusOr<void*> LoadBlob(void* dest, std::size_t dest_size, const BlobImage& blob) {
-  const auto base = reinterpret_cast<std::uintptr_t>(dest);
+// the bss and relocates it to run at address `base`, which may differ from
+// `dest`: the engine fills a shared mapping that the blob will run from at
+// another address, in another process. Entry points are then at
+// base + kEntry_<symbol>.
+inline absl::Status LoadBlobAt(void* dest, std::size_t dest_size, const BlobImage& blob,
+                               std::uint64_t base) {
   if (dest == nullptr) return absl::InvalidArgumentError("LoadBlob: no destination");
   if (blob.align == 0 || base % blob.align != 0) {
-    return absl::InvalidArgumentError("LoadBlob: destination is not aligned for the blob");
+    return absl::InvalidArgumentError("LoadBlob: the load address is not aligned for the blob");
   }
   if (blob.image.size() > blob.mem_size || dest_size < blob.mem_size) {
     return absl::InvalidArgumentError("LoadBlob: destination is smaller than the blob");
@@ -58,6 +59,15 @@ inline absl::StatusOr<void*> LoadBlob(void* dest, std::size_t dest_size, const B
     word += base;
     std::memcpy(bytes + offset, &word, sizeof(word));
   }
+  return absl::OkStatus();
+}
+
+// LoadBlobAt for code that runs where it is loaded. Returns `dest`; the
+// caller sets the final protections (for example PROT_READ|PROT_EXEC over
+// the whole mem_size when the blob writes no globals).
+inline absl::StatusOr<void*> LoadBlob(void* dest, std::size_t dest_size, const BlobImage& blob) {
+  absl::Status s = LoadBlobAt(dest, dest_size, blob, reinterpret_cast<std::uintptr_t>(dest));
+  if (!s.ok()) return s;
   return dest;
 }
 

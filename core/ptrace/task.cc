@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -21,6 +22,21 @@ namespace {
 // "syscall; int3": the injected code. The int3 stops the task right after
 // the syscall returns, with the result in rax.
 constexpr uint8_t kSyscallTrap[] = {0x0f, 0x05, 0xcc};
+
+constexpr uint64_t SigBit(int sig) { return 1ull << (sig - 1); }
+
+// The signals the kernel forces on code we run: SIGTRAP (our int3) and those
+// of a fault in it. When it forces a signal that the task blocks, the kernel
+// also resets the task's action for it to SIG_DFL (force_sig_info_to_task),
+// which would silently lose the task's handler. So these stay unblocked while
+// we hold the task; one of them that another process sends meanwhile is held
+// back and sent again by Release().
+constexpr uint64_t kSynchronousSignals = SigBit(SIGTRAP) | SigBit(SIGSEGV) | SigBit(SIGBUS) |
+                                         SigBit(SIGILL) | SigBit(SIGFPE) | SigBit(SIGSYS);
+constexpr uint64_t kMaskWhileSeized = ~kSynchronousSignals;
+
+// rflags' direction flag: the ABI wants it clear when a function is called.
+constexpr uint64_t kDirectionFlag = 1ull << 10;
 
 absl::Status Errno(pid_t tid, const char* what) {
   return absl::InternalError(absl::StrFormat("pid %d: %s: %s", tid, what, strerror(errno)));
@@ -58,8 +74,8 @@ absl::StatusOr<std::unique_ptr<Task>> Task::Seize(pid_t tid) {
     return Errno(tid, "PTRACE_GETSIGMASK");
   }
   // No signal may reach the task while syscalls run inside it.
-  uint64_t all = ~0ull;
-  if (::ptrace(PTRACE_SETSIGMASK, tid, sizeof(uint64_t), &all) != 0) {
+  uint64_t mask = kMaskWhileSeized;
+  if (::ptrace(PTRACE_SETSIGMASK, tid, sizeof(uint64_t), &mask) != 0) {
     return Errno(tid, "PTRACE_SETSIGMASK");
   }
   log::Debug("pid %d: seized at rip %#x%s", tid, t->saved_regs_.rip,
@@ -76,8 +92,8 @@ absl::StatusOr<std::unique_ptr<Task>> Task::Adopt(pid_t tid) {
   if (::ptrace(PTRACE_GETSIGMASK, tid, sizeof(uint64_t), &t->saved_sigmask_) != 0) {
     return Errno(tid, "PTRACE_GETSIGMASK");
   }
-  uint64_t all = ~0ull;
-  if (::ptrace(PTRACE_SETSIGMASK, tid, sizeof(uint64_t), &all) != 0) {
+  uint64_t mask = kMaskWhileSeized;
+  if (::ptrace(PTRACE_SETSIGMASK, tid, sizeof(uint64_t), &mask) != 0) {
     return Errno(tid, "PTRACE_SETSIGMASK");
   }
   return t;
@@ -85,6 +101,7 @@ absl::StatusOr<std::unique_ptr<Task>> Task::Adopt(pid_t tid) {
 
 absl::StatusOr<int64_t> Task::SyscallAtIp(long nr, uint64_t a1, uint64_t a2, uint64_t a3) {
   if (!attached_) return absl::FailedPreconditionError("task is not seized");
+  if (running_) return absl::FailedPreconditionError("task runs code of ours");
   uint64_t args[6] = {a1, a2, a3, 0, 0, 0};
   return RunAtIp(nr, args);
 }
@@ -125,20 +142,132 @@ absl::StatusOr<std::string> Task::ReadXstate(size_t size) const {
   return buf;
 }
 
+void Task::Defer(int sig) {
+  log::Warn("pid %d: signal %d arrived while injected code ran: sent again at release", tid_, sig);
+  deferred_signals_ |= SigBit(sig);
+}
+
+// What one wait status means while code of ours runs: true for its int3,
+// false when the task goes on (continued here), or why it never will.
+absl::StatusOr<bool> Task::OnStop(int status) {
+  if (WIFEXITED(status) || WIFSIGNALED(status)) {
+    attached_ = running_ = false;
+    return absl::AbortedError(absl::StrFormat("pid %d died while running injected code", tid_));
+  }
+  if (!WIFSTOPPED(status)) return false;
+  const int sig = WSTOPSIG(status);
+  long pass_on = 0;
+  if ((status >> 16) == 0) {
+    // A signal on its way in: SIGSTOP, or one of kSynchronousSignals (every
+    // other signal is blocked).
+    if (sig == SIGSTOP) {
+      // Passed on, or it would be lost: the task enters a group stop (and
+      // reports it, see below) and stops again when it is let go.
+      pass_on = sig;
+    } else {
+      siginfo_t si{};
+      if (::ptrace(PTRACE_GETSIGINFO, tid_, nullptr, &si) != 0) {
+        return Errno(tid_, "PTRACE_GETSIGINFO");
+      }
+      if (si.si_code <= 0) {
+        // Sent by a process (kill, tgkill, sigqueue), not caused by our code.
+        Defer(sig);
+      } else if (sig == SIGTRAP && si.si_code == SI_KERNEL) {
+        running_ = false;  // our int3
+        return true;
+      } else {
+        // A fault. Not resumed: it would recur. The registers get replaced
+        // and the signal is dropped when the task next goes on.
+        running_ = false;
+        user_regs_struct r{};
+        ::ptrace(PTRACE_GETREGS, tid_, nullptr, &r);
+        return absl::InternalError(absl::StrFormat(
+            "pid %d: signal %d (%s, si_code %d) in injected code at ip %#x, address %p", tid_, sig,
+            strsignal(sig), si.si_code, r.rip, si.si_addr));
+      }
+    }
+  }
+  // A group stop or PTRACE_INTERRUPT's stop: keep going; a group stop stays
+  // in effect, so the task stops again once we detach.
+  if (::ptrace(PTRACE_CONT, tid_, nullptr, reinterpret_cast<void*>(pass_on)) != 0) {
+    return Errno(tid_, "PTRACE_CONT");
+  }
+  return false;
+}
+
 absl::Status Task::WaitTrap() {
+  if (!running_) return absl::FailedPreconditionError("no injected code runs");
+  for (;;) {
+    int status;
+    if (waitpid(tid_, &status, __WALL) != tid_) return Errno(tid_, "waitpid");
+    auto trapped = OnStop(status);
+    if (!trapped.ok()) return trapped.status();
+    if (*trapped) return absl::OkStatus();
+  }
+}
+
+absl::StatusOr<bool> Task::PollTrap() {
+  if (!running_) return absl::FailedPreconditionError("no injected code runs");
+  for (;;) {
+    int status;
+    pid_t r = waitpid(tid_, &status, __WALL | WNOHANG);
+    if (r == 0) return false;
+    if (r != tid_) return Errno(tid_, "waitpid");
+    auto trapped = OnStop(status);
+    if (!trapped.ok() || *trapped) return trapped;
+  }
+}
+
+absl::Status Task::Interrupt() {
+  if (!running_) return absl::OkStatus();
+  if (::ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) != 0) {
+    return Errno(tid_, "PTRACE_INTERRUPT");
+  }
+  // Any stop will do: the registers are about to be replaced. If it is not
+  // the one PTRACE_INTERRUPT asked for, that one comes at the next resume,
+  // and OnStop() continues past it.
   for (;;) {
     int status;
     if (waitpid(tid_, &status, __WALL) != tid_) return Errno(tid_, "waitpid");
     if (WIFEXITED(status) || WIFSIGNALED(status)) {
-      attached_ = false;
-      return absl::AbortedError(absl::StrFormat("pid %d died during an injected syscall", tid_));
+      attached_ = running_ = false;
+      return absl::AbortedError(absl::StrFormat("pid %d died while running injected code", tid_));
     }
     if (!WIFSTOPPED(status)) continue;
-    if (WSTOPSIG(status) == SIGTRAP && (status >> 16) == 0) return absl::OkStatus();
-    // A group stop (SIGSTOP cannot be blocked): keep going, it stays pending
-    // for after the dump.
-    if (::ptrace(PTRACE_CONT, tid_, nullptr, nullptr) != 0) return Errno(tid_, "PTRACE_CONT");
+    running_ = false;
+    // A signal another process sent, stopped at on its way in, would be
+    // dropped by the next resume.
+    siginfo_t si{};
+    if ((status >> 16) == 0 && ::ptrace(PTRACE_GETSIGINFO, tid_, nullptr, &si) == 0 &&
+        si.si_code <= 0) {
+      Defer(WSTOPSIG(status));
+    }
+    return absl::OkStatus();
   }
+}
+
+absl::Status Task::Go(const user_regs_struct& regs) {
+  if (::ptrace(PTRACE_SETREGS, tid_, nullptr, &regs) != 0) return Errno(tid_, "PTRACE_SETREGS");
+  if (::ptrace(PTRACE_CONT, tid_, nullptr, nullptr) != 0) return Errno(tid_, "PTRACE_CONT");
+  running_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status Task::Start(uint64_t rip, uint64_t rsp, uint64_t rdi) {
+  if (!attached_) return absl::FailedPreconditionError("task is not seized");
+  if (running_) return absl::FailedPreconditionError("task runs code of ours already");
+  user_regs_struct r = saved_regs_;
+  r.rip = rip;
+  r.rsp = rsp;
+  r.rdi = rdi;
+  r.eflags &= ~kDirectionFlag;
+  r.orig_rax = static_cast<uint64_t>(-1);  // no syscall restart (see RunAt)
+  return Go(r);
+}
+
+absl::Status Task::Run(uint64_t rip, uint64_t rsp, uint64_t rdi) {
+  if (auto s = Start(rip, rsp, rdi); !s.ok()) return s;
+  return WaitTrap();
 }
 
 absl::StatusOr<int64_t> Task::RunAt(uint64_t code_addr, long nr, const uint64_t (&a)[6]) {
@@ -154,8 +283,7 @@ absl::StatusOr<int64_t> Task::RunAt(uint64_t code_addr, long nr, const uint64_t 
   // orig_rax = -1: the kernel must not treat the stop as an interrupted
   // syscall and rewind rip to restart it.
   r.orig_rax = static_cast<uint64_t>(-1);
-  if (::ptrace(PTRACE_SETREGS, tid_, nullptr, &r) != 0) return Errno(tid_, "PTRACE_SETREGS");
-  if (::ptrace(PTRACE_CONT, tid_, nullptr, nullptr) != 0) return Errno(tid_, "PTRACE_CONT");
+  if (auto s = Go(r); !s.ok()) return s;
   if (auto s = WaitTrap(); !s.ok()) return s;
   user_regs_struct out;
   if (::ptrace(PTRACE_GETREGS, tid_, nullptr, &out) != 0) return Errno(tid_, "PTRACE_GETREGS");
@@ -207,11 +335,18 @@ absl::StatusOr<int64_t> Task::Syscall(long nr, uint64_t a1, uint64_t a2, uint64_
   if (const SyscallHook& hook = TestSyscallHook()) {
     if (absl::Status s = hook(tid_, nr); !s.ok()) return s;
   }
+  if (auto s = MappedScratch(); !s.ok()) return s.status();
+  uint64_t args[6] = {a1, a2, a3, a4, a5, a6};
+  return RunAt(scratch_, nr, args);
+}
+
+absl::StatusOr<uint64_t> Task::MappedScratch() {
+  if (!attached_) return absl::FailedPreconditionError("task is not seized");
+  if (running_) return absl::FailedPreconditionError("task runs code of ours");
   if (scratch_ == 0) {
     if (auto s = MapScratch(); !s.ok()) return s;
   }
-  uint64_t args[6] = {a1, a2, a3, a4, a5, a6};
-  return RunAt(scratch_, nr, args);
+  return scratch();
 }
 
 absl::StatusOr<uint64_t> Task::SyscallOk(const char* what, long nr, uint64_t a1, uint64_t a2,
@@ -248,7 +383,8 @@ absl::Status Task::WriteMemory(uint64_t addr, const void* src, size_t len) const
 
 absl::Status Task::Release(Leave how) {
   if (!attached_) return absl::OkStatus();
-  absl::Status status;
+  absl::Status status = Interrupt();
+  if (!attached_) return status;
   if (scratch_ != 0) {
     uint64_t args[6] = {scratch_, 4096, 0, 0, 0, 0};
     auto res = RunAtIp(SYS_munmap, args);
@@ -268,6 +404,13 @@ absl::Status Task::Release(Leave how) {
   if (::ptrace(PTRACE_SETREGS, tid_, nullptr, &saved_regs_) != 0 && status.ok()) {
     status = Errno(tid_, "PTRACE_SETREGS (restore)");
   }
+  // Pending again, under the task's own mask, before it runs.
+  for (int sig = 1; sig <= 64; ++sig) {
+    if ((deferred_signals_ & SigBit(sig)) && syscall(SYS_tkill, tid_, sig) != 0 && status.ok()) {
+      status = Errno(tid_, "tkill (a deferred signal)");
+    }
+  }
+  deferred_signals_ = 0;
   long sig = (how == Leave::kStopped && !was_stopped_) ? SIGSTOP : 0;
   if (::ptrace(PTRACE_DETACH, tid_, nullptr, reinterpret_cast<void*>(sig)) != 0 && status.ok()) {
     status = Errno(tid_, "PTRACE_DETACH");

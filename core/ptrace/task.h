@@ -3,10 +3,17 @@
 // single injected syscalls).
 //
 // Lifecycle: Seize() stops the thread with PTRACE_SEIZE + PTRACE_INTERRUPT and
-// blocks its signals so nothing is delivered while we work; Release() puts
-// back its signal mask and registers and then detaches (leaving it running or
-// stopped) or kills it. The destructor releases a task that was not released,
-// leaving it running: a failed dump never leaves a target stopped or changed.
+// blocks its signals so nothing is delivered while we work (all but the few
+// the kernel forces on code we run: one of those that another process sends
+// meanwhile is held back and sent again, see kSynchronousSignals in task.cc);
+// Release() puts back its signal mask and registers and then detaches
+// (leaving it running or stopped) or kills it. The destructor releases a task
+// that was not released, leaving it running: a failed dump never leaves a
+// target stopped or changed.
+//
+// Besides single syscalls, code of ours mapped in the task (the parasite,
+// core/infect) can run on the thread: Start() / PollTrap() / WaitTrap() /
+// Interrupt().
 #ifndef CRPP_CORE_PTRACE_TASK_H_
 #define CRPP_CORE_PTRACE_TASK_H_
 
@@ -61,9 +68,31 @@ class Task {
   // ip are borrowed and put back), without mapping the scratch page.
   absl::StatusOr<int64_t> SyscallAtIp(long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0);
 
+  // Runs code of ours that is mapped in the task (a parasite blob): the
+  // registers are the ones of seize time but rip, rsp and rdi, with the
+  // direction flag cleared and no syscall to restart; the code ends with an
+  // int3. Start() lets the task go and returns at once; while the code runs,
+  // only PollTrap(), WaitTrap(), Interrupt() and Release() may be called.
+  absl::Status Start(uint64_t rip, uint64_t rsp, uint64_t rdi);
+  // Waits until the started code stops at its int3. If it faults instead
+  // (SIGSEGV, SIGILL, ...), the error names the signal and where, and the
+  // task is left stopped there (the signal is never delivered); the task's
+  // death is an error too. Either way the code no longer runs afterwards.
+  absl::Status WaitTrap();
+  // WaitTrap() without blocking: true once stopped at the int3, false while
+  // the code still runs.
+  absl::StatusOr<bool> PollTrap();
+  // Start() and WaitTrap().
+  absl::Status Run(uint64_t rip, uint64_t rsp, uint64_t rdi);
+  // Stops started code wherever it is (nothing to do when none runs).
+  absl::Status Interrupt();
+  bool running() const { return running_; }
+
   // A page of memory mapped in the task for syscall arguments and results.
-  // Valid after the first Syscall() (which maps it).
+  // Valid after the first Syscall() (which maps it), or MappedScratch().
   uint64_t scratch() const { return scratch_ + kScratchDataOffset; }
+  // scratch(), mapping the page first if no Syscall() did yet.
+  absl::StatusOr<uint64_t> MappedScratch();
   static constexpr size_t kScratchDataSize = 3072;
   absl::Status ReadMemory(uint64_t addr, void* dst, size_t len) const;
   absl::Status WriteMemory(uint64_t addr, const void* src, size_t len) const;
@@ -88,7 +117,9 @@ class Task {
   absl::Status MapScratch();
   absl::StatusOr<int64_t> RunAt(uint64_t code_addr, long nr, const uint64_t (&args)[6]);
   absl::StatusOr<int64_t> RunAtIp(long nr, const uint64_t (&args)[6]);
-  absl::Status WaitTrap();
+  absl::Status Go(const user_regs_struct& regs);
+  absl::StatusOr<bool> OnStop(int wait_status);
+  void Defer(int sig);
 
   static constexpr size_t kScratchDataOffset = 1024;
 
@@ -98,6 +129,10 @@ class Task {
   user_regs_struct saved_regs_{};
   uint64_t saved_sigmask_ = 0;
   uint64_t scratch_ = 0;  // page with "syscall; int3" at its start
+  bool running_ = false;  // code of ours runs in the task (Go() until it stops)
+  // Signals another process sent while we had the task, to send again at
+  // Release() (see kSynchronousSignals in task.cc): a bit per signal.
+  uint64_t deferred_signals_ = 0;
 };
 
 }  // namespace crpp::ptrace

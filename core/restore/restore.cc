@@ -268,12 +268,16 @@ absl::Status FinishUnderPtrace(pid_t child, int status_fd, int go_fd, uint64_t k
   if (::ptrace(PTRACE_SEIZE, child, nullptr, PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL) != 0) {
     return absl::InternalError(absl::StrFormat("pid %d: PTRACE_SEIZE: %s", child, strerror(errno)));
   }
-  char go = 1;
-  WriteAll(go_fd, &go, 1);
   if (::ptrace(PTRACE_INTERRUPT, child, nullptr, nullptr) != 0) {
     return absl::InternalError(
         absl::StrFormat("pid %d: PTRACE_INTERRUPT: %s", child, strerror(errno)));
   }
+  // The go byte is sent only once the task has stopped for our interrupt
+  // (it waits for that byte, so it cannot get further): from then on it stops
+  // at every syscall. Sent earlier, a task quicker than our interrupt would
+  // run through the restorer untraced, its rt_sigreturn unseen, and this loop
+  // would follow the restored program's syscalls forever.
+  bool told_to_go = false;
   bool in_syscall = false;
   long nr = -1;
   for (;;) {
@@ -283,6 +287,11 @@ absl::Status FinishUnderPtrace(pid_t child, int status_fd, int go_fd, uint64_t k
     }
     if (WIFEXITED(st) || WIFSIGNALED(st)) return RestorerFailure(child, ReadRest(status_fd), st);
     if (!WIFSTOPPED(st)) continue;
+    if (!told_to_go) {
+      char go = 1;
+      WriteAll(go_fd, &go, 1);
+      told_to_go = true;
+    }
     long inject = 0;
     if (WSTOPSIG(st) == (SIGTRAP | 0x80)) {
       user_regs_struct regs;
@@ -427,7 +436,15 @@ absl::StatusOr<RestoreResult> Restore(const RestoreRequest& request) {
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
           .count());
   if (req.on_running) {
-    if (auto cb = req.on_running(r.pid); !cb.ok()) return cb;
+    if (auto cb = req.on_running(r.pid); !cb.ok()) {
+      // The caller could not record the task (e.g. its pidfile): the restore
+      // failed, and a failed restore leaves nothing behind (criu kills the
+      // tree when it cannot write the pidfile, too).
+      kill(r.pid, SIGKILL);
+      int status;
+      waitpid(r.pid, &status, 0);
+      return cb;
+    }
   }
   log::Info("restore: pid %d runs (%d us)", r.pid, r.restore_us);
   return r;

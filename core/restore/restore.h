@@ -17,7 +17,8 @@ namespace crpp {
 struct RestoreRequest {
   std::string images_dir;
   bool shell_job = false;
-  // Called with the restored pid as soon as the task runs (pidfile, ...).
+  // Called with the restored pid as soon as the task runs (pidfile, ...). An
+  // error it returns fails the restore: the task is killed.
   std::function<absl::Status(pid_t)> on_running;
 };
 

@@ -170,6 +170,38 @@ static inline long crpp_rseq(__u64 rseq, __u32 len, int flags, __u32 sig) {
   return crpp_sys4(__NR_rseq, (long)rseq, len, flags, sig);
 }
 
+/* The calls of the parasite (parasite/parasite.c). */
+static inline long crpp_sendto(int fd, const void* buf, unsigned long len, int flags) {
+  return crpp_sys6(__NR_sendto, fd, (long)buf, (long)len, flags, 0, 0);
+}
+
+static inline long crpp_recvfrom(int fd, void* buf, unsigned long len, int flags) {
+  return crpp_sys6(__NR_recvfrom, fd, (long)buf, (long)len, flags, 0, 0);
+}
+
+/* iov: the kernel's struct iovec[nr]. */
+static inline long crpp_vmsplice(int fd, const void* iov, unsigned long nr, unsigned flags) {
+  return crpp_sys4(__NR_vmsplice, fd, (long)iov, (long)nr, flags);
+}
+
+/* value: the kernel's struct itimerval (two pairs of longs). */
+static inline long crpp_getitimer(int which, void* value) {
+  return crpp_sys2(__NR_getitimer, which, (long)value);
+}
+
+/* limits: the kernel's struct rlimit64 (two __u64). */
+static inline long crpp_prlimit64(int pid, int resource, const void* new_limit, void* old_limit) {
+  return crpp_sys4(__NR_prlimit64, pid, resource, (long)new_limit, (long)old_limit);
+}
+
+static inline long crpp_sigaltstack(const void* ss, void* old) {
+  return crpp_sys2(__NR_sigaltstack, (long)ss, (long)old);
+}
+
+static inline long crpp_brk(__u64 addr) { return crpp_sys1(__NR_brk, (long)addr); }
+
+static inline long crpp_umask(int mask) { return crpp_sys1(__NR_umask, mask); }
+
 static inline __attribute__((noreturn)) void crpp_exit_group(int status) {
   for (;;) crpp_sys1(__NR_exit_group, status);
 }

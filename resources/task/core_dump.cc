@@ -13,6 +13,7 @@
 #include "core.pb.h"
 #include "core/images/image_io.h"
 #include "core/images/magic.h"
+#include "core/infect/parasite.h"
 #include "core/log.h"
 #include "core/proc/proc.h"
 #include "core/ptrace/task.h"
@@ -27,11 +28,6 @@ namespace {
 struct RseqConfig {
   uint64_t rseq_abi_pointer;
   uint32_t rseq_abi_size, signature, flags, pad;
-};
-
-// The kernel's struct sigaction for rt_sigaction (sigset of 8 bytes).
-struct KernelSigaction {
-  uint64_t handler, flags, restorer, mask;
 };
 
 template <class T>
@@ -72,54 +68,41 @@ void FillRegs(const user_regs_struct& r, criu::user_x86_regs_entry& g) {
   g.set_mode(criu::NATIVE);
 }
 
-absl::Status DumpSignals(ptrace::Task& t, criu::task_core_entry& tc) {
+void FillSignals(const infect::TaskState& st, criu::task_core_entry& tc) {
   for (int sig = 1; sig <= 64; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
-    auto r = t.SyscallOk("rt_sigaction", SYS_rt_sigaction, sig, 0, t.scratch(), 8);
-    if (!r.ok()) return r.status();
-    auto sa = ReadScratch<KernelSigaction>(t);
-    if (!sa.ok()) return sa.status();
+    const infect::SigAction& sa = st.sigactions[sig - 1];
     criu::sa_entry* e = tc.add_sigactions();
-    e->set_sigaction(sa->handler);
-    e->set_flags(sa->flags);
-    e->set_restorer(sa->restorer);
-    e->set_mask(sa->mask);
+    e->set_sigaction(sa.handler);
+    e->set_flags(sa.flags);
+    e->set_restorer(sa.restorer);
+    e->set_mask(sa.mask);
     e->set_compat_sigaction(false);
   }
-  return absl::OkStatus();
 }
 
-absl::Status DumpTimers(ptrace::Task& t, criu::task_core_entry& tc) {
+void FillTimers(const infect::TaskState& st, criu::task_core_entry& tc) {
   auto* timers = tc.mutable_timers();
   criu::itimer_entry* which[] = {timers->mutable_real(), timers->mutable_virt(),
                                  timers->mutable_prof()};
   for (int i = 0; i < 3; ++i) {
-    auto r = t.SyscallOk("getitimer", SYS_getitimer, i, t.scratch());
-    if (!r.ok()) return r.status();
-    auto it = ReadScratch<itimerval>(t);
-    if (!it.ok()) return it.status();
-    which[i]->set_isec(it->it_interval.tv_sec);
-    which[i]->set_iusec(it->it_interval.tv_usec);
-    which[i]->set_vsec(it->it_value.tv_sec);
-    which[i]->set_vusec(it->it_value.tv_usec);
+    const itimerval& it = st.itimers[i];
+    which[i]->set_isec(it.it_interval.tv_sec);
+    which[i]->set_iusec(it.it_interval.tv_usec);
+    which[i]->set_vsec(it.it_value.tv_sec);
+    which[i]->set_vusec(it.it_value.tv_usec);
   }
-  return absl::OkStatus();
 }
 
 // Read inside the task: prlimit on another task of a different uid needs
 // CAP_SYS_RESOURCE, which these machines lack; a task may always read its own.
-absl::Status DumpRlimits(ptrace::Task& t, criu::task_core_entry& tc) {
+void FillRlimits(const infect::TaskState& st, criu::task_core_entry& tc) {
   auto* rl = tc.mutable_rlimits();
-  for (int res = 0; res < RLIM_NLIMITS; ++res) {
-    auto r = t.SyscallOk("prlimit64", SYS_prlimit64, 0, res, 0, t.scratch());
-    if (!r.ok()) return r.status();
-    auto lim = ReadScratch<rlimit>(t);
-    if (!lim.ok()) return lim.status();
+  for (const rlimit& lim : st.rlimits) {
     auto* e = rl->add_rlimits();
-    e->set_cur(lim->rlim_cur);
-    e->set_max(lim->rlim_max);
+    e->set_cur(lim.rlim_cur);
+    e->set_max(lim.rlim_max);
   }
-  return absl::OkStatus();
 }
 
 void AddCaps(uint64_t caps, google::protobuf::RepeatedField<uint32_t>* out) {
@@ -201,15 +184,21 @@ absl::Status TaskCore::Precheck(DumpContext& ctx) {
 absl::Status TaskCore::Dump(DumpContext& ctx) {
   pid_t pid = ctx.root_pid;
   ptrace::Task& t = *ctx.task;
+  // What only the task itself can tell comes from the parasite, in one
+  // round trip.
+  absl::StatusOr<infect::TaskState> state;
+  {
+    auto parasite = infect::Parasite::Infect(t);
+    if (!parasite.ok()) return parasite.status();
+    state = (*parasite)->GetTaskState();
+    absl::Status cured = (*parasite)->Cure();
+    if (!state.ok()) return state.status();
+    if (!cured.ok()) return cured;
+  }
   criu::core_entry core;
   core.set_mtype(criu::core_entry::X86_64);
   auto* ti = core.mutable_thread_info();
-  auto tid_addr =
-      t.SyscallOk("prctl(PR_GET_TID_ADDRESS)", SYS_prctl, PR_GET_TID_ADDRESS, t.scratch());
-  if (!tid_addr.ok()) return tid_addr.status();
-  auto clear_tid = ReadScratch<uint64_t>(t);
-  if (!clear_tid.ok()) return clear_tid.status();
-  ti->set_clear_tid_addr(*clear_tid);
+  ti->set_clear_tid_addr(state->clear_tid_address);
   FillRegs(t.regs(), *ti->mutable_gpregs());
   auto layout = arch::ReadXsaveLayout();
   if (!layout.ok()) return layout.status();
@@ -227,16 +216,11 @@ absl::Status TaskCore::Dump(DumpContext& ctx) {
   tc->set_flags(static_cast<uint32_t>(ctx.stat->flags));
   tc->set_blk_sigset(t.blocked_signals());
   tc->set_comm(ctx.stat->comm);
-  if (auto s = DumpTimers(t, *tc); !s.ok()) return s;
+  FillTimers(*state, *tc);
   if (auto s = DumpPosixTimers(t, pid, *tc->mutable_timers()); !s.ok()) return s;
-  if (auto s = DumpRlimits(t, *tc); !s.ok()) return s;
-  if (auto s = DumpSignals(t, *tc); !s.ok()) return s;
-  auto subreaper =
-      t.SyscallOk("prctl(PR_GET_CHILD_SUBREAPER)", SYS_prctl, PR_GET_CHILD_SUBREAPER, t.scratch());
-  if (!subreaper.ok()) return subreaper.status();
-  auto sub = ReadScratch<int32_t>(t);
-  if (!sub.ok()) return sub.status();
-  tc->set_child_subreaper(*sub != 0);
+  FillRlimits(*state, *tc);
+  FillSignals(*state, *tc);
+  tc->set_child_subreaper(state->child_subreaper);
 
   auto* th = core.mutable_thread_core();
   uint64_t head = 0;
@@ -250,21 +234,12 @@ absl::Status TaskCore::Dump(DumpContext& ctx) {
   th->set_sched_nice(static_cast<int32_t>(ctx.stat->nice));
   th->set_sched_policy(static_cast<uint32_t>(sched_getscheduler(pid)));
   th->set_blk_sigset(t.blocked_signals());
-  auto sas = t.SyscallOk("sigaltstack", SYS_sigaltstack, 0, t.scratch());
-  if (!sas.ok()) return sas.status();
-  auto ss = ReadScratch<stack_t>(t);
-  if (!ss.ok()) return ss.status();
+  const stack_t& ss = state->sigaltstack;
   auto* sase = th->mutable_sas();
-  sase->set_ss_sp(reinterpret_cast<uint64_t>(ss->ss_sp));
-  sase->set_ss_size(ss->ss_size);
-  sase->set_ss_flags(static_cast<uint32_t>(ss->ss_flags));
-  auto pdeath = t.SyscallOk("prctl(PR_GET_PDEATHSIG)", SYS_prctl, PR_GET_PDEATHSIG, t.scratch());
-  if (!pdeath.ok()) return pdeath.status();
-  auto pd = ReadScratch<int32_t>(t);
-  if (!pd.ok()) return pd.status();
-  th->set_pdeath_sig(static_cast<uint32_t>(*pd));
-  auto secbits = t.SyscallOk("prctl(PR_GET_SECUREBITS)", SYS_prctl, PR_GET_SECUREBITS);
-  if (!secbits.ok()) return secbits.status();
+  sase->set_ss_sp(reinterpret_cast<uint64_t>(ss.ss_sp));
+  sase->set_ss_size(ss.ss_size);
+  sase->set_ss_flags(static_cast<uint32_t>(ss.ss_flags));
+  th->set_pdeath_sig(static_cast<uint32_t>(state->pdeath_signal));
   const proc::Status& st = *ctx.status;
   auto* creds = th->mutable_creds();
   creds->set_uid(st.uid[0]);
@@ -279,7 +254,7 @@ absl::Status TaskCore::Dump(DumpContext& ctx) {
   AddCaps(st.cap_prm, creds->mutable_cap_prm());
   AddCaps(st.cap_eff, creds->mutable_cap_eff());
   AddCaps(st.cap_bnd, creds->mutable_cap_bnd());
-  creds->set_secbits(static_cast<uint32_t>(*secbits));
+  creds->set_secbits(static_cast<uint32_t>(state->securebits));
   for (uint32_t g : st.groups) creds->add_groups(g);
   creds->set_no_new_privs(st.no_new_privs);
   th->set_comm(ctx.stat->comm);

@@ -51,6 +51,23 @@ BOOST_AUTO_TEST_CASE(dump_runs_plugins_in_stage_order) {
              boost::test_tools::per_element());
 }
 
+// The dump driver's fault injection: an error from after_each stops the dump
+// right after that plugin, unchanged.
+BOOST_AUTO_TEST_CASE(dump_after_each_can_stop_the_dump) {
+  Engine<Full> engine;
+  DumpContext ctx;
+  std::vector<std::string> seen;
+  absl::Status s = engine.Dump(ctx, [&seen](std::string_view plugin) {
+    seen.emplace_back(plugin);
+    return plugin == "files" ? absl::AbortedError("stop here") : absl::OkStatus();
+  });
+  BOOST_TEST(absl::IsAborted(s));
+  BOOST_TEST(std::string(s.message()) == "stop here");
+  BOOST_TEST(seen == (std::vector<std::string>{"tree", "files"}), boost::test_tools::per_element());
+  BOOST_TEST(ctx.ran == (std::vector<std::string>{"tree", "files"}),
+             boost::test_tools::per_element());
+}
+
 BOOST_AUTO_TEST_CASE(restore_stops_at_first_failure_and_names_plugin) {
   Engine<Full> engine;
   RestoreContext ctx;

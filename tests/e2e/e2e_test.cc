@@ -4,9 +4,11 @@
 // inside. BUILD.bazel runs each case as its own test (--run_test=CASE).
 #define BOOST_TEST_MODULE e2e
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/test/unit_test.hpp>
+#include <cstdint>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -54,6 +56,32 @@ void LeaveRunning(Session& s) {
   E2E_REQUIRE_OK(s, s.ExpectRunning());
   RequireVerdict(s, false, "restored");
 }
+
+// Processes that keep every CPU busy while they live.
+class CpuHogs {
+ public:
+  CpuHogs() {
+    for (long i = 0; i < sysconf(_SC_NPROCESSORS_ONLN); ++i) {
+      const pid_t pid = fork();
+      if (pid == 0) {
+        for (volatile uint64_t n = 0;; n = n + 1) {
+        }
+      }
+      if (pid > 0) pids_.push_back(pid);
+    }
+  }
+  ~CpuHogs() {
+    for (pid_t pid : pids_) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+  CpuHogs(const CpuHogs&) = delete;
+  CpuHogs& operator=(const CpuHogs&) = delete;
+
+ private:
+  std::vector<pid_t> pids_;
+};
 
 }  // namespace
 
@@ -138,4 +166,19 @@ BOOST_AUTO_TEST_CASE(redump) {
   E2E_REQUIRE_OK(s, s.Restore());
   E2E_REQUIRE_OK(s, s.ExpectRunning());
   RequireVerdict(s, false, "restored twice");
+}
+
+// Dump and restore while every CPU is busy. Restore once let the task go on
+// before it traced it: a task quicker than the engine went through the
+// restorer unseen, and `criu restore` followed the restored program forever.
+BOOST_AUTO_TEST_CASE(under_load) {
+  Session s("under_load", "counter");
+  CpuHogs hogs;  // gone (killed and reaped) before the session cleans up
+  E2E_REQUIRE_OK(s, s.Start());
+  for (int i = 0; i < 10; ++i) {
+    E2E_REQUIRE_OK(s, s.Dump());
+    E2E_REQUIRE_OK(s, s.Restore());
+  }
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  RequireVerdict(s, false, "restored 10 times under load");
 }

@@ -93,12 +93,6 @@ std::string Tail(const std::string& path, int lines) {
   return absl::StrCat("[...]\n", absl::StrJoin(all.end() - lines, all.end(), "\n"), "\n");
 }
 
-std::string DescribeStatus(int status) {
-  if (WIFEXITED(status)) return absl::StrCat("exit status ", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return absl::StrCat("killed by signal ", WTERMSIG(status));
-  return absl::StrCat("wait status ", status);
-}
-
 // Forks and execs ARGV with stdin from /dev/null and stdout/stderr appended to
 // files; closes every other fd, resets signal dispositions and the mask.
 pid_t Spawn(const std::vector<std::string>& argv, const std::string& out, const std::string& err,
@@ -209,15 +203,7 @@ bool HasLine(const std::string& path, const std::string& line) {
 // Kills and reaps every child we still have: whatever criu left behind.
 // They are unreaped children, so their pids cannot have been reused.
 void KillChildren() {
-  DIR* proc = opendir("/proc");
-  if (proc == nullptr) return;
-  std::vector<pid_t> children;
-  while (struct dirent* e = readdir(proc)) {
-    int pid = 0;
-    if (absl::SimpleAtoi(e->d_name, &pid) && ParentOf(pid) == getpid()) children.push_back(pid);
-  }
-  closedir(proc);
-  for (pid_t pid : children) {
+  for (pid_t pid : Children()) {
     kill(pid, SIGKILL);
     waitpid(pid, nullptr, 0);
     Untrack(pid);
@@ -225,6 +211,67 @@ void KillChildren() {
 }
 
 }  // namespace
+
+std::string DescribeWaitStatus(int status) {
+  if (WIFEXITED(status)) return absl::StrCat("exit status ", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return absl::StrCat("killed by signal ", WTERMSIG(status));
+  return absl::StrCat("wait status ", status);
+}
+
+std::vector<pid_t> Children() {
+  std::vector<pid_t> children;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return children;
+  while (struct dirent* e = readdir(proc)) {
+    int pid = 0;
+    if (absl::SimpleAtoi(e->d_name, &pid) && ParentOf(pid) == getpid()) children.push_back(pid);
+  }
+  closedir(proc);
+  return children;
+}
+
+absl::StatusOr<std::string> OutsideView(pid_t pid) {
+  const std::string maps = ReadFile(absl::StrCat("/proc/", pid, "/maps"));
+  const std::string status = ReadFile(absl::StrCat("/proc/", pid, "/status"));
+  if (maps.empty() || status.empty()) {
+    return absl::NotFoundError(absl::StrCat("pid ", pid, ": no /proc/", pid, "/maps or status"));
+  }
+  std::string view = maps;
+  // The open files: "fd N -> TARGET" (pipes and sockets name their inode).
+  std::vector<int> fds;
+  std::error_code ec;
+  const std::string fd_dir = absl::StrCat("/proc/", pid, "/fd");
+  for (const auto& e : std::filesystem::directory_iterator(fd_dir, ec)) {
+    int fd = -1;
+    if (absl::SimpleAtoi(e.path().filename().string(), &fd)) fds.push_back(fd);
+  }
+  std::sort(fds.begin(), fds.end());
+  for (int fd : fds) {
+    auto target = std::filesystem::read_symlink(absl::StrCat(fd_dir, "/", fd), ec);
+    absl::StrAppend(&view, "fd ", fd, " -> ", ec ? "?" : target.string(), "\n");
+  }
+  for (absl::string_view line : absl::StrSplit(status, '\n')) {
+    for (absl::string_view key :
+         {"SigPnd:", "ShdPnd:", "SigBlk:", "SigIgn:", "SigCgt:", "TracerPid:", "Threads:"}) {
+      if (absl::StartsWith(line, key)) absl::StrAppend(&view, line, "\n");
+    }
+  }
+  return view;
+}
+
+absl::Status ExpectOutsideView(pid_t pid, const std::string& before) {
+  absl::StatusOr<std::string> now = OutsideView(pid);
+  if (!now.ok()) return now.status();
+  if (*now == before) return absl::OkStatus();
+  std::vector<absl::string_view> a = absl::StrSplit(before, '\n');
+  std::vector<absl::string_view> b = absl::StrSplit(*now, '\n');
+  size_t i = 0;
+  while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
+  return absl::FailedPreconditionError(
+      absl::StrCat("pid ", pid, " changed as seen from outside: line ", i + 1, " was '",
+                   i < a.size() ? a[i] : "(none)", "', is now '", i < b.size() ? b[i] : "(none)",
+                   "'\n---- before\n", before, "---- now\n", *now));
+}
 
 std::string Runfile(const std::string& path) {
   std::string root;
@@ -285,7 +332,7 @@ absl::Status Session::Start() {
       is_child_ = false;
       Untrack(pid_);
       return absl::InternalError(absl::StrCat(binary, " (pid ", pid_, ") ended with ",
-                                              DescribeStatus(status), " before \"ready\""));
+                                              DescribeWaitStatus(status), " before \"ready\""));
     }
     SleepMs(kPollMs);
   }
@@ -295,13 +342,12 @@ absl::Status Session::Start() {
 
 std::string Session::ImagesDir(int n) const { return absl::StrCat(dir_, "/images-", n); }
 
-absl::StatusOr<int> Session::RunCriu(const std::string& what, std::vector<std::string> args) {
+absl::StatusOr<Session::CriuRun> Session::RunCriuAnyway(const std::string& what,
+                                                        std::vector<std::string> args) {
   const std::string out = absl::StrCat(dir_, "/criu-", ++criu_runs_, "-", what, ".out");
   args.insert(args.begin(), CriuBinary());
-  {
-    std::ofstream cmd(out);
-    cmd << "$ " << absl::StrJoin(args, " ") << "\n";
-  }
+  const std::string command = absl::StrCat("$ ", absl::StrJoin(args, " "), "\n");
+  std::ofstream(out) << command;
   pid_t pid = Spawn(args, out, out, /*new_session=*/false, {});
   if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", strerror(errno)));
   Track(pid);
@@ -314,11 +360,26 @@ absl::StatusOr<int> Session::RunCriu(const std::string& what, std::vector<std::s
         absl::StrCat("criu ", what, " did not finish within ", kCriuTimeoutMs / 1000, " s"));
   }
   Untrack(pid);
-  if (!WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
-    return absl::InternalError(absl::StrCat("criu ", what, " ended with ", DescribeStatus(*status),
-                                            ": ", absl::StripAsciiWhitespace(Tail(out, 3))));
+  CriuRun run;
+  run.wait_status = *status;
+  run.output = ReadFile(out);
+  if (absl::StartsWith(run.output, command)) run.output.erase(0, command.size());
+  return run;
+}
+
+absl::StatusOr<int> Session::RunCriu(const std::string& what, std::vector<std::string> args) {
+  absl::StatusOr<CriuRun> run = RunCriuAnyway(what, std::move(args));
+  if (!run.ok()) return run.status();
+  const int status = run->wait_status;
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::vector<absl::string_view> lines =
+        absl::StrSplit(absl::StripAsciiWhitespace(run->output), '\n');
+    if (lines.size() > 3) lines.erase(lines.begin(), lines.end() - 3);
+    return absl::InternalError(absl::StrCat("criu ", what, " ended with ",
+                                            DescribeWaitStatus(status), ": ",
+                                            absl::StrJoin(lines, "\n")));
   }
-  return *status;
+  return status;
 }
 
 absl::Status Session::Dump(const std::vector<std::string>& args) {
@@ -346,7 +407,8 @@ absl::Status Session::Dump(const std::vector<std::string>& args) {
     is_child_ = false;
     Untrack(pid_);
     std::ofstream(dir_ + "/program.stderr", std::ios::app)
-        << "[harness] after dump, pid " << pid_ << " ended with " << DescribeStatus(*gone) << "\n";
+        << "[harness] after dump, pid " << pid_ << " ended with " << DescribeWaitStatus(*gone)
+        << "\n";
     return absl::OkStatus();
   }
   for (int waited = 0; ProcState(pid_) != 0; waited += kPollMs) {
@@ -451,8 +513,8 @@ absl::StatusOr<std::string> Session::VerdictLine() {
     if (is_child_ && waitpid(pid_, &status, WNOHANG) == pid_) {
       is_child_ = false;
       Untrack(pid_);
-      return absl::InternalError(
-          absl::StrCat("pid ", pid_, " ended with ", DescribeStatus(status), " without a verdict"));
+      return absl::InternalError(absl::StrCat("pid ", pid_, " ended with ",
+                                              DescribeWaitStatus(status), " without a verdict"));
     }
     if (waited >= kVerdictTimeoutMs) {
       return absl::DeadlineExceededError(absl::StrCat(
@@ -477,8 +539,8 @@ absl::StatusOr<std::string> Session::VerdictLine() {
   is_child_ = false;
   Untrack(pid_);
   if (!WIFEXITED(*status) || WEXITSTATUS(*status) != (ok ? 0 : 1)) {
-    return absl::InternalError(
-        absl::StrCat("verdict '", line, "' but the program ended with ", DescribeStatus(*status)));
+    return absl::InternalError(absl::StrCat("verdict '", line, "' but the program ended with ",
+                                            DescribeWaitStatus(*status)));
   }
   return line;
 }

@@ -36,6 +36,24 @@ std::string Runfile(const std::string& path);
 // $CRPP_E2E_CRIU, else //tools:criu from the runfiles.
 std::string CriuBinary();
 
+// A wait status in words: "exit status 1", "killed by signal 9".
+std::string DescribeWaitStatus(int status);
+
+// The pids whose parent is this process, zombies included: what a failed
+// criu left behind becomes our child (the harness is a child subreaper).
+std::vector<pid_t> Children();
+
+// What can be seen of a task from outside and must not change when a dump
+// fails: its memory map (/proc/PID/maps: a page left mapped by the dumper
+// shows here), its open files (/proc/PID/fd: an fd left open by the dumper),
+// and from /proc/PID/status its signal masks (pending, blocked, ignored,
+// caught), tracer and thread count.
+absl::StatusOr<std::string> OutsideView(pid_t pid);
+
+// OK if OutsideView(PID) is BEFORE; else an error naming the first line
+// that differs.
+absl::Status ExpectOutsideView(pid_t pid, const std::string& before);
+
 struct SessionOptions {
   // Leaves the program in the harness's session and process group, and
   // passes --shell-job to criu; otherwise the program calls setsid().
@@ -70,6 +88,16 @@ class Session {
   // program had.
   absl::Status Restore(const std::vector<std::string>& args = {});
 
+  // How a criu run ended and what it printed (stdout and stderr).
+  struct CriuRun {
+    int wait_status = 0;
+    std::string output;
+  };
+  // Runs `criu ARGS...` like Dump() and Restore() do (its output goes to
+  // criu-N-WHAT.out, which Diagnostics() shows) and returns how it ended,
+  // success or not: for tests of failures.
+  absl::StatusOr<CriuRun> RunCriuAnyway(const std::string& what, std::vector<std::string> args);
+
   // Sends SIG to the program (the original or the restored one).
   absl::Status Signal(int sig);
 
@@ -94,10 +122,12 @@ class Session {
   pid_t pid() const { return pid_; }
   const std::string& dir() const { return dir_; }
   const std::string& out_dir() const { return out_dir_; }
+  // The images of dump N (1 is the first); dumps() dumps so far.
+  std::string ImagesDir(int n) const;
+  int dumps() const { return dumps_; }
 
  private:
   absl::StatusOr<int> RunCriu(const std::string& what, std::vector<std::string> args);
-  std::string ImagesDir(int n) const;
 
   std::string name_;
   std::string program_;

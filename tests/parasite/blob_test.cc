@@ -125,3 +125,20 @@ BOOST_AUTO_TEST_CASE(load_checks_the_destination) {
   bad.relocations = kOutside;
   BOOST_TEST(!crpp::LoadBlob(buffer, sizeof(buffer), bad).ok());
 }
+
+// LoadBlobAt: the copy here, relocated for the address it will run at.
+BOOST_AUTO_TEST_CASE(load_at_relocates_for_another_address) {
+  alignas(64) static unsigned char here[1 << 16];
+  constexpr std::uint64_t kThere = 0x7f0000100000;
+  BOOST_REQUIRE(crpp::LoadBlobAt(here, sizeof(here), tb::kBlob, kThere).ok());
+  for (size_t off : tb::kRelocations) {
+    std::uint64_t word, link;
+    std::memcpy(&word, here + off, sizeof(word));
+    std::memcpy(&link, tb::kImage + off, sizeof(link));
+    BOOST_TEST(word == kThere + link);
+  }
+  // The alignment that matters is the run-time address's.
+  if (tb::kAlign > 1) {
+    BOOST_TEST(!crpp::LoadBlobAt(here, sizeof(here), tb::kBlob, kThere + 1).ok());
+  }
+}

@@ -8,7 +8,8 @@
 // checks its state from the inside. After a restore the handler is still
 // installed, so the same signal asks a restored program for its verdict.
 //
-// Programs are single-threaded and use no threads of any kind.
+// Programs are single-threaded and use no threads of any kind, but for
+// refused.cc, which holds what a dump must refuse.
 #ifndef CRPP_TESTS_E2E_PROGRAMS_COMMON_H_
 #define CRPP_TESTS_E2E_PROGRAMS_COMMON_H_
 

@@ -1,0 +1,111 @@
+// refused: holds something a dump must refuse before it stops the task, chosen
+// by CRPP_E2E_REFUSED in the environment, and counts like the counter program:
+//   pipe    a pipe with both ends open: every iteration sends a byte through
+//           it and reads it back;
+//   thread  a second thread that increments a counter of its own every 10 ms;
+//   child   a child process that waits (it dies with us: PR_SET_PDEATHSIG).
+// Unlike the other programs it is not meant to be dumped: it is what the dump
+// refuses, and it checks that the refusal left it alone.
+// Verdict: the main loop counted; the pipe carried every byte in order; the
+// second thread still counts; the child is still there, and ends when killed.
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cinttypes>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "tests/e2e/programs/common.h"
+
+namespace {
+
+volatile uint64_t g_counter = 0;
+std::atomic<uint64_t> g_thread_counter{0};
+
+void* ThreadLoop(void*) {
+  for (;;) {
+    g_thread_counter.fetch_add(1);
+    crpp::e2e::SleepMs(10);
+  }
+  return nullptr;
+}
+
+// Sends the next byte through the pipe and reads it back; notes the first
+// failure in ERROR.
+void PipeRoundTrip(const int (&fds)[2], uint8_t& next, std::string& error) {
+  const uint8_t out = next++;
+  uint8_t in = 0;
+  if (write(fds[1], &out, 1) != 1 || read(fds[0], &in, 1) != 1 || in != out) {
+    if (error.empty()) {
+      error = "the pipe did not carry byte " + std::to_string(out) + " (got " + std::to_string(in) +
+              ")";
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  crpp::e2e::Setup(argc, argv, "refused");
+  const char* env = getenv("CRPP_E2E_REFUSED");
+  const std::string what = env != nullptr ? env : "";
+  int pipe_fds[2] = {-1, -1};
+  pid_t child = -1;
+  if (what == "pipe") {
+    if (pipe2(pipe_fds, O_CLOEXEC) != 0) crpp::e2e::Die("pipe2");
+  } else if (what == "thread") {
+    pthread_t thread;
+    if (pthread_create(&thread, nullptr, ThreadLoop, nullptr) != 0) {
+      crpp::e2e::Die("pthread_create");
+    }
+  } else if (what == "child") {
+    const pid_t parent = getpid();
+    child = fork();
+    if (child < 0) crpp::e2e::Die("fork");
+    if (child == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(0);
+      for (;;) pause();
+    }
+  } else {
+    fprintf(stderr, "refused: CRPP_E2E_REFUSED must be pipe, thread or child\n");
+    exit(2);
+  }
+  crpp::e2e::Ready();
+
+  uint8_t next_byte = 0;
+  std::string pipe_error;
+  while (!crpp::e2e::g_verify_requested) {
+    g_counter = g_counter + 1;
+    if (what == "pipe") PipeRoundTrip(pipe_fds, next_byte, pipe_error);
+    crpp::e2e::SleepMs(10);
+  }
+
+  crpp::e2e::Verdict v;
+  v.Expect(g_counter > 0, "the main loop never counted");
+  v.Note("what=%s counter=%" PRIu64, what.c_str(), static_cast<uint64_t>(g_counter));
+  if (what == "pipe") {
+    PipeRoundTrip(pipe_fds, next_byte, pipe_error);
+    v.Expect(pipe_error.empty(), "%s", pipe_error.c_str());
+  } else if (what == "thread") {
+    const uint64_t before = g_thread_counter.load();
+    crpp::e2e::SleepMs(100);
+    const uint64_t after = g_thread_counter.load();
+    v.Expect(after >= before + 3, "the second thread no longer counts (%" PRIu64 " -> %" PRIu64 ")",
+             before, after);
+  } else {
+    v.Expect(kill(child, 0) == 0, "the child %d is gone", child);
+    kill(child, SIGKILL);
+    int status = 0;
+    v.Expect(
+        waitpid(child, &status, 0) == child && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+        "the child %d did not end with SIGKILL", child);
+  }
+  v.Finish();
+}

@@ -1,0 +1,313 @@
+// A failed restore kills every half-restored task and says which resource
+// failed and why. Programs of tests/e2e/programs are dumped with //tools:criu;
+// then one thing at a time is in the way of `criu restore`: the pid is taken,
+// an image is damaged or missing, a file the task had open changed, the
+// restorer blob fails at its last steps, the pidfile cannot be written, the
+// directory holds no images. Each time `criu restore -d` must exit with status
+// 1 and an error, on stderr and in restore.log, that names the file or
+// resource and the reason; no process with the pid may remain (alive or a
+// zombie), no child of ours is left behind, and no pidfile claims a task.
+// Then the intact images restore and the program's verdict is OK: nothing but
+// the damage was in the way.
+#define BOOST_TEST_MODULE restore_failures
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/test/unit_test.hpp>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/images/image_io.h"
+#include "core/images/magic.h"
+#include "mm.pb.h"
+#include "tests/e2e/harness.h"
+
+namespace {
+
+using crpp::e2e::Session;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void WriteFile(const std::string& path, const std::string& data) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << data;
+  BOOST_REQUIRE_MESSAGE(out.good(), "cannot write " << path);
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0;
+}
+
+// "state 'S'" or "gone", and its parent, for messages.
+std::string Describe(pid_t pid) {
+  const std::string stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
+  return stat.empty() ? absl::StrCat("pid ", pid, " gone")
+                      : absl::StrCat("/proc/", pid, "/stat: ", stat);
+}
+
+struct Expected {
+  // Each must be in criu's error output and in restore.log.
+  std::vector<std::string> wanted;
+  // Children of ours that may exist (the original of a dump -R).
+  std::vector<pid_t> allowed_children;
+  // Where the log goes ("" = stderr: the images directory may not exist).
+  std::string log = "restore.log";
+  // --pidfile (default: DIR/pid).
+  std::string pidfile;
+};
+
+// Runs `criu restore -D DIR -d` and requires it to fail as described above;
+// PID is the task it would restore.
+void RequireRestoreFails(Session& s, const std::string& dir, pid_t pid, const Expected& e) {
+  const std::string pidfile = e.pidfile.empty() ? dir + "/pid" : e.pidfile;
+  std::vector<std::string> args = {"restore", "-D", dir, "-d", "--pidfile", pidfile, "-v4"};
+  if (!e.log.empty()) args.insert(args.end(), {"-o", e.log});
+  absl::StatusOr<Session::CriuRun> run = s.RunCriuAnyway("restore-damaged", args);
+  E2E_REQUIRE_OK(s, run.status());
+  std::cout << s.dir() << ": criu restore -D " << dir << ": "
+            << crpp::e2e::DescribeWaitStatus(run->wait_status) << ": " << run->output;
+  BOOST_CHECK_MESSAGE(WIFEXITED(run->wait_status) && WEXITSTATUS(run->wait_status) == 1,
+                      "criu restore ended with " << crpp::e2e::DescribeWaitStatus(run->wait_status)
+                                                 << ", want exit 1\n"
+                                                 << run->output);
+  // With -o, a summary line on stderr; without, the log itself is stderr.
+  BOOST_CHECK_MESSAGE(
+      absl::StrContains(run->output, e.log.empty() ? "Error: restore: " : "Error (restore): "),
+      "no error on stderr: " << run->output);
+  const std::string log = e.log.empty() ? "" : ReadFile(dir + "/" + e.log);
+  for (const std::string& w : e.wanted) {
+    BOOST_CHECK_MESSAGE(absl::StrContains(run->output, w),
+                        "'" << w << "' not in criu's output: " << run->output);
+    if (!e.log.empty()) {
+      BOOST_CHECK_MESSAGE(absl::StrContains(log, w), "'" << w << "' not in " << dir << "/" << e.log
+                                                         << ":\n"
+                                                         << log);
+    }
+  }
+  // Nothing half-restored survives: not under the pid, not as our child.
+  const bool pid_allowed = std::find(e.allowed_children.begin(), e.allowed_children.end(), pid) !=
+                           e.allowed_children.end();
+  if (!pid_allowed) {
+    BOOST_CHECK_MESSAGE(!Exists(absl::StrCat("/proc/", pid)),
+                        "a process with pid " << pid << " remains: " << Describe(pid));
+  }
+  for (pid_t child : crpp::e2e::Children()) {
+    const bool allowed = std::find(e.allowed_children.begin(), e.allowed_children.end(), child) !=
+                         e.allowed_children.end();
+    BOOST_CHECK_MESSAGE(allowed, "left behind as our child: " << Describe(child));
+  }
+  BOOST_CHECK_MESSAGE(!Exists(pidfile),
+                      "the pidfile " << pidfile << " was written: " << ReadFile(pidfile));
+}
+
+// Restores the intact images of the last dump; the program runs and its
+// verdict is OK.
+void RequireRestoreWorks(Session& s) {
+  E2E_REQUIRE_OK(s, s.Restore());
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  E2E_REQUIRE_OK(s, s.Verdict());
+  std::cout << s.dir() << ": restored from the intact images: " << s.last_verdict() << std::endl;
+}
+
+// Damages a copy of the images of one dump.
+using Damage = std::function<Expected(const std::string& dir, pid_t pid)>;
+
+// Starts PROGRAM, dumps it, requires that the restore of a copy of the
+// images with DAMAGE done fails, then that the intact ones restore (after
+// REPAIR, for damage outside the images).
+void DamagedImages(const std::string& name, const std::string& program, const Damage& damage,
+                   const std::function<void()>& repair = nullptr) {
+  Session s(name, program);
+  E2E_REQUIRE_OK(s, s.Start());
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  E2E_REQUIRE_OK(s, s.Dump());
+  const pid_t pid = s.pid();
+  const std::string damaged = s.dir() + "/damaged";
+  std::error_code ec;
+  std::filesystem::copy(s.ImagesDir(s.dumps()), damaged, std::filesystem::copy_options::recursive,
+                        ec);
+  BOOST_REQUIRE_MESSAGE(!ec, "copying the images: " << ec.message());
+  const Expected expected = damage(damaged, pid);
+  RequireRestoreFails(s, damaged, pid, expected);
+  if (repair) repair();
+  RequireRestoreWorks(s);
+}
+
+std::string Image(const std::string& dir, const std::string& kind, pid_t pid) {
+  return absl::StrCat(dir, "/", kind, "-", pid, ".img");
+}
+
+}  // namespace
+
+// (a) The pid is taken: the original still runs after `criu dump -R`.
+BOOST_AUTO_TEST_CASE(pid_in_use) {
+  Session s("pid_in_use", "counter");
+  E2E_REQUIRE_OK(s, s.Start());
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  absl::StatusOr<std::string> before = crpp::e2e::OutsideView(s.pid());
+  E2E_REQUIRE_OK(s, before.status());
+  E2E_REQUIRE_OK(s, s.Dump({"-R"}));
+  Expected e;
+  e.wanted = {absl::StrCat("pid ", s.pid(), " is in use")};
+  e.allowed_children = {s.pid()};
+  RequireRestoreFails(s, s.ImagesDir(1), s.pid(), e);
+  // The original is untouched, runs on and is intact.
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  E2E_REQUIRE_OK(s, crpp::e2e::ExpectOutsideView(s.pid(), *before));
+  E2E_REQUIRE_OK(s, s.Verdict());
+  std::cout << s.dir() << ": the original: " << s.last_verdict() << std::endl;
+  // Once it is gone, its pid is free and the images restore.
+  RequireRestoreWorks(s);
+}
+
+// (b) Damaged images.
+BOOST_AUTO_TEST_CASE(core_image_truncated) {
+  DamagedImages("core_truncated", "registers", [](const std::string& dir, pid_t pid) {
+    const std::string core = Image(dir, "core", pid);
+    const std::string data = ReadFile(core);
+    BOOST_REQUIRE(data.size() > 100);
+    WriteFile(core, data.substr(0, data.size() / 2));
+    return Expected{{"core: restore: ", Image(dir, "core", pid), "truncated"}};
+  });
+}
+
+// The first byte of the mm entry is the tag of field 1 (mm_start_code, a
+// varint: 0x08); with bit 4 flipped it reads as field 3 (0x18), so the entry
+// still parses but lacks a required field.
+BOOST_AUTO_TEST_CASE(mm_image_byte_flipped) {
+  DamagedImages("mm_byte_flipped", "counter", [](const std::string& dir, pid_t pid) {
+    const std::string mm = Image(dir, "mm", pid);
+    std::string data = ReadFile(mm);
+    constexpr size_t kFirstTag = 12;  // head magic, image magic, entry size
+    BOOST_REQUIRE(data.size() > kFirstTag);
+    BOOST_REQUIRE_EQUAL(static_cast<int>(static_cast<uint8_t>(data[kFirstTag])), 0x08);
+    data[kFirstTag] ^= 0x10;
+    WriteFile(mm, data);
+    return Expected{{"memory: restore: ", mm, "is not a valid criu.mm_entry"}};
+  });
+}
+
+// A flipped byte in the image magic: not an mm image any more.
+BOOST_AUTO_TEST_CASE(mm_image_magic_flipped) {
+  DamagedImages("mm_magic_flipped", "counter", [](const std::string& dir, pid_t pid) {
+    const std::string mm = Image(dir, "mm", pid);
+    std::string data = ReadFile(mm);
+    BOOST_REQUIRE(data.size() > 8);
+    data[5] ^= 0x01;
+    WriteFile(mm, data);
+    return Expected{{"memory: restore: ", mm, "magic"}};
+  });
+}
+
+BOOST_AUTO_TEST_CASE(pages_image_deleted) {
+  DamagedImages("pages_deleted", "memory", [](const std::string& dir, pid_t pid) {
+    const std::string pages = dir + "/pages-1.img";
+    BOOST_REQUIRE(unlink(pages.c_str()) == 0);
+    return Expected{{"memory: restore: ", pages, "No such file or directory"}};
+  });
+}
+
+BOOST_AUTO_TEST_CASE(pages_image_truncated) {
+  DamagedImages("pages_truncated", "memory", [](const std::string& dir, pid_t pid) {
+    const std::string pages = dir + "/pages-1.img";
+    struct stat st;
+    BOOST_REQUIRE(stat(pages.c_str(), &st) == 0 && st.st_size > 8192);
+    BOOST_REQUIRE(truncate(pages.c_str(), st.st_size - 4096) == 0);
+    return Expected{{"memory: restore: ", pages, "truncated pages image"}};
+  });
+}
+
+BOOST_AUTO_TEST_CASE(inventory_image_deleted) {
+  DamagedImages("inventory_deleted", "counter", [](const std::string& dir, pid_t pid) {
+    const std::string inventory = dir + "/inventory.img";
+    BOOST_REQUIRE(unlink(inventory.c_str()) == 0);
+    return Expected{{"inventory: restore: ", inventory, "No such file or directory"}};
+  });
+}
+
+// A file the task had open (read-only, not appended to) has another size.
+BOOST_AUTO_TEST_CASE(open_file_changed_size) {
+  std::string data_file;
+  std::string original;
+  DamagedImages(
+      "open_file_changed", "files",
+      [&](const std::string& dir, pid_t pid) {
+        data_file = std::filesystem::canonical(std::filesystem::path(dir).parent_path() /
+                                               "out/files_cwd/data.bin")
+                        .string();
+        original = ReadFile(data_file);
+        BOOST_REQUIRE(!original.empty());
+        WriteFile(data_file, original + "one more line\n");
+        return Expected{{"fds: restore: ", data_file, "changed size since the dump"}};
+      },
+      [&] { WriteFile(data_file, original); });
+}
+
+// The plugins succeed but the restorer blob, at its last steps (the engine
+// is gone from the task by then), fails: PR_SET_MM_MAP refuses a brk below
+// the start of the heap.
+BOOST_AUTO_TEST_CASE(restorer_fails_at_mm_map) {
+  DamagedImages("restorer_fails", "counter", [](const std::string& dir, pid_t pid) {
+    namespace images = crpp::images;
+    const std::string mm = Image(dir, "mm", pid);
+    auto entries = images::ReadAll<criu::mm_entry>(mm, images::Mm());
+    BOOST_REQUIRE_MESSAGE(entries.ok() && entries->size() == 1, entries.status());
+    criu::mm_entry& e = entries->front();
+    e.set_mm_brk(e.mm_start_brk() - 4096);
+    auto w = images::TypedImageWriter<criu::mm_entry>::Create(mm, images::Mm());
+    BOOST_REQUIRE(w.ok());
+    BOOST_REQUIRE(w->Write(e).ok());
+    BOOST_REQUIRE(w->Close().ok());
+    return Expected{
+        {absl::StrCat("pid ", pid, ": the restorer failed at mm layout"), "Invalid argument"}};
+  });
+}
+
+// The pidfile cannot be written: criu says so and the task it restored does
+// not stay behind (as criu does).
+BOOST_AUTO_TEST_CASE(pidfile_not_writable) {
+  Session s("pidfile_not_writable", "counter");
+  E2E_REQUIRE_OK(s, s.Start());
+  E2E_REQUIRE_OK(s, s.Dump());
+  Expected e;
+  e.pidfile = s.dir() + "/no/such/dir/pid";
+  e.wanted = {"cannot write pidfile", e.pidfile};
+  RequireRestoreFails(s, s.ImagesDir(1), s.pid(), e);
+  RequireRestoreWorks(s);
+}
+
+// (c) No images.
+BOOST_AUTO_TEST_CASE(empty_images_dir) {
+  Session s("empty_images_dir", "counter");
+  const std::string dir = s.dir() + "/empty";
+  std::filesystem::create_directories(dir);
+  Expected e;
+  e.wanted = {dir + "/pstree.img", "No such file or directory"};
+  // No pid to look for: any left behind would be our child.
+  RequireRestoreFails(s, dir, /*pid=*/0, e);
+}
+
+BOOST_AUTO_TEST_CASE(nonexistent_images_dir) {
+  Session s("nonexistent_images_dir", "counter");
+  const std::string dir = s.dir() + "/no/such/dir";
+  Expected e;
+  e.log = "";  // no directory to write it in
+  e.pidfile = s.dir() + "/pid";
+  e.wanted = {dir, "No such file or directory"};
+  RequireRestoreFails(s, dir, /*pid=*/0, e);
+}
