@@ -166,6 +166,10 @@ struct restorer_args {
   uint32_t gid, egid, sgid, fsgid;
   uint32_t secbits, pad5;
   uint64_t cap_inh, cap_prm, cap_eff, cap_bnd;
+
+  /* Nonzero: stop with int3 just before rt_sigreturn (the engine traces the
+     task and removes the keep area at that point). */
+  uint32_t trap_before_sigreturn, pad6;
 };
 
 /* Steps, for failure reports. */

@@ -118,6 +118,16 @@ void restorer_sigreturn(const struct restorer_args* a) {
      engine learns that the restorer got this far. */
   if (a->status_fd >= 0) crpp_close(a->status_fd);
 
+  /* A tracing engine wants the task once more, right at the sigreturn, to
+     remove the keep area this code runs from: stop it with int3. SIGTRAP is
+     unblocked first: a blocked trap signal would make the kernel reset the
+     task's own SIGTRAP action; the tracer discards the signal. */
+  if (a->trap_before_sigreturn) {
+    __u64 trap = 1ull << (5 - 1); /* SIGTRAP */
+    crpp_rt_sigprocmask(SIG_UNBLOCK, &trap, 0);
+    __asm__ volatile("int3" ::: "memory");
+  }
+
   /* rbx keeps our stack pointer across the call, for the failure path. */
   __asm__ volatile(
       "movq %%rsp, %%rbx\n\t"

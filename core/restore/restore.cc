@@ -198,6 +198,7 @@ absl::Status WriteRestoreStats(const std::string& dir, const RestorePlan& plan,
   FillUnmap(a);
   if (auto s = WriteRestoreStats(req.images_dir, plan, started); !s.ok()) ChildFail(status_fd, s);
   a.status_fd = status_fd;
+  a.trap_before_sigreturn = 1;
   log::Info("restore: pid %d: jumping into the restorer", pid);
   // The task must not inherit the engine's log or terminal copies; only the
   // status pipe stays, and the restorer closes it as its last act.
@@ -260,9 +261,9 @@ absl::Status RestorerFailure(pid_t child, const std::string& report, int wait_st
                                              WEXITSTATUS(wait_status)));
 }
 
-// Follows the task through the restorer with ptrace, syscall by syscall,
-// until its final rt_sigreturn; then removes the restorer's work area (code
-// cannot unmap the page it runs from) and lets the task go.
+// Follows the task through the restorer with ptrace until its final
+// rt_sigreturn; then removes the restorer's work area (code cannot unmap the
+// page it runs from) and lets the task go.
 absl::Status FinishUnderPtrace(pid_t child, int status_fd, int go_fd, uint64_t keep_start,
                                uint64_t keep_end) {
   if (::ptrace(PTRACE_SEIZE, child, nullptr, PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL) != 0) {
@@ -273,13 +274,13 @@ absl::Status FinishUnderPtrace(pid_t child, int status_fd, int go_fd, uint64_t k
         absl::StrFormat("pid %d: PTRACE_INTERRUPT: %s", child, strerror(errno)));
   }
   // The go byte is sent only once the task has stopped for our interrupt
-  // (it waits for that byte, so it cannot get further): from then on it stops
-  // at every syscall. Sent earlier, a task quicker than our interrupt would
-  // run through the restorer untraced, its rt_sigreturn unseen, and this loop
-  // would follow the restored program's syscalls forever.
+  // (it waits for that byte, so it cannot get further): the task is traced
+  // before it can reach the restorer's final trap.
   bool told_to_go = false;
-  bool in_syscall = false;
-  long nr = -1;
+  // The task runs freely through the restorer until its int3 right before
+  // rt_sigreturn (trap_before_sigreturn); from there it is stepped to the
+  // syscall's exit, where it already is the restored task.
+  enum { kToTrap, kToEntry, kToExit } phase = kToTrap;
   for (;;) {
     int st;
     if (waitpid(child, &st, __WALL) != child) {
@@ -293,22 +294,34 @@ absl::Status FinishUnderPtrace(pid_t child, int status_fd, int go_fd, uint64_t k
       told_to_go = true;
     }
     long inject = 0;
-    if (WSTOPSIG(st) == (SIGTRAP | 0x80)) {
+    bool syscall_stop = WSTOPSIG(st) == (SIGTRAP | 0x80);
+    if (syscall_stop) {
       user_regs_struct regs;
       ::ptrace(PTRACE_GETREGS, child, nullptr, &regs);
-      if (!in_syscall) {
-        nr = static_cast<long>(regs.orig_rax);
-        in_syscall = true;
-      } else {
-        in_syscall = false;
-        if (nr == SYS_rt_sigreturn) break;
+      if (phase == kToEntry) {
+        if (static_cast<long>(regs.orig_rax) != SYS_rt_sigreturn) {
+          return absl::InternalError(
+              absl::StrFormat("pid %d: the restorer made syscall %d where rt_sigreturn was due",
+                              child, regs.orig_rax));
+        }
+        phase = kToExit;
+      } else if (phase == kToExit) {
+        break;
       }
-    } else if ((st >> 16) == 0 && WSTOPSIG(st) != SIGTRAP) {
-      inject = WSTOPSIG(st);  // a real signal (a fault in the restorer): deliver it
+    } else if ((st >> 16) == 0) {
+      siginfo_t si{};
+      ::ptrace(PTRACE_GETSIGINFO, child, nullptr, &si);
+      if (phase == kToTrap && WSTOPSIG(st) == SIGTRAP && si.si_code == SI_KERNEL) {
+        phase = kToEntry;  // our int3: swallow it
+      } else {
+        inject = WSTOPSIG(st);  // a real signal (a fault in the restorer): deliver it
+      }
     }
-    if (::ptrace(PTRACE_SYSCALL, child, nullptr, reinterpret_cast<void*>(inject)) != 0) {
+    long req = phase == kToTrap ? PTRACE_CONT : PTRACE_SYSCALL;
+    if (::ptrace(static_cast<__ptrace_request>(req), child, nullptr,
+                 reinterpret_cast<void*>(inject)) != 0) {
       return absl::InternalError(
-          absl::StrFormat("pid %d: PTRACE_SYSCALL: %s", child, strerror(errno)));
+          absl::StrFormat("pid %d: resuming the restorer: %s", child, strerror(errno)));
     }
   }
   auto task = ptrace::Task::Adopt(child);
