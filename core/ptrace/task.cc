@@ -67,17 +67,7 @@ absl::StatusOr<std::unique_ptr<Task>> Task::Seize(pid_t tid) {
   }
   t->attached_ = true;
   if (auto s = t->Stop(); !s.ok()) return s;
-  if (::ptrace(PTRACE_GETREGS, tid, nullptr, &t->saved_regs_) != 0) {
-    return Errno(tid, "PTRACE_GETREGS");
-  }
-  if (::ptrace(PTRACE_GETSIGMASK, tid, sizeof(uint64_t), &t->saved_sigmask_) != 0) {
-    return Errno(tid, "PTRACE_GETSIGMASK");
-  }
-  // No signal may reach the task while syscalls run inside it.
-  uint64_t mask = kMaskWhileSeized;
-  if (::ptrace(PTRACE_SETSIGMASK, tid, sizeof(uint64_t), &mask) != 0) {
-    return Errno(tid, "PTRACE_SETSIGMASK");
-  }
+  if (auto s = t->Capture(); !s.ok()) return s;
   log::Debug("pid %d: seized at rip %#x%s", tid, t->saved_regs_.rip,
              t->was_stopped_ ? " (was stopped)" : "");
   return t;
@@ -86,17 +76,25 @@ absl::StatusOr<std::unique_ptr<Task>> Task::Seize(pid_t tid) {
 absl::StatusOr<std::unique_ptr<Task>> Task::Adopt(pid_t tid) {
   std::unique_ptr<Task> t(new Task(tid));
   t->attached_ = true;
-  if (::ptrace(PTRACE_GETREGS, tid, nullptr, &t->saved_regs_) != 0) {
-    return Errno(tid, "PTRACE_GETREGS");
-  }
-  if (::ptrace(PTRACE_GETSIGMASK, tid, sizeof(uint64_t), &t->saved_sigmask_) != 0) {
-    return Errno(tid, "PTRACE_GETSIGMASK");
-  }
-  uint64_t mask = kMaskWhileSeized;
-  if (::ptrace(PTRACE_SETSIGMASK, tid, sizeof(uint64_t), &mask) != 0) {
-    return Errno(tid, "PTRACE_SETSIGMASK");
-  }
+  if (auto s = t->Capture(); !s.ok()) return s;
   return t;
+}
+
+absl::Status Task::Capture() {
+  if (::ptrace(PTRACE_GETREGS, tid_, nullptr, &saved_regs_) != 0) {
+    return Errno(tid_, "PTRACE_GETREGS");
+  }
+  if (::ptrace(PTRACE_GETSIGMASK, tid_, sizeof(uint64_t), &saved_sigmask_) != 0) {
+    return Errno(tid_, "PTRACE_GETSIGMASK");
+  }
+  // From here on Release() has true values to put back.
+  captured_ = true;
+  // No signal may reach the task while syscalls run inside it.
+  uint64_t mask = kMaskWhileSeized;
+  if (::ptrace(PTRACE_SETSIGMASK, tid_, sizeof(uint64_t), &mask) != 0) {
+    return Errno(tid_, "PTRACE_SETSIGMASK");
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int64_t> Task::SyscallAtIp(long nr, uint64_t a1, uint64_t a2, uint64_t a3) {
@@ -398,10 +396,13 @@ absl::Status Task::Release(Leave how) {
     attached_ = false;
     return status;
   }
-  if (::ptrace(PTRACE_SETSIGMASK, tid_, sizeof(uint64_t), &saved_sigmask_) != 0 && status.ok()) {
+  // Registers and mask are only put back when they were read: zeros would
+  // wreck the task.
+  if (captured_ && ::ptrace(PTRACE_SETSIGMASK, tid_, sizeof(uint64_t), &saved_sigmask_) != 0 &&
+      status.ok()) {
     status = Errno(tid_, "PTRACE_SETSIGMASK (restore)");
   }
-  if (::ptrace(PTRACE_SETREGS, tid_, nullptr, &saved_regs_) != 0 && status.ok()) {
+  if (captured_ && ::ptrace(PTRACE_SETREGS, tid_, nullptr, &saved_regs_) != 0 && status.ok()) {
     status = Errno(tid_, "PTRACE_SETREGS (restore)");
   }
   // Pending again, under the task's own mask, before it runs.

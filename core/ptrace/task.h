@@ -114,6 +114,8 @@ class Task {
  private:
   explicit Task(pid_t tid) : tid_(tid) {}
   absl::Status Stop();
+  // Saves the task's registers and signal mask and blocks its signals.
+  absl::Status Capture();
   absl::Status MapScratch();
   absl::StatusOr<int64_t> RunAt(uint64_t code_addr, long nr, const uint64_t (&args)[6]);
   absl::StatusOr<int64_t> RunAtIp(long nr, const uint64_t (&args)[6]);
@@ -125,6 +127,7 @@ class Task {
 
   pid_t tid_;
   bool attached_ = false;
+  bool captured_ = false;  // saved_regs_ and saved_sigmask_ hold the task's values
   bool was_stopped_ = false;
   user_regs_struct saved_regs_{};
   uint64_t saved_sigmask_ = 0;

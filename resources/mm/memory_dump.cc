@@ -152,7 +152,8 @@ absl::Status Memory::Dump(DumpContext& ctx) {
   if (!auxv.ok()) return auxv.status();
   for (uint64_t w : *auxv) mm.add_mm_saved_auxv(w);
   auto dumpable = ctx.task->SyscallOk("prctl(PR_GET_DUMPABLE)", SYS_prctl, PR_GET_DUMPABLE);
-  if (dumpable.ok()) mm.set_dumpable(static_cast<int32_t>(*dumpable));
+  if (!dumpable.ok()) return dumpable.status();
+  mm.set_dumpable(static_cast<int32_t>(*dumpable));
 
   std::string pagemap_path = absl::StrFormat("/proc/%d/pagemap", pid);
   int pagemap_fd = open(pagemap_path.c_str(), O_RDONLY | O_CLOEXEC);
