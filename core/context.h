@@ -100,6 +100,9 @@ struct RestoreContext {
   pid_t pid = 0;           // the task being restored (we run inside it)
   bool shell_job = false;
   int tty_fd = -1;  // the restoring shell's terminal (--shell-job), or -1
+  // Descriptors the engine still needs inside the task (status pipe, log);
+  // a task fd with one of these numbers cannot be restored.
+  std::vector<int> engine_fds;
   // What the plugins prepare for the last stage (the restorer); null in
   // tests of plugins that do not restore into a task.
   RestorePlan* plan = nullptr;

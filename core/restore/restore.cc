@@ -182,6 +182,7 @@ absl::Status WriteRestoreStats(const std::string& dir, const RestorePlan& plan,
   ctx.shell_job = req.shell_job;
   ctx.tty_fd = tty;
   ctx.plan = &plan;
+  ctx.engine_fds.assign(keep.begin(), keep.end());
   Engine<DefaultResources> engine;
   if (absl::Status s = engine.Restore(ctx); !s.ok()) ChildFail(status_fd, s);
 

@@ -275,6 +275,12 @@ absl::Status Fds::Restore(RestoreContext& ctx) {
   std::map<uint32_t, int> opened;  // file id -> the fd it was first opened at
   for (const criu::fdinfo_entry& fe : *fds) {
     int target = static_cast<int>(fe.fd());
+    if (std::find(ctx.engine_fds.begin(), ctx.engine_fds.end(), target) != ctx.engine_fds.end()) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "fd %d: the restore engine uses that number itself (raise RLIMIT_NOFILE for criu "
+          "restore)",
+          target));
+    }
     if (auto it = opened.find(fe.id()); it != opened.end()) {
       // Another fd of the same open file description: share it again.
       if (dup2(it->second, target) < 0) {
