@@ -22,6 +22,7 @@ class Task;
 namespace proc {
 struct Stat;
 struct Status;
+struct Vma;
 }  // namespace proc
 struct RestorePlan;
 
@@ -89,6 +90,7 @@ struct DumpContext {
   ptrace::Task* task = nullptr;
   const proc::Stat* stat = nullptr;
   const proc::Status* status = nullptr;
+  const std::vector<proc::Vma>* maps = nullptr;  // the task's memory map
   FileTable* files = nullptr;
   DumpStats* stats = nullptr;
   // Names of the plugins whose Dump ran, in order (for logs and tests).

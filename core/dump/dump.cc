@@ -74,6 +74,8 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
   }
   auto status_info = proc::ReadStatus(pid);
   if (!status_info.ok()) return status_info.status();
+  auto maps = proc::ReadMaps(pid);
+  if (!maps.ok()) return maps.status();
 
   DumpStats stats;
   FileTable files;
@@ -83,6 +85,7 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
   ctx.shell_job = req.shell_job;
   ctx.stat = &*stat_info;
   ctx.status = &*status_info;
+  ctx.maps = &*maps;
   ctx.files = &files;
   ctx.stats = &stats;
 
@@ -108,12 +111,14 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
   // /proc may have changed between the precheck and the freeze.
   auto fresh_stat = proc::ReadStat(pid);
   auto fresh_status = proc::ReadStatus(pid);
-  if (!fresh_stat.ok() || !fresh_status.ok()) {
+  auto fresh_maps = proc::ReadMaps(pid);
+  if (!fresh_stat.ok() || !fresh_status.ok() || !fresh_maps.ok()) {
     (void)(*task)->Release(ptrace::Leave::kRunning);
     return absl::AbortedError(absl::StrFormat("pid %d vanished while being frozen", pid));
   }
   ctx.stat = &*fresh_stat;
   ctx.status = &*fresh_status;
+  ctx.maps = &*fresh_maps;
   ctx.task = task->get();
 
   // Fault injection stops the dump right after the named plugin, so the

@@ -115,9 +115,7 @@ absl::Status CollectPages(int pagemap_fd, const proc::Vma& v, uint64_t zero_pfn,
 }  // namespace
 
 absl::Status Memory::Precheck(DumpContext& ctx) {
-  auto maps = proc::ReadMaps(ctx.root_pid);
-  if (!maps.ok()) return maps.status();
-  for (const proc::Vma& v : *maps) {
+  for (const proc::Vma& v : *ctx.maps) {
     if (std::string why = Unsupported(v); !why.empty()) {
       return absl::UnimplementedError(
           absl::StrFormat("pid %d: %#x-%#x is %s", ctx.root_pid, v.start, v.end, why));
@@ -128,8 +126,9 @@ absl::Status Memory::Precheck(DumpContext& ctx) {
 
 absl::Status Memory::Dump(DumpContext& ctx) {
   pid_t pid = ctx.root_pid;
-  auto maps = proc::ReadMaps(pid);
-  if (!maps.ok()) return maps.status();
+  // The map Precheck just accepted, read after the freeze: every VMA in it
+  // is of a kind this plugin dumps.
+  const std::vector<proc::Vma>& maps = *ctx.maps;
   const proc::Stat& st = *ctx.stat;
   criu::mm_entry mm;
   mm.set_mm_start_code(st.start_code);
@@ -164,12 +163,7 @@ absl::Status Memory::Dump(DumpContext& ctx) {
   std::vector<Range> ranges;
   std::vector<proc::Vma> unreadable;
   absl::Status status;
-  for (const proc::Vma& v : *maps) {
-    if (std::string why = Unsupported(v); !why.empty()) {
-      status = absl::UnimplementedError(
-          absl::StrFormat("pid %d: %#x-%#x is %s", pid, v.start, v.end, why));
-      break;
-    }
+  for (const proc::Vma& v : maps) {
     criu::vma_entry* e = mm.add_vmas();
     e->set_start(v.start);
     e->set_end(v.end);

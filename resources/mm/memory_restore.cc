@@ -142,16 +142,45 @@ absl::Status RunCopies(int fd, const std::string& path, std::vector<CopyJob> job
   return mine.ok() ? other : mine;
 }
 
-absl::Status FillPages(const std::string& dir, pid_t pid, const std::vector<Area>& areas,
-                       uint64_t& pages_restored) {
-  std::string pagemap_path = absl::StrFormat("%s/pagemap-%d.img", dir, pid);
-  auto r = images::ImageReader::Open(pagemap_path, &images::Pagemap());
+// The pagemap image, read once: where each run of dumped pages goes.
+struct Pagemap {
+  std::string path;
+  uint32_t pages_id = 0;
+  std::vector<criu::pagemap_entry> entries;
+};
+
+uint64_t NrPages(const criu::pagemap_entry& pe) {
+  return pe.has_nr_pages() ? pe.nr_pages() : pe.compat_nr_pages();
+}
+
+absl::StatusOr<Pagemap> ReadPagemap(const std::string& dir, pid_t pid) {
+  Pagemap pm;
+  pm.path = absl::StrFormat("%s/pagemap-%d.img", dir, pid);
+  auto r = images::ImageReader::Open(pm.path, &images::Pagemap());
   if (!r.ok()) return r.status();
   criu::pagemap_head head;
   auto more = (*r)->Next(head);
   if (!more.ok()) return more.status();
-  if (!*more) return absl::DataLossError(pagemap_path + ": no pagemap head");
-  std::string pages_path = absl::StrFormat("%s/pages-%d.img", dir, head.pages_id());
+  if (!*more) return absl::DataLossError(pm.path + ": no pagemap head");
+  pm.pages_id = head.pages_id();
+  for (;;) {
+    criu::pagemap_entry pe;
+    more = (*r)->Next(pe);
+    if (!more.ok()) return more.status();
+    if (!*more) return pm;
+    if ((pe.has_in_parent() && pe.in_parent()) || (pe.has_flags() && (pe.flags() & 3))) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "%s: pages at %#x are in a parent image or lazy: incremental and lazy restores are not "
+          "supported yet",
+          pm.path, pe.vaddr()));
+    }
+    pm.entries.push_back(std::move(pe));
+  }
+}
+
+absl::Status FillPages(const std::string& dir, const Pagemap& pm, const std::vector<Area>& areas,
+                       uint64_t& pages_restored) {
+  std::string pages_path = absl::StrFormat("%s/pages-%d.img", dir, pm.pages_id);
   int fd = open(pages_path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     return absl::NotFoundError(absl::StrFormat("%s: %s", pages_path, strerror(errno)));
@@ -159,29 +188,14 @@ absl::Status FillPages(const std::string& dir, pid_t pid, const std::vector<Area
   off_t off = 0;
   absl::Status status;
   std::vector<CopyJob> jobs;
-  for (;;) {
-    criu::pagemap_entry pe;
-    more = (*r)->Next(pe);
-    if (!more.ok()) {
-      status = more.status();
-      break;
-    }
-    if (!*more) break;
-    uint64_t n = pe.has_nr_pages() ? pe.nr_pages() : pe.compat_nr_pages();
-    if ((pe.has_in_parent() && pe.in_parent()) || (pe.has_flags() && (pe.flags() & 3))) {
-      status = absl::UnimplementedError(absl::StrFormat(
-          "%s: pages at %#x are in a parent image or lazy: incremental and lazy restores are not "
-          "supported yet",
-          pagemap_path, pe.vaddr()));
-      break;
-    }
-    uint64_t addr = pe.vaddr(), end = pe.vaddr() + n * kPage;
+  for (const criu::pagemap_entry& pe : pm.entries) {
+    uint64_t addr = pe.vaddr(), end = pe.vaddr() + NrPages(pe) * kPage;
     while (addr < end) {
       auto a = std::find_if(areas.begin(), areas.end(),
                             [&](const Area& x) { return addr >= x.start && addr < x.end; });
       if (a == areas.end() || a->premap == 0) {
         status = absl::DataLossError(absl::StrFormat(
-            "%s: pages at %#x belong to no private mapping of the task", pagemap_path, addr));
+            "%s: pages at %#x belong to no private mapping of the task", pm.path, addr));
         break;
       }
       uint64_t chunk = std::min(end, a->end) - addr;
@@ -225,25 +239,12 @@ absl::Status Memory::Restore(RestoreContext& ctx) {
   RestorePlan& plan = *ctx.plan;
 
   // Which VMAs need their contents carried over.
-  auto pm = images::ImageReader::Open(absl::StrFormat("%s/pagemap-%d.img", ctx.images_dir, ctx.pid),
-                                      &images::Pagemap());
+  auto pm = ReadPagemap(ctx.images_dir, ctx.pid);
   if (!pm.ok()) return pm.status();
-  std::vector<std::pair<uint64_t, uint64_t>> runs;
-  {
-    criu::pagemap_head head;
-    auto more = (*pm)->Next(head);
-    for (;;) {
-      criu::pagemap_entry pe;
-      more = (*pm)->Next(pe);
-      if (!more.ok()) return more.status();
-      if (!*more) break;
-      uint64_t n = pe.has_nr_pages() ? pe.nr_pages() : pe.compat_nr_pages();
-      runs.emplace_back(pe.vaddr(), pe.vaddr() + n * kPage);
-    }
-  }
   auto has_pages = [&](uint64_t s, uint64_t e) {
-    return std::any_of(runs.begin(), runs.end(),
-                       [&](const auto& r) { return r.first < e && r.second > s; });
+    return std::any_of(pm->entries.begin(), pm->entries.end(), [&](const auto& pe) {
+      return pe.vaddr() < e && pe.vaddr() + NrPages(pe) * kPage > s;
+    });
   };
 
   uint64_t premap_total = 0;
@@ -360,7 +361,7 @@ absl::Status Memory::Restore(RestoreContext& ctx) {
     cursor += len;
   }
   uint64_t pages = 0;
-  if (auto s = FillPages(ctx.images_dir, ctx.pid, areas, pages); !s.ok()) return s;
+  if (auto s = FillPages(ctx.images_dir, *pm, areas, pages); !s.ok()) return s;
   plan.pages_restored = pages;
 
   // vDSO: the same kernel gives the same layout; move ours where the task had its own.
