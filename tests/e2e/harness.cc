@@ -16,7 +16,6 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
-#include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -24,11 +23,17 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "tools/common/files.h"
 
 extern char** environ;
 
 namespace crpp::e2e {
 namespace {
+
+// /proc and wait-status helpers shared with the demo and the benchmark.
+using tools::ParentOf;
+using tools::ProcState;
+using tools::ReadFile;
 
 constexpr int kReadyTimeoutMs = 10'000;
 constexpr int kCriuTimeoutMs = 120'000;
@@ -77,13 +82,6 @@ void InitOnce() {
 }
 
 void SleepMs(int ms) { usleep(static_cast<useconds_t>(ms) * 1000); }
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string Tail(const std::string& path, int lines) {
   std::string text = ReadFile(path);
@@ -144,30 +142,10 @@ absl::StatusOr<int> WaitExit(pid_t pid, int timeout_ms) {
   }
 }
 
-// The fields of /proc/PID/stat after the command name: [0] is the state.
-std::vector<std::string> StatFields(pid_t pid) {
-  std::string stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
-  size_t paren = stat.rfind(')');
-  if (paren == std::string::npos) return {};
-  return absl::StrSplit(absl::StripAsciiWhitespace(stat.substr(paren + 1)), ' ');
-}
-
-char ProcState(pid_t pid) {
-  std::vector<std::string> fields = StatFields(pid);
-  return fields.empty() ? 0 : fields[0][0];
-}
-
 // "state 'S'", or "gone" when PID does not exist.
 std::string StateOf(pid_t pid) {
   const char state = ProcState(pid);
   return state == 0 ? "gone" : absl::StrCat("state '", std::string(1, state), "'");
-}
-
-pid_t ParentOf(pid_t pid) {
-  std::vector<std::string> fields = StatFields(pid);
-  int ppid = 0;
-  if (fields.size() < 2 || !absl::SimpleAtoi(fields[1], &ppid)) return 0;
-  return ppid;
 }
 
 long VoluntarySwitches(pid_t pid) {
@@ -211,12 +189,6 @@ void KillChildren() {
 }
 
 }  // namespace
-
-std::string DescribeWaitStatus(int status) {
-  if (WIFEXITED(status)) return absl::StrCat("exit status ", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return absl::StrCat("killed by signal ", WTERMSIG(status));
-  return absl::StrCat("wait status ", status);
-}
 
 std::vector<pid_t> Children() {
   std::vector<pid_t> children;

@@ -27,6 +27,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "tools/common/process.h"
 
 namespace crpp::e2e {
 
@@ -36,8 +37,8 @@ std::string Runfile(const std::string& path);
 // $CRPP_E2E_CRIU, else //tools:criu from the runfiles.
 std::string CriuBinary();
 
-// A wait status in words: "exit status 1", "killed by signal 9".
-std::string DescribeWaitStatus(int status);
+// A wait status in words: "exit status 1", "killed by signal 9 (Killed)".
+using tools::DescribeWaitStatus;
 
 // The pids whose parent is this process, zombies included: what a failed
 // criu left behind becomes our child (the harness is a child subreaper).
