@@ -6,6 +6,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "restorer/restorer_args.h"
 
@@ -21,6 +23,9 @@ struct RestorePlan {
   uint64_t keep_start = 0, keep_end = 0;
   size_t xsave_capacity = 0;  // bytes reserved at args->xsave
   uint64_t pages_restored = 0;
+  // The vDSO/vvar areas this task has now ([start, end)): they are moved, not
+  // unmapped, by the restorer. Set by the memory plugin.
+  std::vector<std::pair<uint64_t, uint64_t>> kernel_areas;
 };
 
 }  // namespace crpp

@@ -100,21 +100,11 @@ void CloseAllBut(const std::set<int>& keep) {
 }
 
 // Everything but the keep area and the vDSO areas, as ranges to unmap.
-void FillUnmap(restorer_args& a) {
-  std::vector<std::pair<uint64_t, uint64_t>> keep = {{a.keep_start, a.keep_end}};
-  if (a.vdso_size) keep.emplace_back(a.vdso_cur, a.vdso_cur + a.vdso_size);
-  if (a.vvar_size) keep.emplace_back(a.vvar_cur, a.vvar_cur + a.vvar_size);
-  if (a.vvar_vclock_size) {
-    keep.emplace_back(a.vvar_vclock_cur, a.vvar_vclock_cur + a.vvar_vclock_size);
-  }
-  // Our own vDSO areas stay too when the task had none (moved nowhere).
-  if (auto maps = proc::ReadMaps(getpid()); maps.ok()) {
-    for (const auto& v : *maps) {
-      if (v.path == "[vdso]" || v.path == "[vvar]" || v.path == "[vvar_vclock]") {
-        keep.emplace_back(v.start, v.end);
-      }
-    }
-  }
+void FillUnmap(const RestorePlan& plan, restorer_args& a) {
+  // The vDSO areas are the kernel's: the restorer moves them (or, when the
+  // task had none, leaves them where they are).
+  std::vector<std::pair<uint64_t, uint64_t>> keep = plan.kernel_areas;
+  keep.emplace_back(a.keep_start, a.keep_end);
   std::sort(keep.begin(), keep.end());
   uint64_t from = 0x1000;
   a.nr_unmap = 0;
@@ -196,7 +186,7 @@ absl::Status WriteRestoreStats(const std::string& dir, const RestorePlan& plan,
                              absl::StrFormat("mprotect of the restorer: %s", strerror(errno))));
   }
   restorer_args& a = *plan.args;
-  FillUnmap(a);
+  FillUnmap(plan, a);
   if (auto s = WriteRestoreStats(req.images_dir, plan, started); !s.ok()) ChildFail(status_fd, s);
   a.status_fd = status_fd;
   a.trap_before_sigreturn = 1;

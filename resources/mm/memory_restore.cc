@@ -367,6 +367,11 @@ absl::Status Memory::Restore(RestoreContext& ctx) {
   // vDSO: the same kernel gives the same layout; move ours where the task had its own.
   auto own = OwnSpecialAreas();
   if (!own.ok()) return own.status();
+  for (auto [start, size] :
+       {std::pair{own->vdso, own->vdso_size}, std::pair{own->vvar, own->vvar_size},
+        std::pair{own->vclock, own->vclock_size}}) {
+    if (size != 0) plan.kernel_areas.emplace_back(start, start + size);
+  }
   if (vdso_size != 0) {
     if (vdso_size != own->vdso_size) {
       return absl::UnimplementedError(absl::StrFormat(
