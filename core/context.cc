@@ -1,5 +1,10 @@
 #include "core/context.h"
 
+#include <linux/kcmp.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "core/proc/proc.h"
 #include "fdinfo.pb.h"
 
 namespace crpp {
@@ -7,11 +12,14 @@ namespace crpp {
 FileTable::FileTable() = default;
 FileTable::~FileTable() = default;
 
+bool TreeTask::zombie() const { return stat != nullptr && stat->state == 'Z'; }
+
 uint32_t FileTable::Add(criu::file_entry entry) {
   uint32_t id = static_cast<uint32_t>(entries_.size()) + 1;
   entry.set_id(id);
   // The payload carries the id too (reg.id, pipe.id, ...), as CRIU writes it.
   if (entry.has_reg()) entry.mutable_reg()->set_id(id);
+  if (entry.has_pipe()) entry.mutable_pipe()->set_id(id);
   entries_.push_back(std::move(entry));
   return id;
 }
@@ -36,6 +44,19 @@ uint32_t FileTable::AddPath(const std::string& path, uint32_t flags) {
   uint32_t id = Add(std::move(e));
   by_path_[key] = id;
   return id;
+}
+
+uint32_t FileTable::FindDescription(pid_t pid, int fd, uint64_t dev, uint64_t ino) const {
+  for (const Description& d : descriptions_) {
+    if (d.dev == dev && d.ino == ino && syscall(SYS_kcmp, pid, d.pid, KCMP_FILE, fd, d.fd) == 0) {
+      return d.id;
+    }
+  }
+  return 0;
+}
+
+void FileTable::AddDescription(uint32_t id, pid_t pid, int fd, uint64_t dev, uint64_t ino) {
+  descriptions_.push_back({id, pid, fd, dev, ino});
 }
 
 const std::vector<criu::file_entry>& FileTable::entries() const { return entries_; }

@@ -71,7 +71,20 @@ class FileTable {
   uint32_t AddPath(const std::string& path, uint32_t flags);
   const std::vector<criu::file_entry>& entries() const;
 
+  // Open file descriptions seen so far, to find the ones several fds (of one
+  // task or of several) share: the id of the description (pid, fd) refers
+  // to, if one already in the table is the same (kcmp KCMP_FILE), else 0.
+  uint32_t FindDescription(pid_t pid, int fd, uint64_t dev, uint64_t ino) const;
+  void AddDescription(uint32_t id, pid_t pid, int fd, uint64_t dev, uint64_t ino);
+
  private:
+  struct Description {
+    uint32_t id;
+    pid_t pid;
+    int fd;
+    uint64_t dev, ino;
+  };
+  std::vector<Description> descriptions_;
   std::vector<criu::file_entry> entries_;
   std::map<std::pair<std::string, uint32_t>, uint32_t> by_path_;
 };
@@ -81,30 +94,76 @@ struct DumpStats {
   uint64_t pages_scanned = 0, pages_written = 0, pages_zero = 0;
 };
 
+// One process of the dumped tree and what /proc said about it once frozen.
+struct TreeTask {
+  pid_t pid = 0;
+  pid_t ppid = 0;                // 0 for the root of the tree
+  uint32_t id = 0;               // 1, 2, ... in tree order: its kernel-object ids
+  ptrace::Task* task = nullptr;  // null for a zombie, or before the freeze
+  const proc::Stat* stat = nullptr;
+  const proc::Status* status = nullptr;
+  const std::vector<proc::Vma>* maps = nullptr;  // empty for a zombie
+  bool zombie() const;
+};
+
 struct DumpContext {
   pid_t root_pid = 0;
   std::string images_dir;  // where images are written
   bool shell_job = false;
-  // The seized task and what /proc said about it (set by the dump driver;
-  // null in tests of plugins that need no task).
+  // Every process of the tree, parents before their children; tree[0] is the
+  // root. Set by the dump driver; empty in tests of plugins that need no task.
+  std::vector<TreeTask> tree;
+  // The task a per-task hook works on; the engine sets these before each
+  // call (Select). Null in tests of plugins that need no task.
+  pid_t pid = 0;
+  uint32_t task_id = 1;
   ptrace::Task* task = nullptr;
   const proc::Stat* stat = nullptr;
   const proc::Status* status = nullptr;
   const std::vector<proc::Vma>* maps = nullptr;  // the task's memory map
+  // The selected task is a zombie: only the tree and its exit code are
+  // dumped (per-task plugins that need a live task skip it).
+  bool zombie = false;
   FileTable* files = nullptr;
   DumpStats* stats = nullptr;
+  // Shared open file descriptions, by (pid, fd), that a tree-wide plugin
+  // (pipes, ...) already put in the file table: per-task plugins refer to
+  // these ids instead of adding entries of their own.
+  struct FdRef {
+    uint32_t id = 0;  // file_entry id
+    int type = 0;     // criu::fd_types of the entry
+  };
+  std::map<std::pair<pid_t, int>, FdRef> fd_ids;
   // Names of the plugins whose Dump ran, in order (for logs and tests).
   std::vector<std::string> ran;
+
+  void Select(const TreeTask& t) {
+    pid = t.pid;
+    task_id = t.id;
+    task = t.task;
+    stat = t.stat;
+    status = t.status;
+    maps = t.maps;
+    zombie = t.zombie();
+  }
 };
 
 struct RestoreContext {
   std::string images_dir;  // where images are read from
   pid_t pid = 0;           // the task being restored (we run inside it)
+  pid_t root_pid = 0;      // the root of the restored tree
   bool shell_job = false;
   int tty_fd = -1;  // the restoring shell's terminal (--shell-job), or -1
   // Descriptors the engine still needs inside the task (status pipe, log);
   // a task fd with one of these numbers cannot be restored.
   std::vector<int> engine_fds;
+  // Open file descriptions several tasks share (pipes, files opened once and
+  // inherited): opened in the root task before the others are forked, so
+  // every task inherits them; file id -> the (engine-range) fd holding it.
+  std::map<uint32_t, int> inherited;
+  // Lowest fd number of the engine's range: fds the engine keeps in the task
+  // (inherited ones included) are put at or above it.
+  int fd_base = 0;
   // What the plugins prepare for the last stage (the restorer); null in
   // tests of plugins that do not restore into a task.
   RestorePlan* plan = nullptr;

@@ -25,8 +25,8 @@ class Engine {
   absl::Status Precheck(DumpContext& ctx) const {
     return Reg::ForEachInStageOrder([&ctx]<class R>() -> absl::Status {
       if constexpr (requires { R::Precheck(ctx); }) {
-        absl::Status s = R::Precheck(ctx);
-        if (!s.ok()) return Annotate(R::kName, "dump", s);
+        return ForEachTask<R>(
+            ctx, [&ctx] { return R::Precheck(ctx); }, "dump");
       }
       return absl::OkStatus();
     });
@@ -36,32 +36,83 @@ class Engine {
   // dump there, and is returned as it is.
   using AfterEach = std::function<absl::Status(std::string_view plugin)>;
 
-  // Runs Dump of each plugin in stage order. The first failure stops the
-  // dump; its status is prefixed with the plugin's name. `after_each` (may be
+  // Runs Dump of each plugin in stage order (a per-task plugin for every task
+  // of ctx.tree before the next plugin). The first failure stops the dump;
+  // its status is prefixed with the plugin's name. `after_each` (may be
   // empty) lets the dump driver fail on purpose right after a given plugin
   // (DumpRequest::fail_after).
   absl::Status Dump(DumpContext& ctx, const AfterEach& after_each = nullptr) const {
     return Reg::ForEachInStageOrder([&ctx, &after_each]<class R>() -> absl::Status {
       log::Info("dump: %s (stage %s)", R::kName, StageName(R::kStage));
-      absl::Status s = R::Dump(ctx);
-      if (!s.ok()) return Annotate(R::kName, "dump", s);
+      absl::Status s = ForEachTask<R>(
+          ctx, [&ctx] { return R::Dump(ctx); }, "dump");
+      if (!s.ok()) return s;
       ctx.ran.emplace_back(R::kName);
       if (after_each) return after_each(R::kName);
       return s;
     });
   }
 
-  absl::Status Restore(RestoreContext& ctx) const {
+  // Restore runs in three parts so the driver can fork the tree in between:
+  // RestoreEarly (per-task plugins up to the tree stage: sessions, groups) in
+  // every task, RestoreShared (kTree plugins and RestoreShared hooks) in the
+  // root before any other task exists, RestoreLate (the other per-task
+  // plugins) in every task. Restore() runs all three, for a lone task.
+  absl::Status RestoreEarly(RestoreContext& ctx) const { return RestoreTask(ctx, true); }
+  absl::Status RestoreLate(RestoreContext& ctx) const { return RestoreTask(ctx, false); }
+  absl::Status RestoreShared(RestoreContext& ctx) const {
     return Reg::ForEachInStageOrder([&ctx]<class R>() -> absl::Status {
-      log::Info("restore: %s (stage %s)", R::kName, StageName(R::kStage));
-      absl::Status s = R::Restore(ctx);
-      if (!s.ok()) return Annotate(R::kName, "restore", s);
-      ctx.ran.emplace_back(R::kName);
-      return s;
+      absl::Status s;
+      if constexpr (registry_internal::IsTreeScope<R>()) {
+        log::Info("restore: %s (stage %s, whole tree)", R::kName, StageName(R::kStage));
+        s = R::Restore(ctx);
+        if (s.ok()) ctx.ran.emplace_back(R::kName);
+      } else if constexpr (requires { R::RestoreShared(ctx); }) {
+        log::Info("restore: %s: shared part (stage %s)", R::kName, StageName(R::kStage));
+        s = R::RestoreShared(ctx);
+      }
+      return s.ok() ? s : Annotate(R::kName, "restore", s);
     });
+  }
+  absl::Status Restore(RestoreContext& ctx) const {
+    absl::Status s = RestoreEarly(ctx);
+    if (s.ok()) s = RestoreShared(ctx);
+    if (s.ok()) s = RestoreLate(ctx);
+    return s;
   }
 
  private:
+  // Runs `hook` for each task of ctx.tree (selected in ctx) for a per-task
+  // plugin, once for a kTree plugin or when there is no tree (plugin tests).
+  template <class R, class F>
+  static absl::Status ForEachTask(DumpContext& ctx, const F& hook, std::string_view what) {
+    if (registry_internal::IsTreeScope<R>() || ctx.tree.empty()) {
+      absl::Status s = hook();
+      return s.ok() ? s : Annotate(R::kName, what, s);
+    }
+    for (const TreeTask& t : ctx.tree) {
+      ctx.Select(t);
+      absl::Status s = hook();
+      if (!s.ok()) return Annotate(R::kName, what, s);
+    }
+    return absl::OkStatus();
+  }
+
+  static absl::Status RestoreTask(RestoreContext& ctx, bool early) {
+    return Reg::ForEachInStageOrder([&ctx, early]<class R>() -> absl::Status {
+      if constexpr (registry_internal::IsTreeScope<R>()) {
+        return absl::OkStatus();
+      } else {
+        if ((R::kStage <= Stage::kTree) != early) return absl::OkStatus();
+        log::Info("restore: %s (stage %s) in pid %d", R::kName, StageName(R::kStage), ctx.pid);
+        absl::Status s = R::Restore(ctx);
+        if (!s.ok()) return Annotate(R::kName, "restore", s);
+        ctx.ran.emplace_back(R::kName);
+        return s;
+      }
+    });
+  }
+
   static absl::Status Annotate(std::string_view plugin, std::string_view what,
                                const absl::Status& s) {
     return absl::Status(

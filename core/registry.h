@@ -9,7 +9,15 @@
 //     using Depends = DependsOn<>;            // optional: plugins it needs first
 //     static absl::Status Dump(DumpContext&);
 //     static absl::Status Restore(RestoreContext&);
+//     static constexpr Scope kScope = Scope::kTree;  // optional (default kTask)
 //   };
+//
+// A kTask plugin's Dump runs once per process of the tree (the context's
+// pid/task/stat/... name the process), and its Restore runs inside each
+// restored process; it may add RestoreShared(RestoreContext&), run once in
+// the root before the other processes are forked (for what they share). A
+// kTree plugin's Dump and Restore run once for the whole tree, its Restore in
+// the root before the fork.
 //
 // Registry<A, B, ...> checks, while compiling, that every plugin has the right
 // shape, that names and images are unique and known, and that dependencies are
@@ -35,6 +43,8 @@ namespace crpp {
 
 template <class... Deps>
 struct DependsOn {};
+
+enum class Scope { kTask, kTree };
 
 namespace registry_internal {
 
@@ -92,6 +102,15 @@ constexpr std::string_view ImageAt(std::size_t i) {
     return {};
   } else {
     return R::kImages[i];
+  }
+}
+
+template <class R>
+constexpr bool IsTreeScope() {
+  if constexpr (requires { R::kScope; }) {
+    return R::kScope == Scope::kTree;
+  } else {
+    return false;
   }
 }
 

@@ -8,14 +8,15 @@
 #include "resources/files/fds.h"
 #include "resources/inventory/inventory.h"
 #include "resources/mm/memory.h"
+#include "resources/pipes/pipes.h"
 #include "resources/task/core.h"
 #include "resources/tree/tree.h"
 
 namespace crpp {
 
 using DefaultResources =
-    Registry<resources::Inventory, resources::Tree, resources::Fds, resources::Memory,
-             resources::TaskCore, resources::FileTableImage>;
+    Registry<resources::Inventory, resources::Tree, resources::Pipes, resources::Fds,
+             resources::Memory, resources::TaskCore, resources::FileTableImage>;
 
 }  // namespace crpp
 

@@ -20,6 +20,7 @@
 #define PAGE_MASK_BITS 0xfffull
 #define SIGKILL_NR 9
 #define SIGSTOP_NR 19
+#define SIGCHLD_NR 17
 /* The kernel's struct robust_list_head: set_robust_list wants its exact size. */
 #define ROBUST_LIST_HEAD_SIZE 24
 
@@ -172,6 +173,17 @@ static void map_vmas(const struct restorer_args* a) {
 static void restore_signals(const struct restorer_args* a) {
   /* struct restorer_sigaction is the kernel's x86-64 struct sigaction. */
   _Static_assert(sizeof(struct restorer_sigaction) == 32, "kernel sigaction layout");
+  /* A SIGCHLD pending now comes from the restore itself (children that were
+     zombies at dump time died again while it ran): ignoring the signal
+     discards it, and its own action is set right after. */
+  struct restorer_sigaction ign;
+  memset(&ign, 0, sizeof(ign));
+  ign.handler = 1; /* SIG_IGN */
+  RESTORER_CHECK(a, RESTORER_STEP_SIGNALS, crpp_rt_sigaction(SIGCHLD_NR, &ign, 0));
+  if (!(a->sigaction_set & (1ull << (SIGCHLD_NR - 1)))) {
+    ign.handler = 0; /* SIG_DFL */
+    RESTORER_CHECK(a, RESTORER_STEP_SIGNALS, crpp_rt_sigaction(SIGCHLD_NR, &ign, 0));
+  }
   for (int sig = 1; sig <= RESTORER_NSIG; sig++) {
     if (!(a->sigaction_set & (1ull << (sig - 1)))) continue;
     if (sig == SIGKILL_NR || sig == SIGSTOP_NR) continue; /* their actions cannot change */
@@ -290,5 +302,6 @@ __attribute__((noreturn, used)) void restorer_main(const struct restorer_args* a
   restore_mm(a);
   restore_thread(a);
   restore_creds(a);
+  RESTORER_CHECK(a, RESTORER_STEP_CREDS, crpp_prctl(PR_SET_PDEATHSIG, a->pdeath_sig, 0, 0, 0));
   restorer_sigreturn(a);
 }

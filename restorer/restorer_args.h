@@ -170,6 +170,10 @@ struct restorer_args {
   /* Nonzero: stop with int3 just before rt_sigreturn (the engine traces the
      task and removes the keep area at that point). */
   uint32_t trap_before_sigreturn, pad6;
+
+  /* The parent-death signal, set after the credentials (changing them clears
+     it); until then the task dies with the engine (SIGKILL). */
+  uint32_t pdeath_sig, pad7;
 };
 
 /* Steps, for failure reports. */

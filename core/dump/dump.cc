@@ -6,7 +6,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
+#include <set>
 #include <string_view>
+#include <vector>
 
 #include "absl/strings/str_format.h"
 #include "core/engine.h"
@@ -52,6 +55,145 @@ absl::Status WriteDumpStats(const std::string& images_dir, const DumpStats& s) {
   return w->Close();
 }
 
+namespace {
+
+// One process of the tree as the dump driver holds it: seized (but for a
+// zombie), with what /proc said about it.
+struct Held {
+  pid_t pid = 0, ppid = 0;
+  std::unique_ptr<ptrace::Task> task;  // null for a zombie
+  proc::Stat stat;
+  proc::Status status;
+  std::vector<proc::Vma> maps;
+};
+
+absl::Status ReadProc(Held& h) {
+  auto st = proc::ReadStat(h.pid);
+  if (!st.ok()) return st.status();
+  h.stat = *st;
+  if (h.stat.state == 'Z') return absl::OkStatus();  // nothing else is left of it
+  auto status = proc::ReadStatus(h.pid);
+  if (!status.ok()) return status.status();
+  auto maps = proc::ReadMaps(h.pid);
+  if (!maps.ok()) return maps.status();
+  h.status = *status;
+  h.maps = std::move(*maps);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<pid_t>> Children(pid_t pid) {
+  auto c = proc::ListChildren(pid);
+  if (!c.ok()) return c.status();
+  std::sort(c->begin(), c->end());
+  return c;
+}
+
+// The tree below `root` as /proc shows it now, without stopping anything
+// (for the checks that refuse a dump before the target is touched).
+absl::StatusOr<std::vector<Held>> LookAtTree(pid_t root) {
+  std::vector<Held> tree(1);
+  tree[0].pid = root;
+  for (size_t i = 0; i < tree.size(); ++i) {
+    if (auto s = ReadProc(tree[i]); !s.ok()) return s;
+    if (tree[i].stat.state == 'Z') continue;
+    auto kids = Children(tree[i].pid);
+    if (!kids.ok()) return kids.status();
+    for (pid_t k : *kids) {
+      Held h;
+      h.pid = k;
+      h.ppid = tree[i].pid;
+      tree.push_back(std::move(h));
+    }
+  }
+  return tree;
+}
+
+// Seizes every process of the tree, parents before children. A task stopped
+// by us cannot fork any more, and the children lists are read again once all
+// are stopped, so a child forked while we went is caught too.
+absl::StatusOr<std::vector<Held>> FreezeTree(pid_t root) {
+  std::vector<Held> tree;
+  std::set<pid_t> known;
+  auto add = [&](pid_t pid, pid_t ppid) -> absl::Status {
+    Held h;
+    h.pid = pid;
+    h.ppid = ppid;
+    auto st = proc::ReadStat(pid);
+    if (!st.ok()) return ppid == 0 ? st.status() : absl::OkStatus();  // a child that exited
+    if (st->state != 'Z') {
+      auto t = ptrace::Task::Seize(pid);
+      if (!t.ok()) {
+        if (ppid != 0 && absl::IsNotFound(t.status())) return absl::OkStatus();
+        return t.status();
+      }
+      h.task = std::move(*t);
+    }
+    known.insert(pid);
+    tree.push_back(std::move(h));
+    return absl::OkStatus();
+  };
+  if (auto s = add(root, 0); !s.ok()) return s;
+  for (bool grew = true; grew;) {
+    grew = false;
+    for (size_t i = 0; i < tree.size(); ++i) {
+      if (!tree[i].task) continue;  // zombies have no children
+      auto kids = Children(tree[i].pid);
+      if (!kids.ok()) return kids.status();
+      for (pid_t k : *kids) {
+        if (known.count(k)) continue;
+        if (auto s = add(k, tree[i].pid); !s.ok()) return s;
+        grew = true;
+      }
+    }
+  }
+  // Parents before children, as pstree.img lists them.
+  std::vector<Held> ordered;
+  std::map<pid_t, std::vector<size_t>> kids;
+  for (size_t i = 1; i < tree.size(); ++i) kids[tree[i].ppid].push_back(i);
+  ordered.push_back(std::move(tree[0]));
+  for (size_t i = 0; i < ordered.size(); ++i) {
+    std::vector<size_t> mine = kids[ordered[i].pid];
+    std::sort(mine.begin(), mine.end(),
+              [&](size_t a, size_t b) { return tree[a].pid < tree[b].pid; });
+    for (size_t k : mine) ordered.push_back(std::move(tree[k]));
+  }
+  return ordered;
+}
+
+void FillTree(std::vector<Held>& held, DumpContext& ctx) {
+  ctx.tree.clear();
+  for (size_t i = 0; i < held.size(); ++i) {
+    TreeTask t;
+    t.pid = held[i].pid;
+    t.ppid = held[i].ppid;
+    t.id = static_cast<uint32_t>(i + 1);
+    t.task = held[i].task.get();
+    t.stat = &held[i].stat;
+    t.status = &held[i].status;
+    t.maps = &held[i].maps;
+    ctx.tree.push_back(t);
+  }
+  if (!ctx.tree.empty()) ctx.Select(ctx.tree.front());
+}
+
+// Lets every task of the tree go as asked, children first. Returns the first
+// error, after trying them all.
+absl::Status ReleaseAll(std::vector<Held>& held, ptrace::Leave how) {
+  absl::Status first;
+  for (auto it = held.rbegin(); it != held.rend(); ++it) {
+    if (!it->task) continue;
+    absl::Status s = it->task->Release(how);
+    if (!s.ok()) {
+      log::Error("dump: while releasing pid %d: %s", it->pid, s.ToString());
+      if (first.ok()) first = s;
+    }
+    it->task.reset();
+  }
+  return first;
+}
+
+}  // namespace
+
 absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
   DumpRequest req = request;
   if (char* real = realpath(request.images_dir.c_str(), nullptr)) {
@@ -67,15 +209,10 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
         absl::StrFormat("images directory %s does not exist or is not writable", req.images_dir));
   }
   if (pid == getpid()) return absl::InvalidArgumentError("cannot dump the dumping process itself");
-  auto stat_info = proc::ReadStat(pid);
-  if (!stat_info.ok()) {
+  if (auto probe = proc::ReadStat(pid); !probe.ok()) {
     return absl::NotFoundError(
-        absl::StrFormat("pid %d: no such process (%s)", pid, stat_info.status().message()));
+        absl::StrFormat("pid %d: no such process (%s)", pid, probe.status().message()));
   }
-  auto status_info = proc::ReadStatus(pid);
-  if (!status_info.ok()) return status_info.status();
-  auto maps = proc::ReadMaps(pid);
-  if (!maps.ok()) return maps.status();
 
   DumpStats stats;
   FileTable files;
@@ -83,9 +220,6 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
   ctx.root_pid = pid;
   ctx.images_dir = req.images_dir;
   ctx.shell_job = req.shell_job;
-  ctx.stat = &*stat_info;
-  ctx.status = &*status_info;
-  ctx.maps = &*maps;
   ctx.files = &files;
   ctx.stats = &stats;
 
@@ -98,28 +232,31 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
           absl::StrFormat("fail_after: no plugin is called \"%s\"", req.fail_after));
     }
   }
-  // Everything that can be refused from /proc is refused before the target
+  // Everything that can be refused from /proc is refused before the tree
   // is stopped.
-  if (auto s = engine.Precheck(ctx); !s.ok()) return s;
+  {
+    auto look = LookAtTree(pid);
+    if (!look.ok()) return look.status();
+    FillTree(*look, ctx);
+    if (auto s = engine.Precheck(ctx); !s.ok()) return s;
+  }
 
   auto t0 = std::chrono::steady_clock::now();
-  auto task = ptrace::Task::Seize(pid);
-  if (!task.ok()) return task.status();
+  auto frozen = FreezeTree(pid);
+  if (!frozen.ok()) return frozen.status();  // what was seized is released by ~Task
+  std::vector<Held>& held = *frozen;
   stats.freezing_us = Micros(t0);
   auto frozen_at = std::chrono::steady_clock::now();
-  log::Info("dump: pid %d frozen in %d us", pid, stats.freezing_us);
+  log::Info("dump: %d tasks below pid %d frozen in %d us", held.size(), pid, stats.freezing_us);
   // /proc may have changed between the precheck and the freeze.
-  auto fresh_stat = proc::ReadStat(pid);
-  auto fresh_status = proc::ReadStatus(pid);
-  auto fresh_maps = proc::ReadMaps(pid);
-  if (!fresh_stat.ok() || !fresh_status.ok() || !fresh_maps.ok()) {
-    (void)(*task)->Release(ptrace::Leave::kRunning);
-    return absl::AbortedError(absl::StrFormat("pid %d vanished while being frozen", pid));
+  for (Held& h : held) {
+    if (auto s = ReadProc(h); !s.ok()) {
+      (void)ReleaseAll(held, ptrace::Leave::kRunning);
+      return absl::AbortedError(
+          absl::StrFormat("pid %d vanished while being frozen (%s)", h.pid, s.message()));
+    }
   }
-  ctx.stat = &*fresh_stat;
-  ctx.status = &*fresh_status;
-  ctx.maps = &*fresh_maps;
-  ctx.task = task->get();
+  FillTree(held, ctx);
 
   // Fault injection stops the dump right after the named plugin, so the
   // later ones never run (as when that plugin's successor fails).
@@ -129,9 +266,8 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
   absl::Status s = engine.Precheck(ctx);
   if (s.ok()) s = engine.Dump(ctx, after_each);
   if (!s.ok()) {
-    // Nothing lost: put the task back exactly as it was, running.
-    absl::Status r = (*task)->Release(ptrace::Leave::kRunning);
-    if (!r.ok()) log::Error("dump: while releasing pid %d: %s", pid, r.ToString());
+    // Nothing lost: put every task back exactly as it was, running.
+    (void)ReleaseAll(held, ptrace::Leave::kRunning);
     return s;
   }
   ptrace::Leave leave = req.leave_running   ? ptrace::Leave::kRunning
@@ -139,11 +275,12 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
                                             : ptrace::Leave::kKilled;
   stats.frozen_us = Micros(frozen_at);
   if (auto ws = WriteDumpStats(req.images_dir, stats); !ws.ok()) {
-    (void)(*task)->Release(ptrace::Leave::kRunning);
+    (void)ReleaseAll(held, ptrace::Leave::kRunning);
     return ws;
   }
-  if (auto r = (*task)->Release(leave); !r.ok()) return r;
-  log::Info("dump: pid %d done (%s); frozen for %d us, %d pages written", pid,
+  if (auto r = ReleaseAll(held, leave); !r.ok()) return r;
+  log::Info("dump: pid %d and %d more done (%s); frozen for %d us, %d pages written", pid,
+            held.size() - 1,
             leave == ptrace::Leave::kKilled    ? "killed"
             : leave == ptrace::Leave::kRunning ? "left running"
                                                : "left stopped",

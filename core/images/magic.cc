@@ -135,5 +135,6 @@ const ImageKind& Fs() { return Named("FS"); }
 const ImageKind& Creds() { return Named("CREDS"); }
 const ImageKind& Sigact() { return Named("SIGACT"); }
 const ImageKind& Stats() { return Named("STATS"); }
+const ImageKind& PipesData() { return Named("PIPES_DATA"); }
 
 }  // namespace crpp::images

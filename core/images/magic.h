@@ -154,6 +154,7 @@ const ImageKind& Fs();
 const ImageKind& Creds();
 const ImageKind& Sigact();
 const ImageKind& Stats();
+const ImageKind& PipesData();
 
 }  // namespace crpp::images
 

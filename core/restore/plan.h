@@ -23,6 +23,8 @@ struct RestorePlan {
   uint64_t keep_start = 0, keep_end = 0;
   size_t xsave_capacity = 0;  // bytes reserved at args->xsave
   uint64_t pages_restored = 0;
+  // The task was stopped at dump time: the engine leaves it stopped.
+  bool stopped = false;
   // The vDSO/vvar areas this task has now ([start, end)): they are moved, not
   // unmapped, by the restorer. Set by the memory plugin.
   std::vector<std::pair<uint64_t, uint64_t>> kernel_areas;

@@ -1,13 +1,13 @@
 #include "core/restore/restore.h"
 
-#include <dirent.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <linux/sched.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/user.h>
 #include <sys/wait.h>
@@ -15,32 +15,26 @@
 
 #include <chrono>
 #include <cstring>
-#include <set>
+#include <map>
 
 #include "absl/strings/str_format.h"
-#include "core/engine.h"
+#include "core.pb.h"
 #include "core/images/image_io.h"
 #include "core/images/magic.h"
 #include "core/log.h"
 #include "core/proc/proc.h"
 #include "core/ptrace/task.h"
-#include "core/restore/plan.h"
-#include "parasite/blob_loader.h"
+#include "core/restore/restore_task.h"
 #include "pstree.pb.h"
-#include "resources/default_resources.h"
-#include "restorer/restorer.h"
-#include "restorer/restorer_blob.h"
+#include "resources/task/core.h"
+#include "restorer/restorer_args.h"
 #include "stats.pb.h"
 
 namespace crpp {
 namespace {
 
-// Status pipe protocol, child to parent: 'E' + message: a plugin failed;
-// 'J': the task jumps into the restorer; then either EOF (the restorer closed
-// the pipe just before the task resumed) or {step, -errno} from the restorer.
-constexpr char kError = 'E';
-constexpr char kJump = 'J';
-constexpr uint64_t kTaskSize = 0x7ffffffff000ull;
+using restore_internal::TaskSpec;
+using restore_internal::TreeSpec;
 
 const char* StepName(int step) {
   switch (step) {
@@ -66,163 +60,6 @@ const char* StepName(int step) {
       return "credentials";
   }
   return "an unknown step";
-}
-
-void WriteAll(int fd, const void* p, size_t n) {
-  const char* c = static_cast<const char*>(p);
-  while (n > 0) {
-    ssize_t w = write(fd, c, n);
-    if (w <= 0 && errno != EINTR) return;
-    if (w > 0) c += w, n -= static_cast<size_t>(w);
-  }
-}
-
-[[noreturn]] void ChildFail(int status_fd, const absl::Status& s) {
-  std::string msg(1, kError);
-  msg += std::string(s.message());
-  log::Error("restore: %s", std::string(s.message()));
-  WriteAll(status_fd, msg.data(), msg.size());
-  _exit(1);
-}
-
-// Closes every fd but `keep`: the task starts with only its own files.
-void CloseAllBut(const std::set<int>& keep) {
-  std::vector<int> fds;
-  if (DIR* d = opendir("/proc/self/fd")) {
-    int dfd = dirfd(d);
-    while (dirent* e = readdir(d)) {
-      int fd = atoi(e->d_name);
-      if (e->d_name[0] != '.' && fd != dfd && !keep.count(fd)) fds.push_back(fd);
-    }
-    closedir(d);
-  }
-  for (int fd : fds) close(fd);
-}
-
-// Everything but the keep area and the vDSO areas, as ranges to unmap.
-void FillUnmap(const RestorePlan& plan, restorer_args& a) {
-  // The vDSO areas are the kernel's: the restorer moves them (or, when the
-  // task had none, leaves them where they are).
-  std::vector<std::pair<uint64_t, uint64_t>> keep = plan.kernel_areas;
-  keep.emplace_back(a.keep_start, a.keep_end);
-  std::sort(keep.begin(), keep.end());
-  uint64_t from = 0x1000;
-  a.nr_unmap = 0;
-  for (const auto& [s, e] : keep) {
-    if (s > from) a.unmap[a.nr_unmap++] = {from, s};
-    from = std::max(from, e);
-  }
-  if (from < kTaskSize) a.unmap[a.nr_unmap++] = {from, kTaskSize};
-}
-
-// stats-restore, as CRIU writes it; the task knows best what it restored.
-absl::Status WriteRestoreStats(const std::string& dir, const RestorePlan& plan,
-                               std::chrono::steady_clock::time_point started) {
-  criu::stats_entry e;
-  auto* r = e.mutable_restore();
-  r->set_pages_compared(0);
-  r->set_pages_skipped_cow(0);
-  r->set_forking_time(0);
-  r->set_restore_time(static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                                std::chrono::steady_clock::now() - started)
-                                                .count()));
-  r->set_pages_restored(plan.pages_restored);
-  auto w =
-      images::TypedImageWriter<criu::stats_entry>::Create(dir + "/stats-restore", images::Stats());
-  if (!w.ok()) return w.status();
-  if (auto s = w->Write(e); !s.ok()) return s;
-  return w->Close();
-}
-
-[[noreturn]] void RunChild(const RestoreRequest& req, pid_t pid, int status_fd, int go_fd) {
-  // No signal may reach the task before its handlers are back (its POSIX
-  // timers are armed early): everything stays pending until the restorer's
-  // sigreturn installs the task's own mask.
-  sigset_t all;
-  sigfillset(&all);
-  sigprocmask(SIG_SETMASK, &all, nullptr);
-  // Keep the engine's fds out of the way of the task's own numbers.
-  rlimit nofile{};
-  getrlimit(RLIMIT_NOFILE, &nofile);
-  int high = static_cast<int>(std::min<rlim_t>(nofile.rlim_cur, 4096)) - 16;
-  int st = fcntl(status_fd, F_DUPFD_CLOEXEC, high);
-  if (st < 0) _exit(2);
-  close(status_fd);
-  status_fd = st;
-  int go = fcntl(go_fd, F_DUPFD_CLOEXEC, high);
-  if (go < 0) _exit(2);
-  close(go_fd);
-  std::set<int> keep = {status_fd, go};
-  if (int lf = log::MoveFdAbove(high); lf >= 0) keep.insert(lf);
-  int tty = -1;
-  if (req.shell_job) {
-    for (int fd = 0; fd <= 2 && tty < 0; ++fd) {
-      if (isatty(fd)) tty = fcntl(fd, F_DUPFD_CLOEXEC, high);
-    }
-    if (tty >= 0) keep.insert(tty);
-  }
-  CloseAllBut(keep);
-
-  auto started = std::chrono::steady_clock::now();
-  RestorePlan plan;
-  plan.blob_size = blobs::restorer_blob::kBlob.mem_size;
-  RestoreContext ctx;
-  ctx.images_dir = req.images_dir;
-  ctx.pid = pid;
-  ctx.shell_job = req.shell_job;
-  ctx.tty_fd = tty;
-  ctx.plan = &plan;
-  ctx.engine_fds.assign(keep.begin(), keep.end());
-  Engine<DefaultResources> engine;
-  if (absl::Status s = engine.Restore(ctx); !s.ok()) ChildFail(status_fd, s);
-
-  auto loaded = LoadBlob(reinterpret_cast<void*>(plan.blob_addr), plan.keep_end - plan.blob_addr,
-                         blobs::restorer_blob::kBlob);
-  if (!loaded.ok()) ChildFail(status_fd, loaded.status());
-  size_t blob_len = (blobs::restorer_blob::kBlob.mem_size + 4095) & ~4095ul;
-  if (mprotect(reinterpret_cast<void*>(plan.blob_addr), blob_len,
-               PROT_READ | PROT_WRITE | PROT_EXEC) != 0) {
-    ChildFail(status_fd, absl::InternalError(
-                             absl::StrFormat("mprotect of the restorer: %s", strerror(errno))));
-  }
-  restorer_args& a = *plan.args;
-  FillUnmap(plan, a);
-  if (auto s = WriteRestoreStats(req.images_dir, plan, started); !s.ok()) ChildFail(status_fd, s);
-  a.status_fd = status_fd;
-  a.trap_before_sigreturn = 1;
-  log::Info("restore: pid %d: jumping into the restorer", pid);
-  // The task must not inherit the engine's log or terminal copies; only the
-  // status pipe stays, and the restorer closes it as its last act.
-  if (tty >= 0) close(tty);
-  log::ToStderr();
-  for (int fd : keep) {
-    if (fd != status_fd && fd != go) close(fd);
-  }
-  // Tell the parent where the work area is, and wait until it traces us: it
-  // removes the area once the task has left it.
-  char msg[17];
-  msg[0] = kJump;
-  memcpy(msg + 1, &a.keep_start, 8);
-  memcpy(msg + 9, &a.keep_end, 8);
-  WriteAll(status_fd, msg, sizeof msg);
-  char ok = 0;
-  while (read(go, &ok, 1) < 0 && errno == EINTR) {
-  }
-  close(go);
-  if (ok != 1) _exit(RESTORER_EXIT_BASE);
-  restorer::SetEngineRseq(a);
-  restorer::EnterRestorer(plan.blob_addr, &a);
-}
-
-absl::StatusOr<pid_t> RootPid(const std::string& dir) {
-  auto tree = images::ReadAll<criu::pstree_entry>(dir + "/pstree.img", images::Pstree());
-  if (!tree.ok()) return tree.status();
-  if (tree->size() != 1) {
-    return absl::UnimplementedError(
-        absl::StrFormat("%s/pstree.img: %d tasks: restoring process trees is not supported yet",
-                        dir, tree->size()));
-  }
-  return static_cast<pid_t>(tree->front().pid());
 }
 
 std::string ReadRest(int fd) {
@@ -252,11 +89,76 @@ absl::Status RestorerFailure(pid_t child, const std::string& report, int wait_st
                                              WEXITSTATUS(wait_status)));
 }
 
-// Follows the task through the restorer with ptrace until its final
-// rt_sigreturn; then removes the restorer's work area (code cannot unmap the
-// page it runs from) and lets the task go.
-absl::Status FinishUnderPtrace(pid_t child, int status_fd, int go_fd, uint64_t keep_start,
-                               uint64_t keep_end) {
+// stats-restore, as CRIU writes it.
+absl::Status WriteRestoreStats(const std::string& dir, uint64_t pages, uint64_t forking_us,
+                               std::chrono::steady_clock::time_point started) {
+  criu::stats_entry e;
+  auto* r = e.mutable_restore();
+  r->set_pages_compared(0);
+  r->set_pages_skipped_cow(0);
+  r->set_forking_time(static_cast<uint32_t>(forking_us));
+  r->set_restore_time(static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                std::chrono::steady_clock::now() - started)
+                                                .count()));
+  r->set_pages_restored(pages);
+  auto w =
+      images::TypedImageWriter<criu::stats_entry>::Create(dir + "/stats-restore", images::Stats());
+  if (!w.ok()) return w.status();
+  if (auto s = w->Write(e); !s.ok()) return s;
+  return w->Close();
+}
+
+// The tree to restore, from pstree.img (and each zombie's core image for
+// its exit code): parents before children, the root first.
+absl::StatusOr<std::vector<TaskSpec>> ReadTree(const std::string& dir) {
+  std::string path = dir + "/pstree.img";
+  auto entries = images::ReadAll<criu::pstree_entry>(path, images::Pstree());
+  if (!entries.ok()) return entries.status();
+  if (entries->empty()) return absl::DataLossError(path + ": no task");
+  std::vector<TaskSpec> tasks;
+  std::map<pid_t, size_t> index;
+  for (const auto& e : *entries) {
+    TaskSpec t;
+    t.pid = static_cast<pid_t>(e.pid());
+    t.ppid = static_cast<pid_t>(e.ppid());
+    t.pgid = static_cast<pid_t>(e.pgid());
+    t.sid = static_cast<pid_t>(e.sid());
+    t.zombie = e.threads_size() == 0;
+    if (t.pid <= 0 || index.count(t.pid)) {
+      return absl::DataLossError(absl::StrFormat("%s: bad or repeated pid %d", path, t.pid));
+    }
+    if (tasks.empty() ? t.ppid != 0 && index.count(t.ppid) : !index.count(t.ppid)) {
+      return absl::DataLossError(absl::StrFormat(
+          "%s: pid %d comes before its parent %d (or the parent is missing)", path, t.pid, t.ppid));
+    }
+    if (tasks.empty() && t.zombie) {
+      return absl::DataLossError(absl::StrFormat("%s: the root task %d is a zombie", path, t.pid));
+    }
+    if (e.threads_size() > 1) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "%s: pid %d has %d threads: multi-threaded processes are not supported yet", path, t.pid,
+          e.threads_size()));
+    }
+    if (t.zombie) {
+      auto core = images::ReadAll<criu::core_entry>(absl::StrFormat("%s/core-%d.img", dir, t.pid),
+                                                    images::Core());
+      if (!core.ok()) return core.status();
+      if (core->size() != 1 || !core->front().has_tc() ||
+          core->front().tc().task_state() != resources::kTaskDead) {
+        return absl::DataLossError(absl::StrFormat(
+            "%s/core-%d.img: the zombie's core has no dead task state", dir, t.pid));
+      }
+      t.exit_code = static_cast<int>(core->front().tc().exit_code());
+    }
+    index[t.pid] = tasks.size();
+    tasks.push_back(t);
+  }
+  return tasks;
+}
+
+// Follows a task through the restorer with ptrace until the exit of its
+// final rt_sigreturn, where it is the restored task; leaves it stopped there.
+absl::Status FollowToSigreturn(pid_t child, int status_fd, std::atomic<uint32_t>& go) {
   if (::ptrace(PTRACE_SEIZE, child, nullptr, PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL) != 0) {
     return absl::InternalError(absl::StrFormat("pid %d: PTRACE_SEIZE: %s", child, strerror(errno)));
   }
@@ -264,13 +166,13 @@ absl::Status FinishUnderPtrace(pid_t child, int status_fd, int go_fd, uint64_t k
     return absl::InternalError(
         absl::StrFormat("pid %d: PTRACE_INTERRUPT: %s", child, strerror(errno)));
   }
-  // The go byte is sent only once the task has stopped for our interrupt
-  // (it waits for that byte, so it cannot get further): the task is traced
+  // The go word is set only once the task has stopped for our interrupt (it
+  // waits for that word, so it cannot get further): the task is traced
   // before it can reach the restorer's final trap.
   bool told_to_go = false;
   // The task runs freely through the restorer until its int3 right before
   // rt_sigreturn (trap_before_sigreturn); from there it is stepped to the
-  // syscall's exit, where it already is the restored task.
+  // syscall's exit.
   enum { kToTrap, kToEntry, kToExit } phase = kToTrap;
   for (;;) {
     int st;
@@ -280,8 +182,8 @@ absl::Status FinishUnderPtrace(pid_t child, int status_fd, int go_fd, uint64_t k
     if (WIFEXITED(st) || WIFSIGNALED(st)) return RestorerFailure(child, ReadRest(status_fd), st);
     if (!WIFSTOPPED(st)) continue;
     if (!told_to_go) {
-      char go = 1;
-      WriteAll(go_fd, &go, 1);
+      go.store(restore_internal::kGo);
+      syscall(SYS_futex, reinterpret_cast<uint32_t*>(&go), FUTEX_WAKE, 1, nullptr, nullptr, 0);
       told_to_go = true;
     }
     long inject = 0;
@@ -297,7 +199,7 @@ absl::Status FinishUnderPtrace(pid_t child, int status_fd, int go_fd, uint64_t k
         }
         phase = kToExit;
       } else if (phase == kToExit) {
-        break;
+        return absl::OkStatus();
       }
     } else if ((st >> 16) == 0) {
       siginfo_t si{};
@@ -315,22 +217,20 @@ absl::Status FinishUnderPtrace(pid_t child, int status_fd, int go_fd, uint64_t k
           absl::StrFormat("pid %d: resuming the restorer: %s", child, strerror(errno)));
     }
   }
-  auto task = ptrace::Task::Adopt(child);
-  if (!task.ok()) return task.status();
-  auto r = (*task)->SyscallAtIp(SYS_munmap, keep_start, keep_end - keep_start);
-  if (!r.ok()) return r.status();
-  if (*r != 0) {
-    return absl::InternalError(absl::StrFormat("pid %d: removing the restorer's area: %s", child,
-                                               strerror(static_cast<int>(-*r))));
-  }
-  return (*task)->Release(ptrace::Leave::kRunning);
 }
 
-// Reads the child's reports: an error from a plugin, or the jump into the
-// restorer, which is then followed to its end.
-absl::Status Watch(int status_fd, int go_fd, pid_t child) {
-  // Wait for the first report, but notice if the task dies without one
-  // (another process holding the pipe open would otherwise hide it).
+// What a task reported on its status pipe once it was ready for the
+// restorer (a zombie reports only that it dies again).
+struct Report {
+  bool zombie = false;
+  uint64_t keep_start = 0, keep_end = 0;
+  bool stopped = false;
+  uint64_t pages = 0;
+};
+
+// Waits for task `pid`'s report; notices if the root dies without one
+// (another process holding the pipe open would otherwise hide it).
+absl::StatusOr<Report> WaitReport(int status_fd, pid_t pid, pid_t root) {
   char first = 0;
   for (;;) {
     pollfd p{status_fd, POLLIN, 0};
@@ -339,62 +239,215 @@ absl::Status Watch(int status_fd, int go_fd, pid_t child) {
       ssize_t n = read(status_fd, &first, 1);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
-        int st = 0;
-        if (waitpid(child, &st, 0) == child && WIFSIGNALED(st)) {
-          return absl::InternalError(absl::StrFormat(
-              "pid %d was killed by signal %d during the restore", child, WTERMSIG(st)));
-        }
-        return absl::InternalError(absl::StrFormat("pid %d died before restoring anything", child));
+        return absl::InternalError(absl::StrFormat("pid %d died before restoring anything", pid));
       }
       break;
     }
     int st;
-    if (waitpid(child, &st, WNOHANG) == child) {
+    if (waitpid(root, &st, WNOHANG) == root) {
       return absl::InternalError(
-          absl::StrFormat("pid %d died during the restore (%s %d) before it reported", child,
+          absl::StrFormat("pid %d died during the restore (%s %d) before pid %d reported", root,
                           WIFSIGNALED(st) ? "signal" : "exit status",
-                          WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st)));
+                          WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), pid));
     }
   }
-  if (first == kError) return absl::InternalError(ReadRest(status_fd));
-  if (first != kJump) return absl::InternalError(absl::StrFormat("pid %d: garbled status", child));
-  uint64_t area[2];
+  Report rep;
+  if (first == restore_internal::kError) return absl::InternalError(ReadRest(status_fd));
+  if (first == restore_internal::kZombie) {
+    rep.zombie = true;
+    return rep;
+  }
+  if (first != restore_internal::kJump) {
+    return absl::InternalError(absl::StrFormat("pid %d: garbled status", pid));
+  }
+  char buf[restore_internal::kJumpSize - 1];
   size_t got = 0;
-  while (got < sizeof area) {
-    ssize_t n = read(status_fd, reinterpret_cast<char*>(area) + got, sizeof area - got);
+  while (got < sizeof buf) {
+    ssize_t n = read(status_fd, buf + got, sizeof buf - got);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return absl::InternalError(absl::StrFormat("pid %d: garbled status", child));
+    if (n <= 0) return absl::InternalError(absl::StrFormat("pid %d: garbled status", pid));
     got += static_cast<size_t>(n);
   }
-  return FinishUnderPtrace(child, status_fd, go_fd, area[0], area[1]);
+  memcpy(&rep.keep_start, buf, 8);
+  memcpy(&rep.keep_end, buf + 8, 8);
+  rep.stopped = buf[16] != 0;
+  memcpy(&rep.pages, buf + 17, 8);
+  return rep;
 }
+
+// The engine's side of a restore in progress: the status pipes' read ends,
+// the go words, and the tasks it traces. Kills the whole tree unless told
+// the restore succeeded.
+class Restoring {
+ public:
+  // While the tree is restored the engine is a child subreaper: the tasks
+  // of a failed restore that lose their parent come to it, to be collected.
+  explicit Restoring(TreeSpec& tree) : tree_(tree) {
+    prctl(PR_GET_CHILD_SUBREAPER, &was_subreaper_);
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+  }
+  ~Restoring() {
+    for (int fd : status_r_) close(fd);
+    if (!succeeded_) KillAll();
+    if (tree_.go != nullptr) munmap(tree_.go, GoBytes());
+    prctl(PR_SET_CHILD_SUBREAPER, was_subreaper_);
+  }
+
+  absl::Status Prepare() {
+    void* m = mmap(nullptr, GoBytes(), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return absl::InternalError(absl::StrFormat("mmap: %s", strerror(errno)));
+    tree_.go = static_cast<std::atomic<uint32_t>*>(m);
+    for (size_t i = 0; i < tree_.tasks.size(); ++i) {
+      int p[2];
+      if (pipe2(p, O_CLOEXEC) != 0) {
+        return absl::InternalError(absl::StrFormat("pipe: %s", strerror(errno)));
+      }
+      status_r_.push_back(p[0]);
+      tree_.status_fds.push_back(p[1]);
+    }
+    return absl::OkStatus();
+  }
+
+  // After the root was forked: the write ends are the tasks' now.
+  void Forked(pid_t root) {
+    root_ = root;
+    for (int fd : tree_.status_fds) close(fd);
+  }
+
+  // Takes every task to the end of its restorer, then lets them all go.
+  absl::Status Finish(uint64_t& pages) {
+    std::vector<Report> reports(tree_.tasks.size());
+    for (size_t i = 0; i < tree_.tasks.size(); ++i) {
+      pid_t pid = tree_.tasks[i].pid;
+      auto rep = WaitReport(status_r_[i], pid, root_);
+      if (!rep.ok()) return rep.status();
+      reports[i] = *rep;
+      if (rep->zombie) continue;
+      traced_.push_back(pid);
+      if (auto s = FollowToSigreturn(pid, status_r_[i], tree_.go[i]); !s.ok()) return s;
+      pages += rep->pages;
+    }
+    // All tasks are restored and held at their last syscall: remove the
+    // restorer's areas (code cannot unmap the page it runs from) and let
+    // them go, stopped ones stopped.
+    for (size_t i = 0; i < tree_.tasks.size(); ++i) {
+      if (reports[i].zombie) continue;
+      pid_t pid = tree_.tasks[i].pid;
+      auto task = ptrace::Task::Adopt(pid);
+      if (!task.ok()) return task.status();
+      auto r = (*task)->SyscallAtIp(SYS_munmap, reports[i].keep_start,
+                                    reports[i].keep_end - reports[i].keep_start);
+      if (!r.ok()) return r.status();
+      if (*r != 0) {
+        return absl::InternalError(absl::StrFormat("pid %d: removing the restorer's area: %s", pid,
+                                                   strerror(static_cast<int>(-*r))));
+      }
+      held_.push_back(std::move(*task));
+    }
+    for (size_t i = 0, h = 0; i < tree_.tasks.size(); ++i) {
+      if (reports[i].zombie) continue;
+      auto how = reports[i].stopped ? ptrace::Leave::kStopped : ptrace::Leave::kRunning;
+      released_.push_back(tree_.tasks[i].pid);
+      if (auto s = held_[h++]->Release(how); !s.ok()) return s;
+    }
+    held_.clear();
+    traced_.clear();
+    return absl::OkStatus();
+  }
+
+  void Succeeded() { succeeded_ = true; }
+
+ private:
+  size_t GoBytes() const { return std::max<size_t>(4096, tree_.tasks.size() * 4); }
+
+  // Nothing half-restored survives: every task dies with its parent until
+  // its restore is done (PR_SET_PDEATHSIG), so killing the root takes the
+  // whole tree; the tasks we trace are killed and collected one by one.
+  void KillAll() {
+    if (tree_.go != nullptr) {
+      for (size_t i = 0; i < tree_.tasks.size(); ++i) {
+        tree_.go[i].store(restore_internal::kAbort);
+        syscall(SYS_futex, reinterpret_cast<uint32_t*>(&tree_.go[i]), FUTEX_WAKE, 1, nullptr,
+                nullptr, 0);
+      }
+    }
+    held_.clear();
+    // Released already (the caller's callback failed): ours, as their pids
+    // were reported by the tasks themselves.
+    for (pid_t pid : released_) kill(pid, SIGKILL);
+    for (pid_t pid : traced_) {
+      kill(pid, SIGKILL);
+      int st;
+      if (pid != root_) waitpid(pid, &st, __WALL);
+    }
+    if (root_ > 0) {
+      kill(root_, SIGKILL);
+      int st;
+      waitpid(root_, &st, __WALL);
+    }
+    // The others die with their parents (PR_SET_PDEATHSIG) and come to us:
+    // collect them, so that none of their pids stays taken by a zombie.
+    for (int round = 0; root_ > 0 && round < 200; ++round) {
+      bool left = false;
+      for (const TaskSpec& t : tree_.tasks) {
+        if (t.pid == root_) continue;
+        int st;
+        pid_t r = waitpid(t.pid, &st, WNOHANG | __WALL);
+        if (r == 0 || (r < 0 && errno == ECHILD && kill(t.pid, 0) == 0 &&
+                       proc::ReadStat(t.pid).ok() && IsOurs(t.pid))) {
+          left = true;
+        }
+      }
+      if (!left) break;
+      usleep(5000);
+    }
+  }
+
+  // A task of the tree that still belongs to this restore: a descendant of
+  // the engine.
+  static bool IsOurs(pid_t pid) {
+    for (int depth = 0; depth < 64 && pid > 1; ++depth) {
+      auto st = proc::ReadStat(pid);
+      if (!st.ok()) return false;
+      if (st->ppid == getpid()) return true;
+      pid = st->ppid;
+    }
+    return false;
+  }
+
+  TreeSpec& tree_;
+  std::vector<int> status_r_;
+  pid_t root_ = 0;
+  std::vector<pid_t> traced_;
+  std::vector<pid_t> released_;
+  std::vector<std::unique_ptr<ptrace::Task>> held_;
+  bool succeeded_ = false;
+  int was_subreaper_ = 0;
+};
 
 }  // namespace
 
 absl::StatusOr<RestoreResult> Restore(const RestoreRequest& request) {
   auto t0 = std::chrono::steady_clock::now();
-  // The task changes its working directory to its own while restoring, so
-  // the images are found by absolute path.
-  RestoreRequest req = request;
+  // The tasks change their working directories while restoring, so the
+  // images are found by absolute path.
   char* real = realpath(request.images_dir.c_str(), nullptr);
   if (real == nullptr) {
     return absl::NotFoundError(
         absl::StrFormat("images directory %s: %s", request.images_dir, strerror(errno)));
   }
-  req.images_dir = real;
+  TreeSpec tree;
+  tree.images_dir = real;
   free(real);
-  auto pid = RootPid(req.images_dir);
-  if (!pid.ok()) return pid.status();
-  int pipefd[2], gofd[2];
-  if (pipe2(pipefd, O_CLOEXEC) != 0) {
-    return absl::InternalError(absl::StrFormat("pipe: %s", strerror(errno)));
-  }
-  if (pipe2(gofd, O_CLOEXEC) != 0) {
-    close(pipefd[0]);
-    close(pipefd[1]);
-    return absl::InternalError(absl::StrFormat("pipe: %s", strerror(errno)));
-  }
-  pid_t tid = *pid;
+  tree.shell_job = request.shell_job;
+  tree.engine_pid = getpid();
+  auto tasks = ReadTree(tree.images_dir);
+  if (!tasks.ok()) return tasks.status();
+  tree.tasks = std::move(*tasks);
+
+  Restoring restoring(tree);
+  if (auto s = restoring.Prepare(); !s.ok()) return s;
+  pid_t tid = tree.tasks[0].pid;
   clone_args ca{};
   ca.exit_signal = SIGCHLD;
   ca.set_tid = reinterpret_cast<uint64_t>(&tid);
@@ -410,47 +463,37 @@ absl::StatusOr<RestoreResult> Restore(const RestoreRequest& request) {
   }
   if (child < 0) {
     int e = errno;
-    for (int fd : {pipefd[0], pipefd[1], gofd[0], gofd[1]}) close(fd);
     if (e == EEXIST) {
       return absl::AlreadyExistsError(absl::StrFormat(
           "pid %d is in use by another process: cannot restore the task with its pid", tid));
     }
     return absl::PermissionDeniedError(absl::StrFormat("clone3 with pid %d: %s", tid, strerror(e)));
   }
-  if (child == 0) {
-    close(pipefd[0]);
-    close(gofd[1]);
-    RunChild(req, tid, pipefd[1], gofd[0]);
-  }
-  close(pipefd[1]);
-  close(gofd[0]);
-  absl::Status s = Watch(pipefd[0], gofd[1], static_cast<pid_t>(child));
-  close(pipefd[0]);
-  close(gofd[1]);
-  if (!s.ok()) {
-    // Nothing half-restored survives.
-    kill(static_cast<pid_t>(child), SIGKILL);
-    int status;
-    waitpid(static_cast<pid_t>(child), &status, 0);
-    return s;
-  }
+  if (child == 0) restore_internal::RunTask(tree, 0);
+  restoring.Forked(static_cast<pid_t>(child));
+  auto forked_at = std::chrono::steady_clock::now();
+  uint64_t pages = 0;
+  if (auto s = restoring.Finish(pages); !s.ok()) return s;
+
   RestoreResult r;
   r.pid = static_cast<pid_t>(child);
   r.restore_us = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
           .count());
-  if (req.on_running) {
-    if (auto cb = req.on_running(r.pid); !cb.ok()) {
-      // The caller could not record the task (e.g. its pidfile): the restore
-      // failed, and a failed restore leaves nothing behind (criu kills the
-      // tree when it cannot write the pidfile, too).
-      kill(r.pid, SIGKILL);
-      int status;
-      waitpid(r.pid, &status, 0);
-      return cb;
-    }
+  if (auto s = WriteRestoreStats(
+          tree.images_dir, pages,
+          std::chrono::duration_cast<std::chrono::microseconds>(forked_at - t0).count(), t0);
+      !s.ok()) {
+    log::Warn("restore: stats-restore: %s", s.ToString());
   }
-  log::Info("restore: pid %d runs (%d us)", r.pid, r.restore_us);
+  if (request.on_running) {
+    // The caller could not record the tree (e.g. its pidfile): the restore
+    // failed, and a failed restore leaves nothing behind (criu kills the
+    // tree when it cannot write the pidfile, too).
+    if (auto cb = request.on_running(r.pid); !cb.ok()) return cb;
+  }
+  restoring.Succeeded();
+  log::Info("restore: %d tasks below pid %d run (%d us)", tree.tasks.size(), r.pid, r.restore_us);
   return r;
 }
 

@@ -1,27 +1,26 @@
 #include "resources/files/fds.h"
 
 #include <fcntl.h>
-#include <linux/kcmp.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "absl/strings/str_format.h"
+#include "core.pb.h"
 #include "core/images/image_io.h"
 #include "core/images/magic.h"
 #include "core/log.h"
 #include "core/proc/proc.h"
 #include "fdinfo.pb.h"
 #include "fs.pb.h"
+#include "pstree.pb.h"
 
 namespace crpp::resources {
 namespace {
-
-constexpr uint32_t kFilesId = 1;  // one fd table (see tree.cc)
 
 // Open flags that describe how a file was opened, not how to open it again.
 constexpr uint32_t kNotReopenFlags = O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC;
@@ -66,7 +65,10 @@ std::string Unsupported(const FdFile& f, bool shell_job) {
     }
     return "";
   }
-  if (S_ISFIFO(m)) return "a pipe or FIFO (" + f.path + "): not supported yet";
+  if (S_ISFIFO(m)) {
+    if (f.path.rfind("pipe:[", 0) == 0) return "";  // the pipes plugin has it
+    return "a named FIFO (" + f.path + "): not supported yet";
+  }
   if (S_ISSOCK(m)) return "a socket (" + f.path + "): not supported yet";
   if (f.path.rfind("anon_inode:", 0) == 0) return "an " + f.path + " fd: not supported yet";
   return "of an unsupported kind (" + f.path + ")";
@@ -90,57 +92,54 @@ bool IsTerminalDevice(unsigned maj) {
 }
 
 absl::Status Fds::Precheck(DumpContext& ctx) {
-  auto fds = proc::ListFds(ctx.root_pid);
+  if (ctx.zombie) return absl::OkStatus();
+  auto fds = proc::ListFds(ctx.pid);
   if (!fds.ok()) return fds.status();
   for (int fd : *fds) {
-    auto f = Inspect(ctx.root_pid, fd);
+    auto f = Inspect(ctx.pid, fd);
     if (!f.ok()) return f.status();
     std::string why = Unsupported(*f, ctx.shell_job);
     if (!why.empty()) {
-      return absl::UnimplementedError(absl::StrFormat("pid %d fd %d is %s", ctx.root_pid, fd, why));
+      return absl::UnimplementedError(absl::StrFormat("pid %d fd %d is %s", ctx.pid, fd, why));
     }
   }
   return absl::OkStatus();
 }
 
 absl::Status Fds::Dump(DumpContext& ctx) {
-  pid_t pid = ctx.root_pid;
+  if (ctx.zombie) return absl::OkStatus();
+  pid_t pid = ctx.pid;
   auto fds = proc::ListFds(pid);
   if (!fds.ok()) return fds.status();
+  // fdinfo-N.img is per fd table: N is the task's files_id (tree.cc).
   auto w = images::TypedImageWriter<criu::fdinfo_entry>::Create(
-      absl::StrFormat("%s/fdinfo-%d.img", ctx.images_dir, kFilesId), images::Fdinfo());
+      absl::StrFormat("%s/fdinfo-%d.img", ctx.images_dir, ctx.task_id), images::Fdinfo());
   if (!w.ok()) return w.status();
-  struct Seen {
-    int fd;
-    dev_t dev;
-    ino_t ino;
-    uint32_t id;
-  };
-  std::vector<Seen> seen;
   for (int fd : *fds) {
     auto f = Inspect(pid, fd);
     if (!f.ok()) return f.status();
     if (std::string why = Unsupported(*f, ctx.shell_job); !why.empty()) {
       return absl::UnimplementedError(absl::StrFormat("pid %d fd %d is %s", pid, fd, why));
     }
-    // fds made by dup() share one open file description (and its offset):
-    // kcmp tells, and they share one file id so restore dups them again.
-    uint32_t shared_id = 0;
-    for (const Seen& s : seen) {
-      if (s.dev == f->st.st_dev && s.ino == f->st.st_ino &&
-          syscall(SYS_kcmp, pid, pid, KCMP_FILE, s.fd, fd) == 0) {
-        shared_id = s.id;
-        break;
-      }
+    // Descriptions a tree-wide plugin (pipes) has already put in the table;
+    // and fds made by dup() or inherited across fork(), which share one open
+    // file description (and its offset): kcmp tells, and they share one file
+    // id so restore shares it again.
+    DumpContext::FdRef ref;
+    if (auto it = ctx.fd_ids.find({pid, fd}); it != ctx.fd_ids.end()) {
+      ref = it->second;
+    } else {
+      ref.id = ctx.files->FindDescription(pid, fd, f->st.st_dev, f->st.st_ino);
+      ref.type = criu::REG;
     }
-    if (shared_id != 0) {
+    if (ref.id != 0) {
       criu::fdinfo_entry fe;
-      fe.set_id(shared_id);
+      fe.set_id(ref.id);
       fe.set_flags((f->info.flags & O_CLOEXEC) ? FD_CLOEXEC : 0);
-      fe.set_type(criu::REG);
+      fe.set_type(static_cast<criu::fd_types>(ref.type));
       fe.set_fd(static_cast<uint32_t>(fd));
       if (auto s = w->Write(fe); !s.ok()) return s;
-      log::Debug("fds: pid %d fd %d shares file id %d", pid, fd, shared_id);
+      log::Debug("fds: pid %d fd %d is file id %d", pid, fd, ref.id);
       continue;
     }
     criu::file_entry e;
@@ -156,7 +155,7 @@ absl::Status Fds::Dump(DumpContext& ctx) {
     if (S_ISREG(f->st.st_mode)) reg->set_size(static_cast<uint64_t>(f->st.st_size));
     reg->set_mode(f->st.st_mode);
     uint32_t id = ctx.files->Add(std::move(e));
-    seen.push_back({fd, f->st.st_dev, f->st.st_ino, id});
+    ctx.files->AddDescription(id, pid, fd, f->st.st_dev, f->st.st_ino);
     criu::fdinfo_entry fe;
     fe.set_id(id);
     fe.set_flags((f->info.flags & O_CLOEXEC) ? FD_CLOEXEC : 0);
@@ -202,10 +201,11 @@ absl::Status FileTableImage::Dump(DumpContext& ctx) {
 
 namespace {
 
-absl::Status Reopen(const criu::reg_file_entry& reg, int target_fd, bool cloexec, int tty_fd,
-                    bool shell_job) {
+// Opens a regular file, directory or device again as it was (flags, offset;
+// the terminal of a shell job is the restoring shell's): a new fd.
+absl::StatusOr<int> OpenReg(const criu::reg_file_entry& reg, int target_fd, int tty_fd,
+                            bool shell_job) {
   const std::string& path = reg.name();
-  int fd = -1;
   bool terminal = S_ISCHR(reg.mode()) && shell_job;
   if (terminal) {
     struct stat st;
@@ -217,44 +217,102 @@ absl::Status Reopen(const criu::reg_file_entry& reg, int target_fd, bool cloexec
       return absl::FailedPreconditionError(absl::StrFormat(
           "fd %d was the terminal %s, but restore does not run on a terminal", target_fd, path));
     }
-    fd = fcntl(tty_fd, F_DUPFD, 0);
-  } else {
-    fd = open(path.c_str(), static_cast<int>(reg.flags() & ~kNotReopenFlags));
-    if (fd < 0) {
-      return absl::NotFoundError(
-          absl::StrFormat("fd %d: cannot open %s: %s", target_fd, path, strerror(errno)));
-    }
-    struct stat st;
-    // Files opened for appending grow as others write to them; their size
-    // says nothing about whether this is the same file.
-    if (reg.has_size() && !(reg.flags() & O_APPEND) && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-        static_cast<uint64_t>(st.st_size) != reg.size()) {
-      close(fd);
-      return absl::FailedPreconditionError(
-          absl::StrFormat("fd %d: %s changed size since the dump (%d bytes then, %d now)",
-                          target_fd, path, reg.size(), st.st_size));
-    }
-    if (S_ISREG(reg.mode()) || S_ISDIR(reg.mode())) {
-      if (lseek(fd, static_cast<off_t>(reg.pos()), SEEK_SET) < 0) {
-        close(fd);
-        return absl::InternalError(absl::StrFormat("fd %d: seek %s to %d: %s", target_fd, path,
-                                                   reg.pos(), strerror(errno)));
-      }
-    }
+    int fd = fcntl(tty_fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0)
+      return absl::InternalError(absl::StrFormat("fd %d: %s", target_fd, strerror(errno)));
+    return fd;
   }
-  if (fd < 0) return absl::InternalError(absl::StrFormat("fd %d: %s", target_fd, strerror(errno)));
-  if (fd != target_fd) {
-    if (dup2(fd, target_fd) < 0) {
-      close(fd);
-      return absl::InternalError(absl::StrFormat("dup2 to fd %d: %s", target_fd, strerror(errno)));
-    }
+  int fd = open(path.c_str(), static_cast<int>(reg.flags() & ~kNotReopenFlags) | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::NotFoundError(
+        absl::StrFormat("fd %d: cannot open %s: %s", target_fd, path, strerror(errno)));
+  }
+  struct stat st;
+  // Files opened for appending grow as others write to them; their size
+  // says nothing about whether this is the same file.
+  if (reg.has_size() && !(reg.flags() & O_APPEND) && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+      static_cast<uint64_t>(st.st_size) != reg.size()) {
     close(fd);
+    return absl::FailedPreconditionError(
+        absl::StrFormat("fd %d: %s changed size since the dump (%d bytes then, %d now)", target_fd,
+                        path, reg.size(), st.st_size));
   }
-  fcntl(target_fd, F_SETFD, cloexec ? FD_CLOEXEC : 0);
+  if ((S_ISREG(reg.mode()) || S_ISDIR(reg.mode())) &&
+      lseek(fd, static_cast<off_t>(reg.pos()), SEEK_SET) < 0) {
+    close(fd);
+    return absl::InternalError(
+        absl::StrFormat("fd %d: seek %s to %d: %s", target_fd, path, reg.pos(), strerror(errno)));
+  }
+  return fd;
+}
+
+// Puts `fd` at `target` (closing `fd` unless `keep`) with the fd flags given.
+absl::Status Place(int fd, int target, bool cloexec, bool keep) {
+  if (fd != target) {
+    if (dup2(fd, target) < 0) {
+      int e = errno;
+      if (!keep) close(fd);
+      return absl::InternalError(absl::StrFormat("dup2 to fd %d: %s", target, strerror(e)));
+    }
+    if (!keep) close(fd);
+  }
+  fcntl(target, F_SETFD, cloexec ? FD_CLOEXEC : 0);
   return absl::OkStatus();
 }
 
+absl::StatusOr<uint32_t> FilesId(const std::string& dir, pid_t pid) {
+  auto ids = images::ReadAll<criu::task_kobj_ids_entry>(absl::StrFormat("%s/ids-%d.img", dir, pid),
+                                                        images::Ids());
+  if (!ids.ok()) return ids.status();
+  if (ids->size() != 1) {
+    return absl::DataLossError(absl::StrFormat("%s/ids-%d.img: expected one entry", dir, pid));
+  }
+  return ids->front().files_id();
+}
+
+absl::StatusOr<std::vector<criu::fdinfo_entry>> ReadFdinfo(const std::string& dir, pid_t pid) {
+  auto files_id = FilesId(dir, pid);
+  if (!files_id.ok()) return files_id.status();
+  return images::ReadAll<criu::fdinfo_entry>(absl::StrFormat("%s/fdinfo-%d.img", dir, *files_id),
+                                             images::Fdinfo());
+}
+
 }  // namespace
+
+absl::Status Fds::RestoreShared(RestoreContext& ctx) {
+  // Regular files (and the terminal) that several processes hold in one
+  // description are opened here, in the root, and inherited by all.
+  auto tree = images::ReadAll<criu::pstree_entry>(ctx.images_dir + "/pstree.img", images::Pstree());
+  if (!tree.ok()) return tree.status();
+  std::map<uint32_t, int> holders;  // file id -> number of processes
+  for (const auto& t : *tree) {
+    if (t.threads_size() == 0) continue;  // a zombie has no fds
+    auto fds = ReadFdinfo(ctx.images_dir, static_cast<pid_t>(t.pid()));
+    if (!fds.ok()) return fds.status();
+    std::set<uint32_t> mine;
+    for (const auto& fe : *fds) mine.insert(fe.id());
+    for (uint32_t id : mine) ++holders[id];
+  }
+  auto files = images::ReadAll<criu::file_entry>(ctx.images_dir + "/files.img", images::Files());
+  if (!files.ok()) return files.status();
+  for (const auto& f : *files) {
+    auto h = holders.find(f.id());
+    if (h == holders.end() || h->second < 2 || !f.has_reg() || ctx.inherited.count(f.id())) {
+      continue;
+    }
+    auto fd = OpenReg(f.reg(), -1, ctx.tty_fd, ctx.shell_job);
+    if (!fd.ok()) return fd.status();
+    int high = fcntl(*fd, F_DUPFD_CLOEXEC, ctx.fd_base);
+    close(*fd);
+    if (high < 0) {
+      return absl::InternalError(
+          absl::StrFormat("file id %d (%s): %s", f.id(), f.reg().name(), strerror(errno)));
+    }
+    ctx.inherited[f.id()] = high;
+    log::Debug("fds: %s (file id %d) is shared by %d processes", f.reg().name(), f.id(), h->second);
+  }
+  return absl::OkStatus();
+}
 
 absl::Status Fds::Restore(RestoreContext& ctx) {
   auto files = images::ReadAll<criu::file_entry>(ctx.images_dir + "/files.img", images::Files());
@@ -264,18 +322,19 @@ absl::Status Fds::Restore(RestoreContext& ctx) {
     by_id[f.id()] = &f;
     if (f.has_reg()) ctx.file_paths[f.id()] = f.reg().name();
   }
-  auto fds = images::ReadAll<criu::fdinfo_entry>(
-      absl::StrFormat("%s/fdinfo-%d.img", ctx.images_dir, kFilesId), images::Fdinfo());
+  auto fds = ReadFdinfo(ctx.images_dir, ctx.pid);
   if (!fds.ok()) return fds.status();
   std::sort(fds->begin(), fds->end(), [](const auto& a, const auto& b) { return a.fd() < b.fd(); });
 
-  // The fds this process holds now belong to the engine; the ones it still
-  // needs were moved above kEngineFdBase by the restore driver.
-  int tty_fd = ctx.tty_fd;
+  // The fds this process holds now belong to the engine (moved up to
+  // ctx.fd_base by the restore driver, with the inherited descriptions).
+  std::set<int> engine(ctx.engine_fds.begin(), ctx.engine_fds.end());
+  for (const auto& [id, fd] : ctx.inherited) engine.insert(fd);
   std::map<uint32_t, int> opened;  // file id -> the fd it was first opened at
   for (const criu::fdinfo_entry& fe : *fds) {
     int target = static_cast<int>(fe.fd());
-    if (std::find(ctx.engine_fds.begin(), ctx.engine_fds.end(), target) != ctx.engine_fds.end()) {
+    bool cloexec = fe.flags() & FD_CLOEXEC;
+    if (engine.count(target)) {
       return absl::UnimplementedError(absl::StrFormat(
           "fd %d: the restore engine uses that number itself (raise RLIMIT_NOFILE for criu "
           "restore)",
@@ -283,14 +342,14 @@ absl::Status Fds::Restore(RestoreContext& ctx) {
     }
     if (auto it = opened.find(fe.id()); it != opened.end()) {
       // Another fd of the same open file description: share it again.
-      if (dup2(it->second, target) < 0) {
-        return absl::InternalError(
-            absl::StrFormat("dup2 of fd %d to %d: %s", it->second, target, strerror(errno)));
-      }
-      fcntl(target, F_SETFD, (fe.flags() & FD_CLOEXEC) ? FD_CLOEXEC : 0);
+      if (auto s = Place(it->second, target, cloexec, true); !s.ok()) return s;
       continue;
     }
     opened[fe.id()] = target;
+    if (auto in = ctx.inherited.find(fe.id()); in != ctx.inherited.end()) {
+      if (auto s = Place(in->second, target, cloexec, true); !s.ok()) return s;
+      continue;
+    }
     auto it = by_id.find(fe.id());
     if (it == by_id.end()) {
       return absl::DataLossError(absl::StrFormat(
@@ -301,12 +360,14 @@ absl::Status Fds::Restore(RestoreContext& ctx) {
           absl::StrFormat("fd %d: files of type %s are not supported yet", fe.fd(),
                           criu::fd_types_Name(fe.type())));
     }
-    if (auto s = Reopen(it->second->reg(), static_cast<int>(fe.fd()), fe.flags() & FD_CLOEXEC,
-                        tty_fd, ctx.shell_job);
-        !s.ok()) {
-      return s;
-    }
+    auto fd = OpenReg(it->second->reg(), target, ctx.tty_fd, ctx.shell_job);
+    if (!fd.ok()) return fd.status();
+    if (auto s = Place(*fd, target, cloexec, false); !s.ok()) return s;
   }
+  // This task's fds are in place: the inherited descriptions it did not
+  // take are not its own.
+  for (const auto& [id, fd] : ctx.inherited) close(fd);
+  ctx.inherited.clear();
 
   auto fs = images::ReadAll<criu::fs_entry>(
       absl::StrFormat("%s/fs-%d.img", ctx.images_dir, ctx.pid), images::Fs());

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "core/registry.h"
+#include "resources/pipes/pipes.h"
 #include "resources/tree/tree.h"
 
 namespace crpp::resources {
@@ -20,10 +21,13 @@ struct Fds {
   static constexpr std::string_view kName = "fds";
   static constexpr Stage kStage = Stage::kFiles;
   static constexpr std::string_view kImages[] = {"FDINFO", "FS"};
-  using Depends = DependsOn<Tree>;
+  using Depends = DependsOn<Tree, Pipes>;
   static absl::Status Precheck(DumpContext& ctx);
   static absl::Status Dump(DumpContext& ctx);
   static absl::Status Restore(RestoreContext& ctx);
+  // In the root, before the other tasks are forked: opens the descriptions
+  // several processes share, for them to inherit.
+  static absl::Status RestoreShared(RestoreContext& ctx);
 };
 
 // Writes files.img from the file table: every file the other plugins refer
@@ -32,6 +36,7 @@ struct FileTableImage {
   static constexpr std::string_view kName = "files";
   static constexpr Stage kStage = Stage::kTask;
   static constexpr std::string_view kImages[] = {"FILES"};
+  static constexpr Scope kScope = Scope::kTree;
   using Depends = DependsOn<Fds>;
   static absl::Status Dump(DumpContext& ctx);
   static absl::Status Restore(RestoreContext&) { return absl::OkStatus(); }

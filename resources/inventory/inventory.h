@@ -18,6 +18,7 @@ struct Inventory {
   static constexpr std::string_view kName = "inventory";
   static constexpr Stage kStage = Stage::kInventory;
   static constexpr std::string_view kImages[] = {"INVENTORY"};
+  static constexpr Scope kScope = Scope::kTree;
   static absl::Status Dump(DumpContext& ctx);
   static absl::Status Restore(RestoreContext& ctx);
 };

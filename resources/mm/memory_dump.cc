@@ -115,17 +115,19 @@ absl::Status CollectPages(int pagemap_fd, const proc::Vma& v, uint64_t zero_pfn,
 }  // namespace
 
 absl::Status Memory::Precheck(DumpContext& ctx) {
+  if (ctx.zombie) return absl::OkStatus();
   for (const proc::Vma& v : *ctx.maps) {
     if (std::string why = Unsupported(v); !why.empty()) {
       return absl::UnimplementedError(
-          absl::StrFormat("pid %d: %#x-%#x is %s", ctx.root_pid, v.start, v.end, why));
+          absl::StrFormat("pid %d: %#x-%#x is %s", ctx.pid, v.start, v.end, why));
     }
   }
   return absl::OkStatus();
 }
 
 absl::Status Memory::Dump(DumpContext& ctx) {
-  pid_t pid = ctx.root_pid;
+  if (ctx.zombie) return absl::OkStatus();
+  pid_t pid = ctx.pid;
   // The map Precheck just accepted, read after the freeze: every VMA in it
   // is of a kind this plugin dumps.
   const std::vector<proc::Vma>& maps = *ctx.maps;
@@ -222,14 +224,15 @@ absl::Status Memory::Dump(DumpContext& ctx) {
   if (auto s = mw->Close(); !s.ok()) return s;
 
   // Pagemap and pages: one pagemap entry per run, contents in the same order.
-  constexpr uint32_t kPagesId = 1;
+  // One pages image per task, numbered by the task's id.
+  const uint32_t pages_id = ctx.task_id;
   auto pw = images::ImageWriter::Create(absl::StrFormat("%s/pagemap-%d.img", ctx.images_dir, pid),
                                         images::Pagemap());
   if (!pw.ok()) return pw.status();
   criu::pagemap_head head;
-  head.set_pages_id(kPagesId);
+  head.set_pages_id(pages_id);
   if (auto s = (*pw)->Write(head); !s.ok()) return s;
-  std::string pages_path = absl::StrFormat("%s/pages-%d.img", ctx.images_dir, kPagesId);
+  std::string pages_path = absl::StrFormat("%s/pages-%d.img", ctx.images_dir, pages_id);
   int pages_fd = open(pages_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (pages_fd < 0) {
     return absl::PermissionDeniedError(absl::StrFormat("%s: %s", pages_path, strerror(errno)));

@@ -23,6 +23,11 @@ struct TaskCore {
   static absl::Status Restore(RestoreContext& ctx);
 };
 
+// core_entry.tc.task_state, compel's numbers.
+inline constexpr uint32_t kTaskAlive = 1;
+inline constexpr uint32_t kTaskDead = 2;
+inline constexpr uint32_t kTaskStopped = 3;
+
 }  // namespace crpp::resources
 
 #endif  // CRPP_RESOURCES_TASK_CORE_H_

@@ -173,16 +173,42 @@ absl::Status DumpPosixTimers(ptrace::Task& t, pid_t pid, criu::task_timers_entry
   return absl::OkStatus();
 }
 
+namespace {
+
+// A zombie has nothing left but its exit code: CRIU's core for it holds
+// only the task's state (dead), the code and its name.
+absl::Status DumpZombie(const DumpContext& ctx) {
+  criu::core_entry core;
+  core.set_mtype(criu::core_entry::X86_64);
+  auto* tc = core.mutable_tc();
+  tc->set_task_state(kTaskDead);
+  tc->set_exit_code(static_cast<uint32_t>(ctx.stat->exit_code));
+  tc->set_personality(0);
+  tc->set_flags(static_cast<uint32_t>(ctx.stat->flags));
+  tc->set_blk_sigset(0);
+  tc->set_comm(ctx.stat->comm);
+  auto w = images::TypedImageWriter<criu::core_entry>::Create(
+      absl::StrFormat("%s/core-%d.img", ctx.images_dir, ctx.pid), images::Core());
+  if (!w.ok()) return w.status();
+  if (auto s = w->Write(core); !s.ok()) return s;
+  log::Info("core: pid %d is a zombie (exit code %#x)", ctx.pid, ctx.stat->exit_code);
+  return w->Close();
+}
+
+}  // namespace
+
 absl::Status TaskCore::Precheck(DumpContext& ctx) {
+  if (ctx.zombie) return absl::OkStatus();
   if (ctx.status->seccomp != 0) {
     return absl::UnimplementedError(
-        absl::StrFormat("pid %d runs under seccomp: not supported yet", ctx.root_pid));
+        absl::StrFormat("pid %d runs under seccomp: not supported yet", ctx.pid));
   }
   return absl::OkStatus();
 }
 
 absl::Status TaskCore::Dump(DumpContext& ctx) {
-  pid_t pid = ctx.root_pid;
+  if (ctx.zombie) return DumpZombie(ctx);
+  pid_t pid = ctx.pid;
   ptrace::Task& t = *ctx.task;
   // What only the task itself can tell comes from the parasite, in one
   // round trip.
@@ -207,7 +233,7 @@ absl::Status TaskCore::Dump(DumpContext& ctx) {
   if (auto s = arch::XsaveToFpregs(*xsave, *ti->mutable_fpregs()); !s.ok()) return s;
 
   auto* tc = core.mutable_tc();
-  tc->set_task_state(t.was_stopped() ? 3 : 1);  // compel's numbers: alive 1, stopped 3
+  tc->set_task_state(t.was_stopped() ? kTaskStopped : kTaskAlive);
   tc->set_exit_code(0);
   auto pers = proc::ReadFile(absl::StrFormat("/proc/%d/personality", pid));
   uint32_t personality = 0;

@@ -164,6 +164,8 @@ absl::Status TaskCore::Restore(RestoreContext& ctx) {
   a.xfeatures = layout->xcr0;
 
   const auto& tc = core.tc();
+  // A task that was stopped (SIGSTOP) is left stopped once it is restored.
+  ctx.plan->stopped = tc.task_state() == kTaskStopped;
   a.sigmask = tc.blk_sigset();
   if (core.has_thread_core() && core.thread_core().has_blk_sigset()) {
     a.sigmask = core.thread_core().blk_sigset();
@@ -225,7 +227,7 @@ absl::Status TaskCore::Restore(RestoreContext& ctx) {
     if (th.has_creds()) {
       if (auto s = PlanCreds(th.creds(), a); !s.ok()) return s;
     }
-    if (th.has_pdeath_sig()) prctl(PR_SET_PDEATHSIG, th.pdeath_sig());
+    a.pdeath_sig = th.has_pdeath_sig() ? th.pdeath_sig() : 0;
     if (th.has_sas() && th.sas().ss_size() != 0) {
       stack_t ss{reinterpret_cast<void*>(th.sas().ss_sp()), static_cast<int>(th.sas().ss_flags()),
                  th.sas().ss_size()};

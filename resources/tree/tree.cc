@@ -1,6 +1,10 @@
 #include "resources/tree/tree.h"
 
+#include <errno.h>
 #include <unistd.h>
+
+#include <cstring>
+#include <map>
 
 #include "absl/strings/str_format.h"
 #include "core.pb.h"
@@ -13,37 +17,96 @@
 namespace crpp::resources {
 namespace {
 
-// Ids of kernel objects a task uses (mm, fd table, fs, signal handlers).
-// With one process every object is its own; ids only need to be stable.
-criu::task_kobj_ids_entry OwnIds() {
+// Ids of the kernel objects a task uses (mm, fd table, fs, signal handlers).
+// Processes share none of them with each other yet, so each task's objects
+// carry its own id (1, 2, ... in tree order).
+criu::task_kobj_ids_entry OwnIds(uint32_t id) {
   criu::task_kobj_ids_entry ids;
-  ids.set_vm_id(1);
-  ids.set_files_id(1);
-  ids.set_fs_id(1);
-  ids.set_sighand_id(1);
+  ids.set_vm_id(id);
+  ids.set_files_id(id);
+  ids.set_fs_id(id);
+  ids.set_sighand_id(id);
   return ids;
+}
+
+const TreeTask* Find(const DumpContext& ctx, pid_t pid) {
+  for (const TreeTask& t : ctx.tree) {
+    if (t.pid == pid) return &t;
+  }
+  return nullptr;
+}
+
+// Session and group of a task below the root: restore recreates them by
+// setsid()/setpgid() right after the task is forked, so each must be the
+// task's own, inherited from its parent, or (a group) one led by a task of
+// the tree in the same session.
+absl::Status CheckChildIds(const DumpContext& ctx) {
+  pid_t pid = ctx.pid;
+  const proc::Stat& st = *ctx.stat;
+  const TreeTask* me = Find(ctx, pid);
+  const TreeTask* parent = me ? Find(ctx, me->ppid) : nullptr;
+  if (parent == nullptr) return absl::OkStatus();  // a tree without links (tests)
+  if (st.sid != pid && st.sid != parent->stat->sid) {
+    return absl::UnimplementedError(
+        absl::StrFormat("pid %d is in session %d, which is neither its own nor its parent's (%d): "
+                        "not supported yet",
+                        pid, st.sid, parent->stat->sid));
+  }
+  if (st.pgid == pid || st.pgid == parent->stat->pgid) return absl::OkStatus();
+  const TreeTask* leader = Find(ctx, st.pgid);
+  if (leader == nullptr || leader->stat->sid != st.sid) {
+    return absl::UnimplementedError(absl::StrFormat(
+        "pid %d is in process group %d, led by no task of the dumped tree: not supported yet", pid,
+        st.pgid));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WritePstree(const DumpContext& ctx) {
+  auto w = images::TypedImageWriter<criu::pstree_entry>::Create(ctx.images_dir + "/pstree.img",
+                                                                images::Pstree());
+  if (!w.ok()) return w.status();
+  for (const TreeTask& t : ctx.tree) {
+    criu::pstree_entry e;
+    e.set_pid(t.pid);
+    e.set_ppid(t.ppid);
+    e.set_pgid(t.stat->pgid);
+    e.set_sid(t.stat->sid);
+    if (!t.zombie()) e.add_threads(t.pid);
+    if (auto s = w->Write(e); !s.ok()) return s;
+  }
+  return w->Close();
+}
+
+// setpgid(0, pgid) for a group another task of the tree leads: that task may
+// have been forked just before this one and not have created its group yet.
+absl::Status JoinGroup(pid_t pid, pid_t pgid) {
+  for (int i = 0; i < 500; ++i) {
+    if (setpgid(0, pgid) == 0) return absl::OkStatus();
+    if (errno != EPERM) break;
+    usleep(2000);
+  }
+  return absl::InternalError(
+      absl::StrFormat("pid %d: joining process group %d: %s", pid, pgid, strerror(errno)));
 }
 
 }  // namespace
 
 absl::Status Tree::Precheck(DumpContext& ctx) {
-  pid_t pid = ctx.root_pid;
+  pid_t pid = ctx.pid;
+  if (ctx.zombie) {
+    if (pid == ctx.root_pid) {
+      return absl::FailedPreconditionError(absl::StrFormat("pid %d is a zombie", pid));
+    }
+    return absl::OkStatus();
+  }
   if (ctx.status->threads > 1) {
     return absl::UnimplementedError(
         absl::StrFormat("pid %d has %d threads: multi-threaded processes are not supported yet",
                         pid, ctx.status->threads));
   }
-  auto children = proc::ListChildren(pid);
-  if (!children.ok()) return children.status();
-  if (!children->empty()) {
-    return absl::UnimplementedError(
-        absl::StrFormat("pid %d has child processes (e.g. %d): process trees are not supported yet",
-                        pid, children->front()));
-  }
-  if (ctx.stat->state == 'Z') {
-    return absl::FailedPreconditionError(absl::StrFormat("pid %d is a zombie", pid));
-  }
-  // The session and group must be the task's own, or (--shell-job) those of
+  if (pid != ctx.root_pid) return CheckChildIds(ctx);
+  // The root's session and group must be its own, or (--shell-job) those of
   // the shell that restore will run in.
   if (!ctx.shell_job && (ctx.stat->sid != pid || ctx.stat->pgid != pid)) {
     return absl::FailedPreconditionError(absl::StrFormat(
@@ -56,22 +119,17 @@ absl::Status Tree::Precheck(DumpContext& ctx) {
 }
 
 absl::Status Tree::Dump(DumpContext& ctx) {
-  pid_t pid = ctx.root_pid;
-  criu::pstree_entry e;
-  e.set_pid(pid);
-  e.set_ppid(0);  // the root of the dumped tree
-  e.set_pgid(ctx.stat->pgid);
-  e.set_sid(ctx.stat->sid);
-  e.add_threads(pid);
-  auto w = images::TypedImageWriter<criu::pstree_entry>::Create(ctx.images_dir + "/pstree.img",
-                                                                images::Pstree());
-  if (!w.ok()) return w.status();
-  if (auto s = w->Write(e); !s.ok()) return s;
-  if (auto s = w->Close(); !s.ok()) return s;
+  if (ctx.pid == ctx.root_pid) {
+    if (ctx.tree.empty()) {
+      return absl::FailedPreconditionError("tree: the dump driver gave no task list");
+    }
+    if (auto s = WritePstree(ctx); !s.ok()) return s;
+  }
+  if (ctx.zombie) return absl::OkStatus();  // CRIU keeps no ids for zombies
   auto ids = images::TypedImageWriter<criu::task_kobj_ids_entry>::Create(
-      absl::StrFormat("%s/ids-%d.img", ctx.images_dir, pid), images::Ids());
+      absl::StrFormat("%s/ids-%d.img", ctx.images_dir, ctx.pid), images::Ids());
   if (!ids.ok()) return ids.status();
-  if (auto s = ids->Write(OwnIds()); !s.ok()) return s;
+  if (auto s = ids->Write(OwnIds(ctx.task_id)); !s.ok()) return s;
   return ids->Close();
 }
 
@@ -79,31 +137,42 @@ absl::Status Tree::Restore(RestoreContext& ctx) {
   std::string path = ctx.images_dir + "/pstree.img";
   auto tree = images::ReadAll<criu::pstree_entry>(path, images::Pstree());
   if (!tree.ok()) return tree.status();
-  if (tree->size() != 1) {
-    return absl::UnimplementedError(absl::StrFormat(
-        "%s: %d tasks: restoring process trees is not supported yet", path, tree->size()));
+  std::map<pid_t, const criu::pstree_entry*> by_pid;
+  for (const auto& e : *tree) by_pid[static_cast<pid_t>(e.pid())] = &e;
+  pid_t pid = getpid();
+  auto it = by_pid.find(pid);
+  if (pid != ctx.pid || it == by_pid.end()) {
+    return absl::InternalError(
+        absl::StrFormat("restoring pid %d but running as pid %d", ctx.pid, pid));
   }
-  const criu::pstree_entry& e = tree->front();
+  const criu::pstree_entry& e = *it->second;
   if (e.threads_size() > 1) {
     return absl::UnimplementedError(
         absl::StrFormat("%s: pid %d has threads: not supported yet", path, e.pid()));
   }
-  if (getpid() != static_cast<pid_t>(e.pid())) {
-    return absl::InternalError(
-        absl::StrFormat("restoring pid %d but running as pid %d", e.pid(), getpid()));
-  }
-  // Session and group: a shell job joins the restoring shell's session (and
-  // takes a group of its own when it led one); otherwise it leads its own.
-  if (ctx.shell_job) {
-    if (e.pgid() == e.pid() && setpgid(0, 0) != 0) {
-      return absl::InternalError(absl::StrFormat("pid %d: setpgid: %s", e.pid(), strerror(errno)));
+  pid_t sid = static_cast<pid_t>(e.sid()), pgid = static_cast<pid_t>(e.pgid());
+  if (pid == ctx.root_pid) {
+    // A shell job joins the restoring shell's session (and takes a group of
+    // its own when it led one); otherwise the root leads its own session.
+    if (ctx.shell_job) {
+      if (pgid == pid && setpgid(0, 0) != 0) {
+        return absl::InternalError(absl::StrFormat("pid %d: setpgid: %s", pid, strerror(errno)));
+      }
+    } else if (sid == pid && setsid() < 0) {
+      return absl::InternalError(absl::StrFormat("pid %d: setsid: %s", pid, strerror(errno)));
     }
-  } else if (e.sid() == e.pid()) {
+  } else if (sid == pid) {
     if (setsid() < 0) {
-      return absl::InternalError(absl::StrFormat("pid %d: setsid: %s", e.pid(), strerror(errno)));
+      return absl::InternalError(absl::StrFormat("pid %d: setsid: %s", pid, strerror(errno)));
     }
+  } else if (pgid == pid) {
+    if (setpgid(0, 0) != 0) {
+      return absl::InternalError(absl::StrFormat("pid %d: setpgid: %s", pid, strerror(errno)));
+    }
+  } else if (by_pid.count(pgid) && getpgid(0) != pgid) {
+    if (auto s = JoinGroup(pid, pgid); !s.ok()) return s;
   }
-  log::Info("tree: pid %d (pgid %d, sid %d)", e.pid(), getpgid(0), getsid(0));
+  log::Info("tree: pid %d (pgid %d, sid %d)", pid, getpgid(0), getsid(0));
   return absl::OkStatus();
 }
 

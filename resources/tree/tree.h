@@ -1,6 +1,8 @@
 // The process tree (pstree.img) and each task's kernel-object ids
-// (ids-PID.img). For now the tree is one single-threaded process: a process
-// with threads or children is refused before it is touched.
+// (ids-PID.img): every process below the root with its parent, session and
+// process group; zombies too. At restore each task recreates its session or
+// group right after it is forked (the driver forks the tree). Processes with
+// threads are refused before they are touched.
 #ifndef CRPP_RESOURCES_TREE_TREE_H_
 #define CRPP_RESOURCES_TREE_TREE_H_
 

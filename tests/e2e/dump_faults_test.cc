@@ -61,8 +61,9 @@ struct PluginImage {
   std::string_view image;  // "PID" stands for the target's pid
 };
 constexpr PluginImage kPlugins[] = {
-    {"inventory", "inventory.img"}, {"tree", "pstree.img"},   {"fds", "fdinfo-1.img"},
-    {"memory", "mm-PID.img"},       {"core", "core-PID.img"}, {"files", "files.img"},
+    {"inventory", "inventory.img"}, {"tree", "pstree.img"},   {"pipes", "pipes-data.img"},
+    {"fds", "fdinfo-1.img"},        {"memory", "mm-PID.img"}, {"core", "core-PID.img"},
+    {"files", "files.img"},
 };
 
 std::string ImageName(const PluginImage& p, pid_t pid) {
@@ -460,9 +461,9 @@ void RefusedAtPrecheck(const std::string& what, const std::string& reason) {
   RequireOkVerdict(s);
 }
 
-BOOST_AUTO_TEST_CASE(refused_pipe) { RefusedAtPrecheck("pipe", "is a pipe or FIFO"); }
+BOOST_AUTO_TEST_CASE(refused_fifo) { RefusedAtPrecheck("fifo", "is a named FIFO"); }
 BOOST_AUTO_TEST_CASE(refused_thread) { RefusedAtPrecheck("thread", "has 2 threads"); }
-BOOST_AUTO_TEST_CASE(refused_child) { RefusedAtPrecheck("child", "has child processes"); }
+BOOST_AUTO_TEST_CASE(refused_child) { RefusedAtPrecheck("child", "is a socket"); }
 
 // A request that cannot work is refused before the target is touched.
 BOOST_AUTO_TEST_CASE(bad_request_refused_before_touching_target) {

@@ -354,6 +354,23 @@ absl::StatusOr<int> Session::RunCriu(const std::string& what, std::vector<std::s
   return status;
 }
 
+namespace {
+
+// The program's children, killed by the dump with it, end up as our
+// children (we are a child subreaper): reap them, so that their pids are
+// free for the restore.
+void ReapOrphans() {
+  for (int round = 0, idle = 0; round < 50 && idle < 3; ++round) {
+    int reaped = 0;
+    int status;
+    while (waitpid(-1, &status, WNOHANG) > 0) ++reaped;
+    idle = reaped == 0 ? idle + 1 : 0;
+    usleep(20000);
+  }
+}
+
+}  // namespace
+
 absl::Status Session::Dump(const std::vector<std::string>& args) {
   if (pid_ <= 0) return absl::FailedPreconditionError("no program to dump");
   const std::string images = ImagesDir(++dumps_);
@@ -381,6 +398,7 @@ absl::Status Session::Dump(const std::vector<std::string>& args) {
     std::ofstream(dir_ + "/program.stderr", std::ios::app)
         << "[harness] after dump, pid " << pid_ << " ended with " << DescribeWaitStatus(*gone)
         << "\n";
+    ReapOrphans();
     return absl::OkStatus();
   }
   for (int waited = 0; ProcState(pid_) != 0; waited += kPollMs) {

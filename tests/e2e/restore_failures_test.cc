@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/test/unit_test.hpp>
 #include <filesystem>
 #include <fstream>
@@ -310,4 +311,25 @@ BOOST_AUTO_TEST_CASE(nonexistent_images_dir) {
   e.pidfile = s.dir() + "/pid";
   e.wanted = {dir, "No such file or directory"};
   RequireRestoreFails(s, dir, /*pid=*/0, e);
+}
+
+// (c) A task below the root fails: the whole half-restored tree goes, the
+// root and every other task of it included.
+BOOST_AUTO_TEST_CASE(tree_child_core_image_deleted) {
+  std::vector<pid_t> tree;
+  DamagedImages("tree_child_core_deleted", "pipeline", [&tree](const std::string& dir, pid_t pid) {
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+      const std::string name = e.path().filename();
+      if (name.rfind("core-", 0) == 0) tree.push_back(atoi(name.c_str() + 5));
+    }
+    std::sort(tree.begin(), tree.end());
+    BOOST_REQUIRE_EQUAL(tree.size(), 4u);  // the root and its three children
+    const std::string core = Image(dir, "core", tree.back());
+    BOOST_REQUIRE(tree.back() != pid && unlink(core.c_str()) == 0);
+    return Expected{{absl::StrCat("pid ", tree.back(), ": core: restore: "), core,
+                     "No such file or directory"}};
+  });
+  // DamagedImages restored the intact images after the failure: the pids
+  // were all free again.
+  BOOST_TEST(tree.size() == 4u);
 }

@@ -1,16 +1,19 @@
 // refused: holds something a dump must refuse before it stops the task, chosen
 // by CRPP_E2E_REFUSED in the environment, and counts like the counter program:
-//   pipe    a pipe with both ends open: every iteration sends a byte through
-//           it and reads it back;
+//   fifo    a named FIFO (OUTDIR/fifo) open at both ends: every iteration
+//           sends a byte through it and reads it back;
 //   thread  a second thread that increments a counter of its own every 10 ms;
-//   child   a child process that waits (it dies with us: PR_SET_PDEATHSIG).
+//   child   a child process that holds a socket and waits (it dies with us:
+//           PR_SET_PDEATHSIG).
 // Unlike the other programs it is not meant to be dumped: it is what the dump
 // refuses, and it checks that the refusal left it alone.
-// Verdict: the main loop counted; the pipe carried every byte in order; the
+// Verdict: the main loop counted; the FIFO carried every byte in order; the
 // second thread still counts; the child is still there, and ends when killed.
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,7 +46,7 @@ void PipeRoundTrip(const int (&fds)[2], uint8_t& next, std::string& error) {
   uint8_t in = 0;
   if (write(fds[1], &out, 1) != 1 || read(fds[0], &in, 1) != 1 || in != out) {
     if (error.empty()) {
-      error = "the pipe did not carry byte " + std::to_string(out) + " (got " + std::to_string(in) +
+      error = "the FIFO did not carry byte " + std::to_string(out) + " (got " + std::to_string(in) +
               ")";
     }
   }
@@ -52,13 +55,17 @@ void PipeRoundTrip(const int (&fds)[2], uint8_t& next, std::string& error) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  crpp::e2e::Setup(argc, argv, "refused");
+  const std::string out_dir = crpp::e2e::Setup(argc, argv, "refused");
   const char* env = getenv("CRPP_E2E_REFUSED");
   const std::string what = env != nullptr ? env : "";
   int pipe_fds[2] = {-1, -1};
   pid_t child = -1;
-  if (what == "pipe") {
-    if (pipe2(pipe_fds, O_CLOEXEC) != 0) crpp::e2e::Die("pipe2");
+  if (what == "fifo") {
+    const std::string path = out_dir + "/fifo";
+    if (mkfifo(path.c_str(), 0600) != 0) crpp::e2e::Die("mkfifo");
+    pipe_fds[0] = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    pipe_fds[1] = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (pipe_fds[0] < 0 || pipe_fds[1] < 0) crpp::e2e::Die("open fifo");
   } else if (what == "thread") {
     pthread_t thread;
     if (pthread_create(&thread, nullptr, ThreadLoop, nullptr) != 0) {
@@ -69,12 +76,14 @@ int main(int argc, char** argv) {
     child = fork();
     if (child < 0) crpp::e2e::Die("fork");
     if (child == 0) {
+      int sv[2];
+      if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) _exit(3);
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() != parent) _exit(0);
       for (;;) pause();
     }
   } else {
-    fprintf(stderr, "refused: CRPP_E2E_REFUSED must be pipe, thread or child\n");
+    fprintf(stderr, "refused: CRPP_E2E_REFUSED must be fifo, thread or child\n");
     exit(2);
   }
   crpp::e2e::Ready();
@@ -83,14 +92,14 @@ int main(int argc, char** argv) {
   std::string pipe_error;
   while (!crpp::e2e::g_verify_requested) {
     g_counter = g_counter + 1;
-    if (what == "pipe") PipeRoundTrip(pipe_fds, next_byte, pipe_error);
+    if (what == "fifo") PipeRoundTrip(pipe_fds, next_byte, pipe_error);
     crpp::e2e::SleepMs(10);
   }
 
   crpp::e2e::Verdict v;
   v.Expect(g_counter > 0, "the main loop never counted");
   v.Note("what=%s counter=%" PRIu64, what.c_str(), static_cast<uint64_t>(g_counter));
-  if (what == "pipe") {
+  if (what == "fifo") {
     PipeRoundTrip(pipe_fds, next_byte, pipe_error);
     v.Expect(pipe_error.empty(), "%s", pipe_error.c_str());
   } else if (what == "thread") {

@@ -1,0 +1,57 @@
+// The restore driver's two halves share this: the engine (restore.cc) forks
+// the root task, and every restored task runs RunTask (restore_task.cc),
+// which forks the task's own children, restores the task through the resource
+// plugins and hands it to the restorer blob once the engine says go.
+#ifndef CRPP_CORE_RESTORE_RESTORE_TASK_H_
+#define CRPP_CORE_RESTORE_RESTORE_TASK_H_
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace crpp::restore_internal {
+
+// Status pipe protocol, task to engine: 'E' + message: a plugin failed;
+// 'Z': a zombie is about to die again; 'J' + keep area [start, end) + a
+// stopped flag byte + pages restored (u64): the task jumps into the restorer once its go word is
+// set, and then either the restorer closes the pipe just before the task
+// resumes, or writes {step, -errno}.
+inline constexpr char kError = 'E';
+inline constexpr char kZombie = 'Z';
+inline constexpr char kJump = 'J';
+inline constexpr size_t kJumpSize = 1 + 8 + 8 + 1 + 8;
+
+// The engine's go words: a task waits on its own (futex) until it is kGo.
+inline constexpr uint32_t kWait = 0, kGo = 1, kAbort = 2;
+
+struct TaskSpec {
+  pid_t pid = 0, ppid = 0, pgid = 0, sid = 0;
+  bool zombie = false;
+  int exit_code = 0;  // a zombie's wait status (core-PID.img)
+};
+
+// What every restored task needs, set up by the engine and the root task and
+// inherited by the others (each is forked after the root filled it).
+struct TreeSpec {
+  std::string images_dir;
+  bool shell_job = false;
+  pid_t engine_pid = 0;
+  std::vector<TaskSpec> tasks;          // pstree order: tasks[0] is the root
+  std::vector<int> status_fds;          // write end of each task's status pipe
+  std::atomic<uint32_t>* go = nullptr;  // shared memory: one word per task
+  // Set in the root before the fork:
+  int fd_base = 0;  // the engine's fds in the tasks are at or above this
+  int tty_fd = -1;
+  std::map<uint32_t, int> inherited;  // RestoreContext::inherited
+};
+
+// Runs in the freshly forked task tasks[index]; never returns.
+[[noreturn]] void RunTask(TreeSpec& tree, size_t index);
+
+}  // namespace crpp::restore_internal
+
+#endif  // CRPP_CORE_RESTORE_RESTORE_TASK_H_

@@ -1,0 +1,248 @@
+#include "resources/pipes/pipes.h"
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <map>
+#include <set>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "core/images/image_io.h"
+#include "core/images/magic.h"
+#include "core/log.h"
+#include "core/proc/proc.h"
+#include "fdinfo.pb.h"
+#include "pipe-data.pb.h"
+
+namespace crpp::resources {
+namespace {
+
+absl::Status Errno(const std::string& what) {
+  return absl::InternalError(absl::StrFormat("%s: %s", what, strerror(errno)));
+}
+
+// "pipe:[12345]" -> 12345; 0 if the link is not an anonymous pipe.
+uint64_t PipeInode(const std::string& link) {
+  if (link.rfind("pipe:[", 0) != 0 || link.back() != ']') return 0;
+  return strtoull(link.c_str() + 6, nullptr, 10);
+}
+
+// The bytes buffered in the pipe that `pid`'s `fd` is an end of, left where
+// they are: a read end of our own (through /proc, which works for either end)
+// and tee(2) into a pipe of ours as big as that one.
+absl::StatusOr<std::string> PeekPipe(pid_t pid, int fd, uint32_t& size) {
+  std::string link = absl::StrFormat("/proc/%d/fd/%d", pid, fd);
+  int src = open(link.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (src < 0) return Errno(absl::StrFormat("pid %d fd %d: opening the pipe", pid, fd));
+  std::string data;
+  absl::Status status;
+  int capacity = fcntl(src, F_GETPIPE_SZ);
+  int avail = 0;
+  int tmp[2] = {-1, -1};
+  if (capacity < 0 || ioctl(src, FIONREAD, &avail) != 0) {
+    status = Errno(absl::StrFormat("pid %d fd %d: pipe size", pid, fd));
+  } else if (size = static_cast<uint32_t>(capacity); avail > 0) {
+    if (pipe2(tmp, O_CLOEXEC | O_NONBLOCK) != 0 || fcntl(tmp[1], F_SETPIPE_SZ, capacity) < 0) {
+      status = Errno(absl::StrFormat("pid %d fd %d: a pipe for the copy", pid, fd));
+    } else {
+      ssize_t n = tee(src, tmp[1], static_cast<size_t>(avail), SPLICE_F_NONBLOCK);
+      if (n != avail) {
+        status = absl::InternalError(
+            absl::StrFormat("pid %d fd %d: copied %d of the %d bytes in the pipe (%s)", pid, fd, n,
+                            avail, n < 0 ? strerror(errno) : "short tee"));
+      } else {
+        data.resize(static_cast<size_t>(avail));
+        size_t got = 0;
+        while (got < data.size()) {
+          ssize_t r = read(tmp[0], data.data() + got, data.size() - got);
+          if (r <= 0) {
+            status = Errno(absl::StrFormat("pid %d fd %d: reading the copy", pid, fd));
+            break;
+          }
+          got += static_cast<size_t>(r);
+        }
+      }
+    }
+  }
+  for (int f : {src, tmp[0], tmp[1]}) {
+    if (f >= 0) close(f);
+  }
+  if (!status.ok()) return status;
+  return data;
+}
+
+}  // namespace
+
+absl::Status Pipes::Dump(DumpContext& ctx) {
+  // Written even when empty, as CRIU does: a tree without pipes has an
+  // image without entries.
+  auto data_image =
+      images::ImageWriter::Create(ctx.images_dir + "/pipes-data.img", images::PipesData());
+  if (!data_image.ok()) return data_image.status();
+  std::set<uint64_t> dumped;  // pipe inodes whose buffer is in pipes-data.img
+  for (const TreeTask& t : ctx.tree) {
+    if (t.zombie()) continue;
+    auto fds = proc::ListFds(t.pid);
+    if (!fds.ok()) return fds.status();
+    for (int fd : *fds) {
+      std::string link_path = absl::StrFormat("/proc/%d/fd/%d", t.pid, fd);
+      auto link = proc::ReadLink(link_path);
+      if (!link.ok()) return link.status();
+      uint64_t ino = PipeInode(*link);
+      if (ino == 0) continue;
+      struct stat st;
+      if (stat(link_path.c_str(), &st) != 0) {
+        return Errno(absl::StrFormat("pid %d fd %d: stat", t.pid, fd));
+      }
+      uint32_t id = ctx.files->FindDescription(t.pid, fd, st.st_dev, st.st_ino);
+      if (id == 0) {
+        auto info = proc::ReadFdInfo(t.pid, fd);
+        if (!info.ok()) return info.status();
+        criu::file_entry e;
+        e.set_type(criu::PIPE);
+        e.set_id(0);
+        auto* p = e.mutable_pipe();
+        p->set_id(0);
+        p->set_pipe_id(static_cast<uint32_t>(ino));
+        p->set_flags(info->flags & ~O_CLOEXEC);
+        auto* o = p->mutable_fown();
+        o->set_uid(0);
+        o->set_euid(0);
+        o->set_signum(0);
+        o->set_pid_type(0);
+        o->set_pid(0);
+        id = ctx.files->Add(std::move(e));
+        ctx.files->AddDescription(id, t.pid, fd, st.st_dev, st.st_ino);
+      }
+      ctx.fd_ids[{t.pid, fd}] = {id, criu::PIPE};
+      if (!dumped.insert(ino).second) continue;
+      uint32_t size = 0;
+      auto bytes = PeekPipe(t.pid, fd, size);
+      if (!bytes.ok()) return bytes.status();
+      criu::pipe_data_entry pd;
+      pd.set_pipe_id(static_cast<uint32_t>(ino));
+      pd.set_bytes(static_cast<uint32_t>(bytes->size()));
+      pd.set_size(size);
+      if (auto s = (*data_image)->Write(pd); !s.ok()) return s;
+      if (auto s = (*data_image)->WritePayload(*bytes); !s.ok()) return s;
+      log::Info("pipes: pipe %d (size %d) holds %d bytes", ino, size, bytes->size());
+    }
+  }
+  return (*data_image)->Close();
+}
+
+// ---- restore ------------------------------------------------------------------
+
+namespace {
+
+struct PipeData {
+  uint32_t size = 0;
+  std::string bytes;
+};
+
+absl::StatusOr<std::map<uint32_t, PipeData>> ReadPipeData(const std::string& dir) {
+  std::map<uint32_t, PipeData> out;
+  std::string path = dir + "/pipes-data.img";
+  if (access(path.c_str(), F_OK) != 0) return out;  // no pipe held data
+  auto r = images::ImageReader::Open(path, &images::PipesData());
+  if (!r.ok()) return r.status();
+  criu::pipe_data_entry pd;
+  for (;;) {
+    auto more = (*r)->Next(pd);
+    if (!more.ok()) return more.status();
+    if (!*more) break;
+    PipeData& d = out[pd.pipe_id()];
+    d.size = pd.size();
+    if (auto s = (*r)->ReadPayload(pd.bytes(), d.bytes); !s.ok()) return s;
+  }
+  return out;
+}
+
+// Moves `fd` into the engine's range (where the task's own numbers are not).
+absl::StatusOr<int> Park(int fd, int base) {
+  int high = fcntl(fd, F_DUPFD_CLOEXEC, base);
+  int e = errno;
+  close(fd);
+  if (high < 0) {
+    errno = e;
+    return Errno("moving a pipe end out of the way");
+  }
+  return high;
+}
+
+}  // namespace
+
+absl::Status Pipes::Restore(RestoreContext& ctx) {
+  auto files = images::ReadAll<criu::file_entry>(ctx.images_dir + "/files.img", images::Files());
+  if (!files.ok()) return files.status();
+  std::map<uint32_t, std::vector<const criu::pipe_entry*>> by_pipe;
+  for (const auto& f : *files) {
+    if (f.type() != criu::PIPE) continue;
+    if (!f.has_pipe()) {
+      return absl::DataLossError(absl::StrFormat("files.img: pipe entry %d has no pipe", f.id()));
+    }
+    by_pipe[f.pipe().pipe_id()].push_back(&f.pipe());
+  }
+  if (by_pipe.empty()) return absl::OkStatus();
+  auto data = ReadPipeData(ctx.images_dir);
+  if (!data.ok()) return data.status();
+  for (const auto& [pipe_id, ends] : by_pipe) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) return Errno(absl::StrFormat("pipe %d: pipe2", pipe_id));
+    auto d = data->find(pipe_id);
+    absl::Status status;
+    if (d != data->end()) {
+      if (d->second.size != 0 && fcntl(p[1], F_SETPIPE_SZ, d->second.size) < 0) {
+        status = Errno(absl::StrFormat("pipe %d: setting its size to %d", pipe_id, d->second.size));
+      }
+      const std::string& b = d->second.bytes;
+      for (size_t off = 0; status.ok() && off < b.size();) {
+        ssize_t n = write(p[1], b.data() + off, b.size() - off);
+        if (n <= 0) status = Errno(absl::StrFormat("pipe %d: refilling it", pipe_id));
+        off += n > 0 ? static_cast<size_t>(n) : 0;
+      }
+    }
+    // Each description of an end: the pipe's own for the first, a reopened
+    // one (as /proc/self/fd/N gives) for any other.
+    bool used[2] = {false, false};
+    for (const criu::pipe_entry* e : ends) {
+      if (!status.ok()) break;
+      int end = (e->flags() & O_ACCMODE) == O_RDONLY ? 0 : 1;
+      int fd = -1;
+      if (!used[end]) {
+        fd = fcntl(p[end], F_DUPFD_CLOEXEC, 0);
+        used[end] = true;
+      } else {
+        fd = open(absl::StrFormat("/proc/self/fd/%d", p[end]).c_str(),
+                  (end == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
+      }
+      if (fd < 0) {
+        status = Errno(absl::StrFormat("pipe %d: end for file id %d", pipe_id, e->id()));
+        break;
+      }
+      if (fcntl(fd, F_SETFL, e->flags() & O_NONBLOCK) != 0) {
+        close(fd);
+        status = Errno(absl::StrFormat("pipe %d: flags of file id %d", pipe_id, e->id()));
+        break;
+      }
+      auto parked = Park(fd, ctx.fd_base);
+      if (!parked.ok()) {
+        status = parked.status();
+        break;
+      }
+      ctx.inherited[e->id()] = *parked;
+    }
+    close(p[0]);
+    close(p[1]);
+    if (!status.ok()) return status;
+    log::Info("pipes: pipe %d: %d descriptions, %d bytes refilled", pipe_id, ends.size(),
+              d == data->end() ? 0 : d->second.bytes.size());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace crpp::resources
