@@ -447,36 +447,16 @@ absl::StatusOr<RestoreResult> Restore(const RestoreRequest& request) {
 
   Restoring restoring(tree);
   if (auto s = restoring.Prepare(); !s.ok()) return s;
-  pid_t tid = tree.tasks[0].pid;
-  clone_args ca{};
-  ca.exit_signal = SIGCHLD;
-  ca.set_tid = reinterpret_cast<uint64_t>(&tid);
-  ca.set_tid_size = 1;
-  long child = syscall(SYS_clone3, &ca, sizeof ca);
-  // The dumped task may still be a zombie its parent has not reaped yet: it
-  // goes away on its own, so give it a moment.
-  for (int i = 0; i < 150 && child < 0 && errno == EEXIST; ++i) {
-    auto st = proc::ReadStat(tid);
-    if (!st.ok() || st->state != 'Z') break;
-    usleep(20000);
-    child = syscall(SYS_clone3, &ca, sizeof ca);
-  }
-  if (child < 0) {
-    int e = errno;
-    if (e == EEXIST) {
-      return absl::AlreadyExistsError(absl::StrFormat(
-          "pid %d is in use by another process: cannot restore the task with its pid", tid));
-    }
-    return absl::PermissionDeniedError(absl::StrFormat("clone3 with pid %d: %s", tid, strerror(e)));
-  }
-  if (child == 0) restore_internal::RunTask(tree, 0);
-  restoring.Forked(static_cast<pid_t>(child));
+  auto child = restore_internal::ForkWithPid(tree.tasks[0].pid);
+  if (!child.ok()) return child.status();
+  if (*child == 0) restore_internal::RunTask(tree, 0);
+  restoring.Forked(*child);
   auto forked_at = std::chrono::steady_clock::now();
   uint64_t pages = 0;
   if (auto s = restoring.Finish(pages); !s.ok()) return s;
 
   RestoreResult r;
-  r.pid = static_cast<pid_t>(child);
+  r.pid = *child;
   r.restore_us = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
           .count());

@@ -114,9 +114,8 @@ absl::Status SetUpRoot(TreeSpec& tree) {
   return absl::OkStatus();
 }
 
-// clone3 with the task's pid. The dumped task may still be a zombie that its
-// parent (or init) has not reaped yet: it goes away on its own, so give it a
-// moment.
+}  // namespace
+
 absl::StatusOr<pid_t> ForkWithPid(pid_t pid) {
   pid_t tid = pid;
   clone_args ca{};
@@ -124,9 +123,14 @@ absl::StatusOr<pid_t> ForkWithPid(pid_t pid) {
   ca.set_tid = reinterpret_cast<uint64_t>(&tid);
   ca.set_tid_size = 1;
   long child = syscall(SYS_clone3, &ca, sizeof ca);
-  for (int i = 0; i < 150 && child < 0 && errno == EEXIST; ++i) {
-    auto st = proc::ReadStat(pid);
-    if (!st.ok() || st->state != 'Z') break;
+  // The dumped task may still be a zombie that its parent (or init) has not
+  // reaped yet, or be on its way out (the kernel then says ENOENT while the
+  // pid is released): it goes away on its own, so give it a moment.
+  for (int i = 0; i < 150 && child < 0 && (errno == EEXIST || errno == ENOENT); ++i) {
+    if (errno == EEXIST) {
+      auto st = proc::ReadStat(pid);
+      if (st.ok() && st->state != 'Z') break;
+    }
     usleep(20000);
     child = syscall(SYS_clone3, &ca, sizeof ca);
   }
@@ -140,6 +144,8 @@ absl::StatusOr<pid_t> ForkWithPid(pid_t pid) {
   }
   return static_cast<pid_t>(child);
 }
+
+namespace {
 
 // A task that was a zombie dies again the way it died first.
 [[noreturn]] void DieAgain(int status_fd, int code) {

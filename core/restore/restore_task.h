@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
+
 namespace crpp::restore_internal {
 
 // Status pipe protocol, task to engine: 'E' + message: a plugin failed;
@@ -48,6 +50,10 @@ struct TreeSpec {
   int tty_fd = -1;
   std::map<uint32_t, int> inherited;  // RestoreContext::inherited
 };
+
+// clone3 with the given pid (0 in the child), waiting a moment for a dumped
+// task that still holds the pid while it goes away.
+absl::StatusOr<pid_t> ForkWithPid(pid_t pid);
 
 // Runs in the freshly forked task tasks[index]; never returns.
 [[noreturn]] void RunTask(TreeSpec& tree, size_t index);
