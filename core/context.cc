@@ -1,9 +1,13 @@
 #include "core/context.h"
 
+#include <fcntl.h>
 #include <linux/kcmp.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstring>
+
+#include "absl/strings/str_format.h"
 #include "core/proc/proc.h"
 #include "fdinfo.pb.h"
 
@@ -57,6 +61,18 @@ uint32_t FileTable::FindDescription(pid_t pid, int fd, uint64_t dev, uint64_t in
 
 void FileTable::AddDescription(uint32_t id, pid_t pid, int fd, uint64_t dev, uint64_t ino) {
   descriptions_.push_back({id, pid, fd, dev, ino});
+}
+
+absl::Status RestoreContext::Inherit(uint32_t id, int fd) {
+  int high = fcntl(fd, F_DUPFD_CLOEXEC, fd_base);
+  int e = errno;
+  close(fd);
+  if (high < 0) {
+    return absl::InternalError(
+        absl::StrFormat("file id %d: moving its fd to %d or above: %s", id, fd_base, strerror(e)));
+  }
+  inherited[id] = high;
+  return absl::OkStatus();
 }
 
 const std::vector<criu::file_entry>& FileTable::entries() const { return entries_; }

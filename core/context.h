@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+
 namespace criu {
 class file_entry;
 }  // namespace criu
@@ -164,6 +166,9 @@ struct RestoreContext {
   // Lowest fd number of the engine's range: fds the engine keeps in the task
   // (inherited ones included) are put at or above it.
   int fd_base = 0;
+  // Takes `fd` as file id `id` for every task: moves it to fd_base or above
+  // (closing `fd`) and records it in `inherited`.
+  absl::Status Inherit(uint32_t id, int fd);
   // What the plugins prepare for the last stage (the restorer); null in
   // tests of plugins that do not restore into a task.
   RestorePlan* plan = nullptr;

@@ -243,12 +243,14 @@ absl::StatusOr<Report> WaitReport(int status_fd, pid_t pid, pid_t root) {
       }
       break;
     }
-    int st;
-    if (waitpid(root, &st, WNOHANG) == root) {
+    // WNOWAIT: the root stays a zombie (its pid taken) until KillAll
+    // collects it.
+    siginfo_t si{};
+    if (waitid(P_PID, static_cast<id_t>(root), &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        si.si_pid == root) {
       return absl::InternalError(
           absl::StrFormat("pid %d died during the restore (%s %d) before pid %d reported", root,
-                          WIFSIGNALED(st) ? "signal" : "exit status",
-                          WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), pid));
+                          si.si_code == CLD_EXITED ? "exit status" : "signal", si.si_status, pid));
     }
   }
   Report rep;
@@ -393,8 +395,7 @@ class Restoring {
         if (t.pid == root_) continue;
         int st;
         pid_t r = waitpid(t.pid, &st, WNOHANG | __WALL);
-        if (r == 0 || (r < 0 && errno == ECHILD && kill(t.pid, 0) == 0 &&
-                       proc::ReadStat(t.pid).ok() && IsOurs(t.pid))) {
+        if (r == 0 || (r < 0 && errno == ECHILD && IsOurs(t.pid))) {
           left = true;
         }
       }

@@ -147,6 +147,13 @@ absl::StatusOr<pid_t> ForkWithPid(pid_t pid) {
 
 namespace {
 
+// The engine's fds in a task: `status` (status pipes), the log, the terminal.
+std::vector<int> EngineFds(const TreeSpec& tree, std::vector<int> status) {
+  if (int lf = log::MoveFdAbove(tree.fd_base); lf >= 0) status.push_back(lf);
+  if (tree.tty_fd >= 0) status.push_back(tree.tty_fd);
+  return status;
+}
+
 // A task that was a zombie dies again the way it died first.
 [[noreturn]] void DieAgain(int status_fd, int code) {
   WriteAll(status_fd, &kZombie, 1);
@@ -199,16 +206,15 @@ void WaitForGo(std::atomic<uint32_t>& word) {
   ctx.tty_fd = tree.tty_fd;
   ctx.fd_base = tree.fd_base;
   ctx.plan = &plan;
-  ctx.engine_fds = tree.status_fds;
-  if (int lf = log::MoveFdAbove(tree.fd_base); lf >= 0) ctx.engine_fds.push_back(lf);
-  if (tree.tty_fd >= 0) ctx.engine_fds.push_back(tree.tty_fd);
+  ctx.engine_fds = EngineFds(tree, tree.status_fds);
   Engine<DefaultResources> engine;
   if (absl::Status s = engine.RestoreEarly(ctx); !s.ok()) Fail(status_fd, s);
   if (index == 0) {
     if (absl::Status s = engine.RestoreShared(ctx); !s.ok()) Fail(status_fd, s);
-    tree.inherited = ctx.inherited;
+    tree.inherited = ctx.inherited;  // for the tasks forked from here on
+  } else {
+    ctx.inherited = tree.inherited;
   }
-  ctx.inherited = tree.inherited;
 
   // This task's children, with their pids; they inherit everything shared.
   std::vector<pid_t> zombies;
@@ -234,9 +240,7 @@ void WaitForGo(std::atomic<uint32_t>& word) {
   for (int fd : tree.status_fds) {
     if (fd != status_fd) close(fd);
   }
-  ctx.engine_fds = {status_fd};
-  if (int lf = log::MoveFdAbove(tree.fd_base); lf >= 0) ctx.engine_fds.push_back(lf);
-  if (tree.tty_fd >= 0) ctx.engine_fds.push_back(tree.tty_fd);
+  ctx.engine_fds = EngineFds(tree, {status_fd});
   if (absl::Status s = engine.RestoreLate(ctx); !s.ok()) Fail(status_fd, s);
 
   auto loaded = LoadBlob(reinterpret_cast<void*>(plan.blob_addr), plan.keep_end - plan.blob_addr,

@@ -302,13 +302,9 @@ absl::Status Fds::RestoreShared(RestoreContext& ctx) {
     }
     auto fd = OpenReg(f.reg(), -1, ctx.tty_fd, ctx.shell_job);
     if (!fd.ok()) return fd.status();
-    int high = fcntl(*fd, F_DUPFD_CLOEXEC, ctx.fd_base);
-    close(*fd);
-    if (high < 0) {
-      return absl::InternalError(
-          absl::StrFormat("file id %d (%s): %s", f.id(), f.reg().name(), strerror(errno)));
+    if (auto s = ctx.Inherit(f.id(), *fd); !s.ok()) {
+      return absl::Status(s.code(), f.reg().name() + ": " + std::string(s.message()));
     }
-    ctx.inherited[f.id()] = high;
     log::Debug("fds: %s (file id %d) is shared by %d processes", f.reg().name(), f.id(), h->second);
   }
   return absl::OkStatus();

@@ -35,43 +35,39 @@ uint64_t PipeInode(const std::string& link) {
 // they are: a read end of our own (through /proc, which works for either end)
 // and tee(2) into a pipe of ours as big as that one.
 absl::StatusOr<std::string> PeekPipe(pid_t pid, int fd, uint32_t& size) {
-  std::string link = absl::StrFormat("/proc/%d/fd/%d", pid, fd);
-  int src = open(link.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (src < 0) return Errno(absl::StrFormat("pid %d fd %d: opening the pipe", pid, fd));
-  std::string data;
-  absl::Status status;
-  int capacity = fcntl(src, F_GETPIPE_SZ);
-  int avail = 0;
-  int tmp[2] = {-1, -1};
-  if (capacity < 0 || ioctl(src, FIONREAD, &avail) != 0) {
-    status = Errno(absl::StrFormat("pid %d fd %d: pipe size", pid, fd));
-  } else if (size = static_cast<uint32_t>(capacity); avail > 0) {
-    if (pipe2(tmp, O_CLOEXEC | O_NONBLOCK) != 0 || fcntl(tmp[1], F_SETPIPE_SZ, capacity) < 0) {
-      status = Errno(absl::StrFormat("pid %d fd %d: a pipe for the copy", pid, fd));
-    } else {
-      ssize_t n = tee(src, tmp[1], static_cast<size_t>(avail), SPLICE_F_NONBLOCK);
-      if (n != avail) {
-        status = absl::InternalError(
-            absl::StrFormat("pid %d fd %d: copied %d of the %d bytes in the pipe (%s)", pid, fd, n,
-                            avail, n < 0 ? strerror(errno) : "short tee"));
-      } else {
-        data.resize(static_cast<size_t>(avail));
-        size_t got = 0;
-        while (got < data.size()) {
-          ssize_t r = read(tmp[0], data.data() + got, data.size() - got);
-          if (r <= 0) {
-            status = Errno(absl::StrFormat("pid %d fd %d: reading the copy", pid, fd));
-            break;
-          }
-          got += static_cast<size_t>(r);
-        }
+  struct Fds {  // closed whatever happens
+    int src = -1, copy[2] = {-1, -1};
+    ~Fds() {
+      for (int f : {src, copy[0], copy[1]}) {
+        if (f >= 0) close(f);
       }
     }
+  } f;
+  const std::string what = absl::StrFormat("pid %d fd %d", pid, fd);
+  f.src =
+      open(absl::StrFormat("/proc/%d/fd/%d", pid, fd).c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (f.src < 0) return Errno(what + ": opening the pipe");
+  int capacity = fcntl(f.src, F_GETPIPE_SZ);
+  int avail = 0;
+  if (capacity < 0 || ioctl(f.src, FIONREAD, &avail) != 0) return Errno(what + ": pipe size");
+  size = static_cast<uint32_t>(capacity);
+  std::string data;
+  if (avail == 0) return data;
+  if (pipe2(f.copy, O_CLOEXEC | O_NONBLOCK) != 0 || fcntl(f.copy[1], F_SETPIPE_SZ, capacity) < 0) {
+    return Errno(what + ": a pipe for the copy");
   }
-  for (int f : {src, tmp[0], tmp[1]}) {
-    if (f >= 0) close(f);
+  ssize_t n = tee(f.src, f.copy[1], static_cast<size_t>(avail), SPLICE_F_NONBLOCK);
+  if (n != avail) {
+    return absl::InternalError(absl::StrFormat("%s: copied %d of the %d bytes in the pipe (%s)",
+                                               what, n, avail,
+                                               n < 0 ? strerror(errno) : "short tee"));
   }
-  if (!status.ok()) return status;
+  data.resize(static_cast<size_t>(avail));
+  for (size_t got = 0; got < data.size();) {
+    ssize_t r = read(f.copy[0], data.data() + got, data.size() - got);
+    if (r <= 0) return Errno(what + ": reading the copy");
+    got += static_cast<size_t>(r);
+  }
   return data;
 }
 
@@ -162,18 +158,6 @@ absl::StatusOr<std::map<uint32_t, PipeData>> ReadPipeData(const std::string& dir
   return out;
 }
 
-// Moves `fd` into the engine's range (where the task's own numbers are not).
-absl::StatusOr<int> Park(int fd, int base) {
-  int high = fcntl(fd, F_DUPFD_CLOEXEC, base);
-  int e = errno;
-  close(fd);
-  if (high < 0) {
-    errno = e;
-    return Errno("moving a pipe end out of the way");
-  }
-  return high;
-}
-
 }  // namespace
 
 absl::Status Pipes::Restore(RestoreContext& ctx) {
@@ -206,38 +190,34 @@ absl::Status Pipes::Restore(RestoreContext& ctx) {
         off += n > 0 ? static_cast<size_t>(n) : 0;
       }
     }
-    // Each description of an end: the pipe's own for the first, a reopened
-    // one (as /proc/self/fd/N gives) for any other.
+    // Each description of an end: the pipe's own for the first (handed over
+    // as it is), a reopened one (as /proc/self/fd/N gives) for any other.
     bool used[2] = {false, false};
     for (const criu::pipe_entry* e : ends) {
       if (!status.ok()) break;
       int end = (e->flags() & O_ACCMODE) == O_RDONLY ? 0 : 1;
-      int fd = -1;
-      if (!used[end]) {
-        fd = fcntl(p[end], F_DUPFD_CLOEXEC, 0);
-        used[end] = true;
-      } else {
+      int fd = p[end];
+      if (used[end]) {
         fd = open(absl::StrFormat("/proc/self/fd/%d", p[end]).c_str(),
                   (end == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
-      }
-      if (fd < 0) {
-        status = Errno(absl::StrFormat("pipe %d: end for file id %d", pipe_id, e->id()));
-        break;
+        if (fd < 0) {
+          status = Errno(absl::StrFormat("pipe %d: end for file id %d", pipe_id, e->id()));
+          break;
+        }
       }
       if (fcntl(fd, F_SETFL, e->flags() & O_NONBLOCK) != 0) {
-        close(fd);
         status = Errno(absl::StrFormat("pipe %d: flags of file id %d", pipe_id, e->id()));
-        break;
       }
-      auto parked = Park(fd, ctx.fd_base);
-      if (!parked.ok()) {
-        status = parked.status();
-        break;
+      if (status.ok()) {
+        used[end] = true;
+        status = ctx.Inherit(e->id(), fd);  // closes fd (p[end] too, the first time)
+      } else if (used[end]) {
+        close(fd);
       }
-      ctx.inherited[e->id()] = *parked;
     }
-    close(p[0]);
-    close(p[1]);
+    for (int end : {0, 1}) {
+      if (!used[end]) close(p[end]);
+    }
     if (!status.ok()) return status;
     log::Info("pipes: pipe %d: %d descriptions, %d bytes refilled", pipe_id, ends.size(),
               d == data->end() ? 0 : d->second.bytes.size());
