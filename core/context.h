@@ -102,6 +102,8 @@ struct TreeTask {
   pid_t ppid = 0;                // 0 for the root of the tree
   uint32_t id = 0;               // 1, 2, ... in tree order: its kernel-object ids
   ptrace::Task* task = nullptr;  // null for a zombie, or before the freeze
+  // The process's other threads, seized too (by tid, ascending).
+  std::vector<ptrace::Task*> threads;
   const proc::Stat* stat = nullptr;
   const proc::Status* status = nullptr;
   const std::vector<proc::Vma>* maps = nullptr;  // empty for a zombie
@@ -120,6 +122,7 @@ struct DumpContext {
   pid_t pid = 0;
   uint32_t task_id = 1;
   ptrace::Task* task = nullptr;
+  std::vector<ptrace::Task*> threads;  // its threads but the main one
   const proc::Stat* stat = nullptr;
   const proc::Status* status = nullptr;
   const std::vector<proc::Vma>* maps = nullptr;  // the task's memory map
@@ -143,6 +146,7 @@ struct DumpContext {
     pid = t.pid;
     task_id = t.id;
     task = t.task;
+    threads = t.threads;
     stat = t.stat;
     status = t.status;
     maps = t.maps;
@@ -151,9 +155,10 @@ struct DumpContext {
 };
 
 struct RestoreContext {
-  std::string images_dir;  // where images are read from
-  pid_t pid = 0;           // the task being restored (we run inside it)
-  pid_t root_pid = 0;      // the root of the restored tree
+  std::string images_dir;      // where images are read from
+  pid_t pid = 0;               // the task being restored (we run inside it)
+  std::vector<pid_t> threads;  // its other threads (the restorer creates them)
+  pid_t root_pid = 0;          // the root of the restored tree
   bool shell_job = false;
   int tty_fd = -1;  // the restoring shell's terminal (--shell-job), or -1
   // Descriptors the engine still needs inside the task (status pipe, log);

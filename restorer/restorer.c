@@ -66,8 +66,22 @@ static void check_args(const struct restorer_args* a) {
   const int step = RESTORER_STEP_ARGS;
   if (a->version != RESTORER_ARGS_VERSION || a->nr_unmap > RESTORER_MAX_UNMAP ||
       a->nr_vmas > RESTORER_MAX_VMAS || a->keep_start >= a->keep_end ||
-      a->mm.auxv_size > sizeof(a->mm.auxv)) {
+      a->mm.auxv_size > sizeof(a->mm.auxv) || a->nr_shared_signals > RESTORER_MAX_SIGNALS ||
+      a->nr_signals > RESTORER_MAX_SIGNALS || a->nr_threads > RESTORER_MAX_THREADS) {
     restorer_fail(a, step, -EINVAL);
+  }
+  /* Threads live in the keep area: their descriptions and their stacks. */
+  const struct restorer_thread* threads = (const struct restorer_thread*)a->threads;
+  if (a->nr_threads != 0 &&
+      (a->threads < a->keep_start || a->threads + a->nr_threads * sizeof(*threads) > a->keep_end)) {
+    restorer_fail(a, step, -EINVAL);
+  }
+  for (__u32 i = 0; i < a->nr_threads; i++) {
+    const struct restorer_thread* t = &threads[i];
+    if (t->nr_signals > RESTORER_MAX_SIGNALS || t->tid <= 0 ||
+        t->stack_top - RESTORER_STACK_MIN < a->keep_start || t->stack_top > a->keep_end) {
+      restorer_fail(a, step, -EINVAL);
+    }
   }
   for (__u32 i = 0; i < a->nr_unmap; i++) {
     const struct restorer_range* u = &a->unmap[i];
@@ -232,19 +246,6 @@ static void restore_mm(const struct restorer_args* a) {
   }
 }
 
-static void restore_thread(const struct restorer_args* a) {
-  const int step = RESTORER_STEP_THREAD;
-  RESTORER_CHECK(a, step,
-                 crpp_set_robust_list(a->robust_list,
-                                      a->robust_list ? a->robust_list_len : ROBUST_LIST_HEAD_SIZE));
-  if (a->rseq_abi != 0) {
-    RESTORER_CHECK(a, step, crpp_rseq(a->rseq_abi, (__u32)a->rseq_len, 0, a->rseq_sig));
-  }
-  crpp_set_tid_address(a->clear_tid_addr);
-  RESTORER_CHECK(a, step, crpp_arch_prctl(ARCH_SET_FS, a->regs.fs_base));
-  RESTORER_CHECK(a, step, crpp_arch_prctl(ARCH_SET_GS, a->regs.gs_base));
-}
-
 /* The kernel's capability structs (linux/capability.h) for capset. */
 struct cap_header {
   __u32 version;
@@ -268,7 +269,7 @@ static void capset_all(const struct restorer_args* a, __u64 eff, __u64 prm, __u6
    forced by the kernel's rules: keep the permitted set across the uid change,
    take the effective set back to drop bounding capabilities and set the
    securebits (both need CAP_SETPCAP), then settle the final sets. */
-static void restore_creds(const struct restorer_args* a) {
+void restorer_restore_creds(const struct restorer_args* a) {
   const int step = RESTORER_STEP_CREDS;
   if (!a->creds_set) return;
   RESTORER_CHECK(a, step, crpp_prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0));
@@ -300,8 +301,16 @@ __attribute__((noreturn, used)) void restorer_main(const struct restorer_args* a
   restore_signals(a);
   restore_itimers(a);
   restore_mm(a);
-  restore_thread(a);
-  restore_creds(a);
+  const struct restorer_thread_state self = {
+      &a->regs,    a->robust_list, a->robust_list_len, a->rseq_abi,
+      a->rseq_len, a->rseq_sig,    a->clear_tid_addr,
+  };
+  restorer_set_thread_state(a, &self);
+  /* Before the credentials: clone3 with a tid needs the engine's privileges. */
+  restorer_create_threads(a);
+  restorer_restore_creds(a);
   RESTORER_CHECK(a, RESTORER_STEP_CREDS, crpp_prctl(PR_SET_PDEATHSIG, a->pdeath_sig, 0, 0, 0));
-  restorer_sigreturn(a);
+  restorer_finish_signals(a);
+  const struct restorer_cpu cpu = {&a->regs, a->sigmask, a->xsave, a->xsave_size, 1};
+  restorer_sigreturn(a, &cpu);
 }

@@ -19,6 +19,10 @@
  *   4. moves the vDSO/vvar areas to the addresses the task had;
  *   5. restores signal actions, itimers, the mm fields (PR_SET_MM_MAP; then
  *      closes mm.exe_fd), robust list, rseq, clear_tid address, fs/gs base;
+ *   5b. creates the other threads (clone3 with their tids), which restore
+ *      their own state, credentials and pending signals and wait at their
+ *      own sigreturn; then sets its credentials, queues the pending signals
+ *      and waits until every thread is ready;
  *   6. builds an rt_sigframe from `regs`, `sigmask` and the xsave area on
  *      its stack, closes status_fd, and calls rt_sigreturn: the task goes on
  *      where it was dumped. (rt_sigreturn also sets the sigaltstack from the
@@ -39,7 +43,7 @@
 
 #include <stdint.h>
 
-#define RESTORER_ARGS_VERSION 1
+#define RESTORER_ARGS_VERSION 2
 #define RESTORER_MAX_VMAS 4096
 #define RESTORER_MAX_UNMAP 512
 #define RESTORER_MAX_AUXV 128
@@ -48,6 +52,9 @@
 #define RESTORER_MAX_GROUPS 256
 /* Stack the blob needs at least, on top of xsave_size + 1 KiB for the frame. */
 #define RESTORER_STACK_MIN (16 * 1024)
+/* Pending signals restored per queue (a thread's own, the process's shared). */
+#define RESTORER_MAX_SIGNALS 64
+#define RESTORER_MAX_THREADS 4096
 
 /* How a VMA gets its contents. */
 enum restorer_vma_source {
@@ -98,6 +105,32 @@ struct restorer_mm {
 
 struct restorer_itimer {
   uint64_t interval_sec, interval_usec, value_sec, value_usec;
+};
+
+/* A pending signal: the kernel's siginfo, queued again as it was. */
+struct restorer_siginfo {
+  uint8_t bytes[128];
+};
+
+/* Every thread but the main one: created by the main thread's blob with
+   clone3(set_tid) once the address space is final, each restores its own
+   state and returns into the task with its own sigframe. (The main thread's
+   values are the fields of the same names in restorer_args.) */
+struct restorer_thread {
+  int32_t tid;
+  uint32_t nr_signals;
+  uint64_t stack_top; /* 16-byte aligned, inside the keep area */
+  struct restorer_regs regs;
+  uint64_t sigmask;
+  uint64_t xsave; /* 64-byte aligned image in the keep area, or 0 */
+  uint32_t xsave_size, pdeath_sig;
+  uint64_t robust_list, robust_list_len;
+  uint64_t rseq_abi, rseq_len;
+  uint32_t rseq_sig, sas_flags;
+  uint64_t clear_tid_addr;
+  uint64_t sas_sp, sas_size;                             /* sigaltstack; size 0: none */
+  char comm[16];                                         /* thread name, NUL-terminated */
+  struct restorer_siginfo signals[RESTORER_MAX_SIGNALS]; /* its own pending signals */
 };
 
 struct restorer_args {
@@ -174,6 +207,20 @@ struct restorer_args {
   /* The parent-death signal, set after the credentials (changing them clears
      it); until then the task dies with the engine (SIGKILL). */
   uint32_t pdeath_sig, pad7;
+
+  /* Pending signals, queued last (all signals stay blocked until the
+     sigreturn): the process's shared queue and the main thread's own. */
+  uint32_t nr_shared_signals, nr_signals;
+  struct restorer_siginfo shared_signals[RESTORER_MAX_SIGNALS];
+  struct restorer_siginfo signals[RESTORER_MAX_SIGNALS];
+
+  /* The other threads (`threads` is the address of an array in the keep
+     area). The main thread creates them and waits until each has restored
+     its state (threads_ready counts them, a futex word) before its own
+     sigreturn: the status pipe stays open for their failures until then. */
+  uint64_t threads;
+  uint32_t nr_threads;
+  uint32_t threads_ready;
 };
 
 /* Steps, for failure reports. */
@@ -188,6 +235,8 @@ enum restorer_step {
   RESTORER_STEP_SIGRETURN = 8,
   RESTORER_STEP_ARGS = 9, /* bad version, or a range that overlaps the keep area */
   RESTORER_STEP_CREDS = 10,
+  RESTORER_STEP_SIGQUEUE = 11, /* pending signals */
+  RESTORER_STEP_CLONE = 12,    /* creating a thread */
 };
 
 #endif /* CRPP_RESTORER_RESTORER_ARGS_H_ */

@@ -44,8 +44,7 @@ _Static_assert(offsetof(struct _fpstate_64, sw_reserved) == 464, "xsave software
 
 static __u64 align_up(__u64 v, __u64 to) { return (v + to - 1) & ~(to - 1); }
 
-static void fill_mcontext(struct sigcontext* mc, const struct restorer_args* a) {
-  const struct restorer_regs* r = &a->regs;
+static void fill_mcontext(struct sigcontext* mc, const struct restorer_regs* r, __u64 sigmask) {
   mc->r8 = r->r8;
   mc->r9 = r->r9;
   mc->r10 = r->r10;
@@ -66,15 +65,16 @@ static void fill_mcontext(struct sigcontext* mc, const struct restorer_args* a) 
   mc->eflags = r->flags;
   mc->cs = (__u16)r->cs;
   mc->ss = (__u16)r->ss;
-  mc->oldmask = a->sigmask;
+  mc->oldmask = sigmask;
 }
 
 /* Copies the xsave image to `fp` and adds what marks it as a full XSAVE
    frame. The image must be standard-format (XSAVE, or ptrace's
    NT_X86_XSTATE), since the kernel restores it with XRSTOR. */
-static void fill_fpstate(unsigned char* fp, const struct restorer_args* a) {
-  const __u32 size = a->xsave_size;
-  memcpy(fp, (const void*)a->xsave, size);
+static void fill_fpstate(unsigned char* fp, const struct restorer_args* a,
+                         const struct restorer_cpu* cpu) {
+  const __u32 size = cpu->xsave_size;
+  memcpy(fp, (const void*)cpu->xsave, size);
   struct _fpx_sw_bytes sw;
   memset(&sw, 0, sizeof(sw));
   sw.magic1 = FP_XSTATE_MAGIC1;
@@ -86,28 +86,30 @@ static void fill_fpstate(unsigned char* fp, const struct restorer_args* a) {
   memcpy(fp + size, &magic2, sizeof(magic2));
 }
 
-void restorer_sigreturn(const struct restorer_args* a) {
-  const int with_fp = a->xsave != 0;
-  if (with_fp && (a->xsave_size < XSAVE_MIN_SIZE || a->xsave % XSAVE_ALIGN != 0)) {
-    restorer_fail(a, RESTORER_STEP_SIGRETURN, -EINVAL);
-  }
+int restorer_cpu_ok(const struct restorer_cpu* cpu) {
+  return cpu->xsave == 0 || (cpu->xsave_size >= XSAVE_MIN_SIZE && cpu->xsave % XSAVE_ALIGN == 0);
+}
+
+void restorer_sigreturn(const struct restorer_args* a, const struct restorer_cpu* cpu) {
+  const int with_fp = cpu->xsave != 0;
+  if (!restorer_cpu_ok(cpu)) restorer_fail(a, RESTORER_STEP_SIGRETURN, -EINVAL);
   /* The frame lives in this function's own stack frame: nothing is called
      after the switch to it, and the stack below stays free. */
   const __u64 need = sizeof(struct rt_sigframe) + 16 +
-                     (with_fp ? a->xsave_size + FP_XSTATE_MAGIC2_SIZE + XSAVE_ALIGN : 0);
+                     (with_fp ? cpu->xsave_size + FP_XSTATE_MAGIC2_SIZE + XSAVE_ALIGN : 0);
   unsigned char* area = __builtin_alloca(need);
   memset(area, 0, need);
   struct rt_sigframe* f = (struct rt_sigframe*)align_up((__u64)area, 16);
   unsigned char* fp = 0;
   if (with_fp) {
     fp = (unsigned char*)align_up((__u64)(f + 1), XSAVE_ALIGN);
-    fill_fpstate(fp, a);
+    fill_fpstate(fp, a, cpu);
   }
 
   f->uc.uc_flags = UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS | (with_fp ? UC_FP_XSTATE : 0);
-  fill_mcontext(&f->uc.uc_mcontext, a);
+  fill_mcontext(&f->uc.uc_mcontext, cpu->regs, cpu->sigmask);
   f->uc.uc_mcontext.fpstate = (struct _fpstate*)fp;
-  f->uc.uc_sigmask = a->sigmask;
+  f->uc.uc_sigmask = cpu->sigmask;
   /* rt_sigreturn also sets the alternate signal stack from uc_stack: give it
      the one this thread has now (the engine restored the task's). */
   long r = crpp_sys2(__NR_sigaltstack, 0, (long)&f->uc.uc_stack);
@@ -115,8 +117,9 @@ void restorer_sigreturn(const struct restorer_args* a) {
   f->uc.uc_stack.ss_flags &= ~SS_ONSTACK;
 
   /* The task must not inherit the status pipe; closing it is also how the
-     engine learns that the restorer got this far. */
-  if (a->status_fd >= 0) crpp_close(a->status_fd);
+     engine learns that the restorer got this far. (The main thread's job:
+     the threads share its fd table.) */
+  if (cpu->close_status && a->status_fd >= 0) crpp_close(a->status_fd);
 
   /* A tracing engine wants the task once more, right at the sigreturn, to
      remove the keep area this code runs from: stop it with int3. SIGTRAP is

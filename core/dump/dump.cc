@@ -61,7 +61,8 @@ namespace {
 // zombie), with what /proc said about it.
 struct Held {
   pid_t pid = 0, ppid = 0;
-  std::unique_ptr<ptrace::Task> task;  // null for a zombie
+  std::unique_ptr<ptrace::Task> task;                  // null for a zombie
+  std::vector<std::unique_ptr<ptrace::Task>> threads;  // the others, by tid
   proc::Stat stat;
   proc::Status status;
   std::vector<proc::Vma> maps;
@@ -108,6 +109,32 @@ absl::StatusOr<std::vector<Held>> LookAtTree(pid_t root) {
   return tree;
 }
 
+// Seizes every thread of process `h.pid` but the main one (seized already).
+// A thread not seized yet can still create threads: the list is read again
+// until it has nothing new.
+absl::Status SeizeThreads(Held& h) {
+  std::set<pid_t> known{h.pid};
+  for (bool grew = true; grew;) {
+    grew = false;
+    auto tids = proc::ListThreads(h.pid);
+    if (!tids.ok()) return tids.status();
+    for (pid_t tid : *tids) {
+      if (known.count(tid)) continue;
+      known.insert(tid);
+      auto t = ptrace::Task::Seize(tid);
+      if (!t.ok()) {
+        if (absl::IsNotFound(t.status())) continue;  // it ended meanwhile
+        return t.status();
+      }
+      h.threads.push_back(std::move(*t));
+      grew = true;
+    }
+  }
+  std::sort(h.threads.begin(), h.threads.end(),
+            [](const auto& a, const auto& b) { return a->tid() < b->tid(); });
+  return absl::OkStatus();
+}
+
 // Seizes every process of the tree, parents before children. A task stopped
 // by us cannot fork any more, and the children lists are read again once all
 // are stopped, so a child forked while we went is caught too.
@@ -127,6 +154,7 @@ absl::StatusOr<std::vector<Held>> FreezeTree(pid_t root) {
         return t.status();
       }
       h.task = std::move(*t);
+      if (auto s = SeizeThreads(h); !s.ok()) return s;
     }
     known.insert(pid);
     tree.push_back(std::move(h));
@@ -168,6 +196,7 @@ void FillTree(std::vector<Held>& held, DumpContext& ctx) {
     t.ppid = held[i].ppid;
     t.id = static_cast<uint32_t>(i + 1);
     t.task = held[i].task.get();
+    for (const auto& th : held[i].threads) t.threads.push_back(th.get());
     t.stat = &held[i].stat;
     t.status = &held[i].status;
     t.maps = &held[i].maps;
@@ -180,14 +209,20 @@ void FillTree(std::vector<Held>& held, DumpContext& ctx) {
 // error, after trying them all.
 absl::Status ReleaseAll(std::vector<Held>& held, ptrace::Leave how) {
   absl::Status first;
-  for (auto it = held.rbegin(); it != held.rend(); ++it) {
-    if (!it->task) continue;
-    absl::Status s = it->task->Release(how);
+  auto release = [&](std::unique_ptr<ptrace::Task>& t) {
+    absl::Status s = t->Release(how);
     if (!s.ok()) {
-      log::Error("dump: while releasing pid %d: %s", it->pid, s.ToString());
+      log::Error("dump: while releasing pid %d: %s", t->tid(), s.ToString());
       if (first.ok()) first = s;
     }
-    it->task.reset();
+    t.reset();
+  };
+  for (auto it = held.rbegin(); it != held.rend(); ++it) {
+    // The other threads first: a killed main thread is reported (and
+    // collected) only once they are gone.
+    for (auto& th : it->threads) release(th);
+    it->threads.clear();
+    if (it->task) release(it->task);
   }
   return first;
 }
@@ -247,7 +282,10 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
   std::vector<Held>& held = *frozen;
   stats.freezing_us = Micros(t0);
   auto frozen_at = std::chrono::steady_clock::now();
-  log::Info("dump: %d tasks below pid %d frozen in %d us", held.size(), pid, stats.freezing_us);
+  size_t threads = 0;
+  for (const Held& h : held) threads += h.threads.size() + (h.task ? 1 : 0);
+  log::Info("dump: %d tasks (%d threads) below pid %d frozen in %d us", held.size(), threads, pid,
+            stats.freezing_us);
   // /proc may have changed between the precheck and the freeze.
   for (Held& h : held) {
     if (auto s = ReadProc(h); !s.ok()) {

@@ -242,21 +242,32 @@ absl::StatusOr<FdInfo> ReadFdInfo(pid_t pid, int fd) {
   return info;
 }
 
-absl::StatusOr<std::vector<pid_t>> ListChildren(pid_t pid) {
+absl::StatusOr<std::vector<pid_t>> ListThreads(pid_t pid) {
   std::string dir = absl::StrFormat("/proc/%d/task", pid);
   DIR* d = opendir(dir.c_str());
   if (d == nullptr) return absl::NotFoundError(absl::StrFormat("%s: %s", dir, strerror(errno)));
   std::vector<pid_t> out;
   while (dirent* e = readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    auto text = ReadFile(dir + "/" + e->d_name + "/children");
+    pid_t tid;
+    if (e->d_name[0] != '.' && ParseInt(e->d_name, tid)) out.push_back(tid);
+  }
+  closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+absl::StatusOr<std::vector<pid_t>> ListChildren(pid_t pid) {
+  auto tids = ListThreads(pid);
+  if (!tids.ok()) return tids.status();
+  std::vector<pid_t> out;
+  for (pid_t tid : *tids) {
+    auto text = ReadFile(absl::StrFormat("/proc/%d/task/%d/children", pid, tid));
     if (!text.ok()) continue;
     for (std::string_view w : Split(Trim(*text), ' ')) {
       pid_t c;
       if (ParseInt(w, c)) out.push_back(c);
     }
   }
-  closedir(d);
   return out;
 }
 

@@ -73,6 +73,9 @@ struct FdInfo {
 
 absl::StatusOr<FdInfo> ReadFdInfo(pid_t pid, int fd);
 
+// Thread ids of process `pid` (its own among them), sorted, from /proc/PID/task.
+absl::StatusOr<std::vector<pid_t>> ListThreads(pid_t pid);
+
 // Child pids of `pid` (all threads), from /proc/PID/task/*/children.
 absl::StatusOr<std::vector<pid_t>> ListChildren(pid_t pid);
 

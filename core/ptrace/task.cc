@@ -347,6 +347,15 @@ absl::StatusOr<uint64_t> Task::MappedScratch() {
   return scratch();
 }
 
+absl::Status Task::ShareScratch(Task& owner) {
+  if (scratch_ != 0) return absl::FailedPreconditionError("the task has a scratch page already");
+  auto page = owner.MappedScratch();
+  if (!page.ok()) return page.status();
+  scratch_ = owner.scratch_;
+  scratch_shared_ = true;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<uint64_t> Task::SyscallOk(const char* what, long nr, uint64_t a1, uint64_t a2,
                                          uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6) {
   auto r = Syscall(nr, a1, a2, a3, a4, a5, a6);
@@ -383,19 +392,22 @@ absl::Status Task::Release(Leave how) {
   if (!attached_) return absl::OkStatus();
   absl::Status status = Interrupt();
   if (!attached_) return status;
-  if (scratch_ != 0) {
-    uint64_t args[6] = {scratch_, 4096, 0, 0, 0, 0};
-    auto res = RunAtIp(SYS_munmap, args);
-    if (!res.ok()) status = res.status();
-    scratch_ = 0;
-  }
   if (how == Leave::kKilled) {
+    // Nothing to undo in a process that goes (and another thread's kill may
+    // have taken it already).
     kill(tid_, SIGKILL);
     int st;
     waitpid(tid_, &st, __WALL);
     attached_ = false;
+    scratch_ = 0;
     return status;
   }
+  if (scratch_ != 0 && !scratch_shared_) {
+    uint64_t args[6] = {scratch_, 4096, 0, 0, 0, 0};
+    auto res = RunAtIp(SYS_munmap, args);
+    if (!res.ok()) status = res.status();
+  }
+  scratch_ = 0;
   // Registers and mask are only put back when they were read: zeros would
   // wreck the task.
   if (captured_ && ::ptrace(PTRACE_SETSIGMASK, tid_, sizeof(uint64_t), &saved_sigmask_) != 0 &&

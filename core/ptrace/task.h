@@ -94,6 +94,11 @@ class Task {
   // scratch(), mapping the page first if no Syscall() did yet.
   absl::StatusOr<uint64_t> MappedScratch();
   static constexpr size_t kScratchDataSize = 3072;
+  // Makes Syscall() use `owner`'s scratch page (mapping it first if needed)
+  // instead of mapping one: for a thread of the same process, which shares
+  // the address space. `owner` unmaps the page at its own Release(), so it
+  // is released after this task.
+  absl::Status ShareScratch(Task& owner);
   absl::Status ReadMemory(uint64_t addr, void* dst, size_t len) const;
   absl::Status WriteMemory(uint64_t addr, const void* src, size_t len) const;
 
@@ -131,8 +136,9 @@ class Task {
   bool was_stopped_ = false;
   user_regs_struct saved_regs_{};
   uint64_t saved_sigmask_ = 0;
-  uint64_t scratch_ = 0;  // page with "syscall; int3" at its start
-  bool running_ = false;  // code of ours runs in the task (Go() until it stops)
+  uint64_t scratch_ = 0;         // page with "syscall; int3" at its start
+  bool scratch_shared_ = false;  // scratch_ is another task's (ShareScratch)
+  bool running_ = false;         // code of ours runs in the task (Go() until it stops)
   // Signals another process sent while we had the task, to send again at
   // Release() (see kSynchronousSignals in task.cc): a bit per signal.
   uint64_t deferred_signals_ = 0;

@@ -17,11 +17,15 @@ struct RestorePlan {
   // Bytes (including bss) the restorer blob needs; set by the driver before
   // the plugins run, so the memory plugin can reserve room for it.
   size_t blob_size = 0;
+  // Threads besides the main one (set by the driver from pstree.img): the
+  // memory plugin reserves their descriptions (args->threads), xsave areas
+  // and stacks, and the task plugin fills them in.
+  size_t nr_threads = 0;
   // Set by the memory plugin when it lays out the keep area.
   restorer_args* args = nullptr;
   uint64_t blob_addr = 0;
   uint64_t keep_start = 0, keep_end = 0;
-  size_t xsave_capacity = 0;  // bytes reserved at args->xsave
+  size_t xsave_capacity = 0;  // bytes reserved at args->xsave (and at each thread's)
   uint64_t pages_restored = 0;
   // The task was stopped at dump time: the engine leaves it stopped.
   bool stopped = false;

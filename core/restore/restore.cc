@@ -134,10 +134,17 @@ absl::StatusOr<std::vector<TaskSpec>> ReadTree(const std::string& dir) {
     if (tasks.empty() && t.zombie) {
       return absl::DataLossError(absl::StrFormat("%s: the root task %d is a zombie", path, t.pid));
     }
-    if (e.threads_size() > 1) {
-      return absl::UnimplementedError(absl::StrFormat(
-          "%s: pid %d has %d threads: multi-threaded processes are not supported yet", path, t.pid,
-          e.threads_size()));
+    if (!t.zombie && e.threads(0) != e.pid()) {
+      return absl::DataLossError(absl::StrFormat("%s: pid %d's first thread is %d, not the process",
+                                                 path, t.pid, e.threads(0)));
+    }
+    if (e.threads_size() > RESTORER_MAX_THREADS + 1) {
+      return absl::UnimplementedError(
+          absl::StrFormat("%s: pid %d has %d threads, more than the %d supported", path, t.pid,
+                          e.threads_size(), RESTORER_MAX_THREADS + 1));
+    }
+    for (int i = 1; i < e.threads_size(); ++i) {
+      t.threads.push_back(static_cast<pid_t>(e.threads(i)));
     }
     if (t.zombie) {
       auto core = images::ReadAll<criu::core_entry>(absl::StrFormat("%s/core-%d.img", dir, t.pid),
@@ -156,67 +163,110 @@ absl::StatusOr<std::vector<TaskSpec>> ReadTree(const std::string& dir) {
   return tasks;
 }
 
-// Follows a task through the restorer with ptrace until the exit of its
-// final rt_sigreturn, where it is the restored task; leaves it stopped there.
-absl::Status FollowToSigreturn(pid_t child, int status_fd, std::atomic<uint32_t>& go) {
-  if (::ptrace(PTRACE_SEIZE, child, nullptr, PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL) != 0) {
-    return absl::InternalError(absl::StrFormat("pid %d: PTRACE_SEIZE: %s", child, strerror(errno)));
+// Follows process `pid` through the restorer with ptrace, and every thread
+// its restorer creates (PTRACE_O_TRACECLONE traces them from their first
+// instruction), until each is at the exit of its final rt_sigreturn, where
+// it is the restored thread; leaves them all stopped there. `threads` gets
+// the tid of every other thread as soon as it is traced (to be killed and
+// collected if the restore fails).
+absl::Status FollowToSigreturn(pid_t pid, size_t nr_threads, int status_fd,
+                               std::atomic<uint32_t>& go, std::vector<pid_t>& threads) {
+  if (::ptrace(PTRACE_SEIZE, pid, nullptr,
+               PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL | PTRACE_O_TRACECLONE) != 0) {
+    return absl::InternalError(absl::StrFormat("pid %d: PTRACE_SEIZE: %s", pid, strerror(errno)));
   }
-  if (::ptrace(PTRACE_INTERRUPT, child, nullptr, nullptr) != 0) {
+  if (::ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) != 0) {
     return absl::InternalError(
-        absl::StrFormat("pid %d: PTRACE_INTERRUPT: %s", child, strerror(errno)));
+        absl::StrFormat("pid %d: PTRACE_INTERRUPT: %s", pid, strerror(errno)));
   }
   // The go word is set only once the task has stopped for our interrupt (it
   // waits for that word, so it cannot get further): the task is traced
   // before it can reach the restorer's final trap.
   bool told_to_go = false;
-  // The task runs freely through the restorer until its int3 right before
-  // rt_sigreturn (trap_before_sigreturn); from there it is stepped to the
-  // syscall's exit.
-  enum { kToTrap, kToEntry, kToExit } phase = kToTrap;
-  for (;;) {
-    int st;
-    if (waitpid(child, &st, __WALL) != child) {
-      return absl::InternalError(absl::StrFormat("pid %d: waitpid: %s", child, strerror(errno)));
+  // Each thread runs freely through the restorer until its int3 right
+  // before rt_sigreturn (trap_before_sigreturn); from there it is stepped to
+  // the syscall's exit.
+  enum Phase { kToTrap, kToEntry, kToExit, kDone };
+  std::map<pid_t, Phase> phase{{pid, kToTrap}};
+  size_t done = 0;
+  const std::string task_dir = absl::StrFormat("/proc/%d/task/", pid);
+  while (done < nr_threads + 1) {
+    // Peek first: only our threads' changes are ours to collect.
+    siginfo_t si{};
+    if (waitid(P_ALL, 0, &si, WEXITED | WSTOPPED | WNOWAIT | __WALL) != 0) {
+      return absl::InternalError(absl::StrFormat("pid %d: waitid: %s", pid, strerror(errno)));
     }
-    if (WIFEXITED(st) || WIFSIGNALED(st)) return RestorerFailure(child, ReadRest(status_fd), st);
+    pid_t tid = si.si_pid;
+    if (!phase.count(tid)) {
+      // A thread the restorer just created, seen before its creator's clone event.
+      if (access((task_dir + std::to_string(tid)).c_str(), F_OK) != 0) {
+        return absl::InternalError(absl::StrFormat(
+            "pid %d changed state (code %d, status %d) while pid %d was being restored", tid,
+            si.si_code, si.si_status, pid));
+      }
+      phase[tid] = kToTrap;
+      threads.push_back(tid);
+    }
+    int st;
+    if (waitpid(tid, &st, __WALL) != tid) {
+      return absl::InternalError(absl::StrFormat("pid %d: waitpid: %s", tid, strerror(errno)));
+    }
+    if (WIFEXITED(st) || WIFSIGNALED(st)) {
+      // A thread that fails ends the whole process (exit_group): its
+      // report is collected when the main thread is.
+      if (tid == pid) return RestorerFailure(pid, ReadRest(status_fd), st);
+      if (phase[tid] == kDone) --done;
+      phase.erase(tid);
+      continue;
+    }
     if (!WIFSTOPPED(st)) continue;
     if (!told_to_go) {
       go.store(restore_internal::kGo);
       syscall(SYS_futex, reinterpret_cast<uint32_t*>(&go), FUTEX_WAKE, 1, nullptr, nullptr, 0);
       told_to_go = true;
     }
+    Phase& ph = phase[tid];
     long inject = 0;
-    bool syscall_stop = WSTOPSIG(st) == (SIGTRAP | 0x80);
-    if (syscall_stop) {
+    const int event = st >> 16;
+    if (event == PTRACE_EVENT_CLONE) {
+      unsigned long child = 0;
+      ::ptrace(PTRACE_GETEVENTMSG, tid, nullptr, &child);
+      if (!phase.count(static_cast<pid_t>(child))) {
+        phase[static_cast<pid_t>(child)] = kToTrap;
+        threads.push_back(static_cast<pid_t>(child));
+      }
+    } else if (WSTOPSIG(st) == (SIGTRAP | 0x80)) {
       user_regs_struct regs;
-      ::ptrace(PTRACE_GETREGS, child, nullptr, &regs);
-      if (phase == kToEntry) {
+      ::ptrace(PTRACE_GETREGS, tid, nullptr, &regs);
+      if (ph == kToEntry) {
         if (static_cast<long>(regs.orig_rax) != SYS_rt_sigreturn) {
           return absl::InternalError(
               absl::StrFormat("pid %d: the restorer made syscall %d where rt_sigreturn was due",
-                              child, regs.orig_rax));
+                              tid, regs.orig_rax));
         }
-        phase = kToExit;
-      } else if (phase == kToExit) {
-        return absl::OkStatus();
+        ph = kToExit;
+      } else if (ph == kToExit) {
+        ph = kDone;
+        ++done;
+        continue;  // stays stopped here
       }
-    } else if ((st >> 16) == 0) {
-      siginfo_t si{};
-      ::ptrace(PTRACE_GETSIGINFO, child, nullptr, &si);
-      if (phase == kToTrap && WSTOPSIG(st) == SIGTRAP && si.si_code == SI_KERNEL) {
-        phase = kToEntry;  // our int3: swallow it
+    } else if (event == 0) {
+      siginfo_t sig{};
+      ::ptrace(PTRACE_GETSIGINFO, tid, nullptr, &sig);
+      if (ph == kToTrap && WSTOPSIG(st) == SIGTRAP && sig.si_code == SI_KERNEL) {
+        ph = kToEntry;  // our int3: swallow it
       } else {
         inject = WSTOPSIG(st);  // a real signal (a fault in the restorer): deliver it
       }
     }
-    long req = phase == kToTrap ? PTRACE_CONT : PTRACE_SYSCALL;
-    if (::ptrace(static_cast<__ptrace_request>(req), child, nullptr,
+    long req = ph == kToTrap ? PTRACE_CONT : PTRACE_SYSCALL;
+    if (::ptrace(static_cast<__ptrace_request>(req), tid, nullptr,
                  reinterpret_cast<void*>(inject)) != 0) {
       return absl::InternalError(
-          absl::StrFormat("pid %d: resuming the restorer: %s", child, strerror(errno)));
+          absl::StrFormat("pid %d: resuming the restorer: %s", tid, strerror(errno)));
     }
   }
+  return absl::OkStatus();
 }
 
 // What a task reported on its status pipe once it was ready for the
@@ -326,7 +376,11 @@ class Restoring {
       reports[i] = *rep;
       if (rep->zombie) continue;
       traced_.push_back(pid);
-      if (auto s = FollowToSigreturn(pid, status_r_[i], tree_.go[i]); !s.ok()) return s;
+      if (auto s = FollowToSigreturn(pid, tree_.tasks[i].threads.size(), status_r_[i], tree_.go[i],
+                                     traced_threads_);
+          !s.ok()) {
+        return s;
+      }
       pages += rep->pages;
     }
     // All tasks are restored and held at their last syscall: remove the
@@ -344,16 +398,29 @@ class Restoring {
         return absl::InternalError(absl::StrFormat("pid %d: removing the restorer's area: %s", pid,
                                                    strerror(static_cast<int>(-*r))));
       }
+      // Each thread is held too: adopting blocks its signals, so the ones
+      // the restorer queued wait, with their siginfo, until its release.
       held_.push_back(std::move(*task));
+      for (pid_t tid : tree_.tasks[i].threads) {
+        auto th = ptrace::Task::Adopt(tid);
+        if (!th.ok()) return th.status();
+        held_.push_back(std::move(*th));
+      }
     }
+    // The main thread of a stopped process first: its SIGSTOP stops the
+    // others as they are let go.
     for (size_t i = 0, h = 0; i < tree_.tasks.size(); ++i) {
       if (reports[i].zombie) continue;
       auto how = reports[i].stopped ? ptrace::Leave::kStopped : ptrace::Leave::kRunning;
       released_.push_back(tree_.tasks[i].pid);
       if (auto s = held_[h++]->Release(how); !s.ok()) return s;
+      for (size_t t = 0; t < tree_.tasks[i].threads.size(); ++t) {
+        if (auto s = held_[h++]->Release(ptrace::Leave::kRunning); !s.ok()) return s;
+      }
     }
     held_.clear();
     traced_.clear();
+    traced_threads_.clear();
     return absl::OkStatus();
   }
 
@@ -377,6 +444,13 @@ class Restoring {
     // Released already (the caller's callback failed): ours, as their pids
     // were reported by the tasks themselves.
     for (pid_t pid : released_) kill(pid, SIGKILL);
+    // Threads before their main threads: a main thread's end is reported
+    // only once the other threads are collected.
+    for (pid_t tid : traced_threads_) {
+      kill(tid, SIGKILL);
+      int st;
+      waitpid(tid, &st, __WALL);
+    }
     for (pid_t pid : traced_) {
       kill(pid, SIGKILL);
       int st;
@@ -419,7 +493,8 @@ class Restoring {
   TreeSpec& tree_;
   std::vector<int> status_r_;
   pid_t root_ = 0;
-  std::vector<pid_t> traced_;
+  std::vector<pid_t> traced_;          // main threads
+  std::vector<pid_t> traced_threads_;  // the others
   std::vector<pid_t> released_;
   std::vector<std::unique_ptr<ptrace::Task>> held_;
   bool succeeded_ = false;

@@ -198,9 +198,11 @@ void WaitForGo(std::atomic<uint32_t>& word) {
   auto started = std::chrono::steady_clock::now();
   RestorePlan plan;
   plan.blob_size = blobs::restorer_blob::kBlob.mem_size;
+  plan.nr_threads = me.threads.size();
   RestoreContext ctx;
   ctx.images_dir = tree.images_dir;
   ctx.pid = me.pid;
+  ctx.threads = me.threads;
   ctx.root_pid = tree.tasks[0].pid;
   ctx.shell_job = tree.shell_job;
   ctx.tty_fd = tree.tty_fd;

@@ -33,7 +33,8 @@ inline constexpr uint32_t kWait = 0, kGo = 1, kAbort = 2;
 struct TaskSpec {
   pid_t pid = 0, ppid = 0, pgid = 0, sid = 0;
   bool zombie = false;
-  int exit_code = 0;  // a zombie's wait status (core-PID.img)
+  int exit_code = 0;           // a zombie's wait status (core-PID.img)
+  std::vector<pid_t> threads;  // tids of its threads but the main one
 };
 
 // What every restored task needs, set up by the engine and the root task and

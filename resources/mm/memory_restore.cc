@@ -29,13 +29,17 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kStackSize = 256 << 10;
+// The restorer's stack in each other thread: the sigframe with the xsave
+// image, and little else.
+constexpr uint64_t kThreadStackSize = 64 << 10;
 // Highest user address on x86-64 with 4-level paging.
 constexpr uint64_t kTaskSize = 0x7ffffffff000ull;
 
 uint64_t PageUp(uint64_t v) { return (v + kPage - 1) & ~(kPage - 1); }
 
 struct Layout {
-  uint64_t args_off, xsave_off, stack_off, blob_off, premap_off, size;
+  uint64_t args_off, xsave_off, stack_off, threads_off, thread_areas_off, blob_off, premap_off,
+      size;
 };
 
 // Finds `size` bytes free in both the target layout and ours, and maps them.
@@ -272,7 +276,10 @@ absl::Status Memory::Restore(RestoreContext& ctx) {
   l.xsave_off = PageUp(sizeof(restorer_args));
   plan.xsave_capacity = PageUp(xlayout->enabled_size + 64);
   l.stack_off = l.xsave_off + plan.xsave_capacity;
-  l.blob_off = l.stack_off + kStackSize;
+  l.threads_off = l.stack_off + kStackSize;
+  l.thread_areas_off = l.threads_off + PageUp(plan.nr_threads * sizeof(restorer_thread));
+  const uint64_t thread_area = plan.xsave_capacity + kThreadStackSize;
+  l.blob_off = l.thread_areas_off + plan.nr_threads * thread_area;
   l.premap_off = l.blob_off + PageUp(plan.blob_size);
   l.size = l.premap_off + premap_total;
   auto keep = MapKeepArea(mm, l.size);
@@ -288,6 +295,15 @@ absl::Status Memory::Restore(RestoreContext& ctx) {
   args->stack_top = (*keep + l.stack_off + kStackSize) & ~15ull;
   args->xsave = *keep + l.xsave_off;
   args->status_fd = -1;
+  args->threads = *keep + l.threads_off;
+  args->nr_threads = static_cast<uint32_t>(plan.nr_threads);
+  auto* threads = reinterpret_cast<restorer_thread*>(args->threads);
+  for (size_t i = 0; i < plan.nr_threads; ++i) {
+    uint64_t area = *keep + l.thread_areas_off + i * thread_area;
+    new (&threads[i]) restorer_thread();
+    threads[i].xsave = area;
+    threads[i].stack_top = (area + thread_area) & ~15ull;
+  }
   for (auto& rl : args->mm.auxv) rl = 0;
 
   // Premap and describe every VMA.

@@ -19,6 +19,7 @@
 #include "core/ptrace/task.h"
 #include "core/strings.h"
 #include "resources/task/core.h"
+#include "restorer/restorer_args.h"
 
 namespace crpp::resources {
 namespace {
@@ -108,6 +109,146 @@ void FillRlimits(const infect::TaskState& st, criu::task_core_entry& tc) {
 void AddCaps(uint64_t caps, google::protobuf::RepeatedField<uint32_t>* out) {
   out->Add(static_cast<uint32_t>(caps));
   out->Add(static_cast<uint32_t>(caps >> 32));
+}
+
+void FillCreds(const proc::Status& st, uint32_t securebits, criu::creds_entry& creds) {
+  creds.set_uid(st.uid[0]);
+  creds.set_euid(st.uid[1]);
+  creds.set_suid(st.uid[2]);
+  creds.set_fsuid(st.uid[3]);
+  creds.set_gid(st.gid[0]);
+  creds.set_egid(st.gid[1]);
+  creds.set_sgid(st.gid[2]);
+  creds.set_fsgid(st.gid[3]);
+  AddCaps(st.cap_inh, creds.mutable_cap_inh());
+  AddCaps(st.cap_prm, creds.mutable_cap_prm());
+  AddCaps(st.cap_eff, creds.mutable_cap_eff());
+  AddCaps(st.cap_bnd, creds.mutable_cap_bnd());
+  creds.set_secbits(securebits);
+  for (uint32_t g : st.groups) creds.add_groups(g);
+  creds.set_no_new_privs(st.no_new_privs);
+}
+
+// The signals queued for thread `tid` (shared: its process's queue), as
+// siginfo blobs. They stay queued: PTRACE_PEEKSIGINFO only looks.
+absl::Status PeekSignals(pid_t tid, bool shared, criu::signal_queue_entry& out) {
+  for (uint64_t off = 0;; off += 16) {
+    __ptrace_peeksiginfo_args args{off, shared ? PTRACE_PEEKSIGINFO_SHARED : 0u, 16};
+    siginfo_t si[16];
+    long n = ::ptrace(PTRACE_PEEKSIGINFO, tid, &args, si);
+    if (n < 0) {
+      return absl::InternalError(
+          absl::StrFormat("pid %d: PTRACE_PEEKSIGINFO: %s", tid, strerror(errno)));
+    }
+    for (long i = 0; i < n; ++i) {
+      out.add_signals()->set_siginfo(
+          std::string(reinterpret_cast<const char*>(&si[i]), sizeof si[i]));
+    }
+    if (out.signals_size() > RESTORER_MAX_SIGNALS) {
+      return absl::UnimplementedError(
+          absl::StrFormat("pid %d: more than %d pending %s signals: not supported", tid,
+                          RESTORER_MAX_SIGNALS, shared ? "process-wide" : "per-thread"));
+    }
+    if (n < 16) return absl::OkStatus();
+  }
+}
+
+// What every thread has of its own and can be read from outside it: the
+// registers and FPU/vector state, the blocked mask, the robust futex list,
+// rseq, scheduling, name and the signals queued for it.
+absl::Status FillThread(ptrace::Task& t, criu::core_entry& core) {
+  pid_t tid = t.tid();
+  core.set_mtype(criu::core_entry::X86_64);
+  auto* ti = core.mutable_thread_info();
+  FillRegs(t.regs(), *ti->mutable_gpregs());
+  auto layout = arch::ReadXsaveLayout();
+  if (!layout.ok()) return layout.status();
+  auto xsave = t.ReadXstate(layout->enabled_size);
+  if (!xsave.ok()) return xsave.status();
+  if (auto s = arch::XsaveToFpregs(*xsave, *ti->mutable_fpregs()); !s.ok()) return s;
+
+  auto* th = core.mutable_thread_core();
+  uint64_t head = 0;
+  size_t len = 0;
+  if (syscall(SYS_get_robust_list, tid, &head, &len) != 0) {
+    return absl::InternalError(
+        absl::StrFormat("pid %d: get_robust_list: %s", tid, strerror(errno)));
+  }
+  th->set_futex_rla(head);
+  th->set_futex_rla_len(static_cast<uint32_t>(len));
+  auto stat = proc::ReadStat(tid);
+  if (!stat.ok()) return stat.status();
+  th->set_sched_nice(static_cast<int32_t>(stat->nice));
+  th->set_sched_policy(static_cast<uint32_t>(sched_getscheduler(tid)));
+  th->set_blk_sigset(t.blocked_signals());
+  th->set_comm(stat->comm);
+  RseqConfig rseq{};
+  if (::ptrace(static_cast<__ptrace_request>(PTRACE_GET_RSEQ_CONFIGURATION), tid, sizeof rseq,
+               &rseq) > 0 &&
+      rseq.rseq_abi_pointer != 0) {
+    auto* re = th->mutable_rseq_entry();
+    re->set_rseq_abi_pointer(rseq.rseq_abi_pointer);
+    re->set_rseq_abi_size(rseq.rseq_abi_size);
+    re->set_signature(rseq.signature);
+  }
+  criu::signal_queue_entry own;
+  if (auto s = PeekSignals(tid, false, own); !s.ok()) return s;
+  if (own.signals_size() > 0) *th->mutable_signals_p() = std::move(own);
+  return absl::OkStatus();
+}
+
+void SetAltstack(const stack_t& ss, criu::thread_core_entry& th) {
+  auto* sase = th.mutable_sas();
+  sase->set_ss_sp(reinterpret_cast<uint64_t>(ss.ss_sp));
+  sase->set_ss_size(ss.ss_size);
+  sase->set_ss_flags(static_cast<uint32_t>(ss.ss_flags));
+}
+
+absl::Status WriteCore(const DumpContext& ctx, pid_t tid, const criu::core_entry& core) {
+  auto w = images::TypedImageWriter<criu::core_entry>::Create(
+      absl::StrFormat("%s/core-%d.img", ctx.images_dir, tid), images::Core());
+  if (!w.ok()) return w.status();
+  if (auto s = w->Write(core); !s.ok()) return s;
+  return w->Close();
+}
+
+// A thread besides the main one. What only the thread itself can tell
+// (altstack, clear_child_tid address, parent-death signal) comes from
+// syscalls run in it, on the main thread's scratch page (one address space).
+absl::Status DumpThread(const DumpContext& ctx, ptrace::Task& main, ptrace::Task& t,
+                        const criu::creds_entry& process_creds) {
+  pid_t tid = t.tid();
+  criu::core_entry core;
+  if (auto s = FillThread(t, core); !s.ok()) return s;
+  auto status = proc::ReadStatus(tid);
+  if (!status.ok()) return status.status();
+  auto* th = core.mutable_thread_core();
+  FillCreds(*status, process_creds.secbits(), *th->mutable_creds());
+  if (th->creds().SerializeAsString() != process_creds.SerializeAsString()) {
+    return absl::UnimplementedError(absl::StrFormat(
+        "pid %d: thread %d has credentials other than its process's: not supported", ctx.pid, tid));
+  }
+  if (auto s = t.ShareScratch(main); !s.ok()) return s;
+  const uint64_t at = t.scratch();
+  if (auto r = t.SyscallOk("sigaltstack", SYS_sigaltstack, 0, at); !r.ok()) return r.status();
+  if (auto r = t.SyscallOk("PR_GET_TID_ADDRESS", SYS_prctl, PR_GET_TID_ADDRESS, at + 64); !r.ok()) {
+    return r.status();
+  }
+  if (auto r = t.SyscallOk("PR_GET_PDEATHSIG", SYS_prctl, PR_GET_PDEATHSIG, at + 128); !r.ok()) {
+    return r.status();
+  }
+  stack_t ss{};
+  uint64_t tid_address = 0;
+  int pdeath = 0;
+  if (auto s = t.ReadMemory(at, &ss, sizeof ss); !s.ok()) return s;
+  if (auto s = t.ReadMemory(at + 64, &tid_address, sizeof tid_address); !s.ok()) return s;
+  if (auto s = t.ReadMemory(at + 128, &pdeath, sizeof pdeath); !s.ok()) return s;
+  SetAltstack(ss, *th);
+  th->set_pdeath_sig(static_cast<uint32_t>(pdeath));
+  core.mutable_thread_info()->set_clear_tid_addr(tid_address);
+  if (auto s = WriteCore(ctx, tid, core); !s.ok()) return s;
+  log::Debug("core: pid %d thread %d at ip %#x", ctx.pid, tid, t.regs().rip);
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -222,15 +363,8 @@ absl::Status TaskCore::Dump(DumpContext& ctx) {
     if (!cured.ok()) return cured;
   }
   criu::core_entry core;
-  core.set_mtype(criu::core_entry::X86_64);
-  auto* ti = core.mutable_thread_info();
-  ti->set_clear_tid_addr(state->clear_tid_address);
-  FillRegs(t.regs(), *ti->mutable_gpregs());
-  auto layout = arch::ReadXsaveLayout();
-  if (!layout.ok()) return layout.status();
-  auto xsave = t.ReadXstate(layout->enabled_size);
-  if (!xsave.ok()) return xsave.status();
-  if (auto s = arch::XsaveToFpregs(*xsave, *ti->mutable_fpregs()); !s.ok()) return s;
+  if (auto s = FillThread(t, core); !s.ok()) return s;
+  core.mutable_thread_info()->set_clear_tid_addr(state->clear_tid_address);
 
   auto* tc = core.mutable_tc();
   tc->set_task_state(t.was_stopped() ? kTaskStopped : kTaskAlive);
@@ -247,59 +381,21 @@ absl::Status TaskCore::Dump(DumpContext& ctx) {
   FillRlimits(*state, *tc);
   FillSignals(*state, *tc);
   tc->set_child_subreaper(state->child_subreaper);
+  criu::signal_queue_entry shared;
+  if (auto s = PeekSignals(pid, true, shared); !s.ok()) return s;
+  if (shared.signals_size() > 0) *tc->mutable_signals_s() = std::move(shared);
 
   auto* th = core.mutable_thread_core();
-  uint64_t head = 0;
-  size_t len = 0;
-  if (syscall(SYS_get_robust_list, pid, &head, &len) != 0) {
-    return absl::InternalError(
-        absl::StrFormat("pid %d: get_robust_list: %s", pid, strerror(errno)));
-  }
-  th->set_futex_rla(head);
-  th->set_futex_rla_len(static_cast<uint32_t>(len));
-  th->set_sched_nice(static_cast<int32_t>(ctx.stat->nice));
-  th->set_sched_policy(static_cast<uint32_t>(sched_getscheduler(pid)));
-  th->set_blk_sigset(t.blocked_signals());
-  const stack_t& ss = state->sigaltstack;
-  auto* sase = th->mutable_sas();
-  sase->set_ss_sp(reinterpret_cast<uint64_t>(ss.ss_sp));
-  sase->set_ss_size(ss.ss_size);
-  sase->set_ss_flags(static_cast<uint32_t>(ss.ss_flags));
+  SetAltstack(state->sigaltstack, *th);
   th->set_pdeath_sig(static_cast<uint32_t>(state->pdeath_signal));
-  const proc::Status& st = *ctx.status;
-  auto* creds = th->mutable_creds();
-  creds->set_uid(st.uid[0]);
-  creds->set_euid(st.uid[1]);
-  creds->set_suid(st.uid[2]);
-  creds->set_fsuid(st.uid[3]);
-  creds->set_gid(st.gid[0]);
-  creds->set_egid(st.gid[1]);
-  creds->set_sgid(st.gid[2]);
-  creds->set_fsgid(st.gid[3]);
-  AddCaps(st.cap_inh, creds->mutable_cap_inh());
-  AddCaps(st.cap_prm, creds->mutable_cap_prm());
-  AddCaps(st.cap_eff, creds->mutable_cap_eff());
-  AddCaps(st.cap_bnd, creds->mutable_cap_bnd());
-  creds->set_secbits(static_cast<uint32_t>(state->securebits));
-  for (uint32_t g : st.groups) creds->add_groups(g);
-  creds->set_no_new_privs(st.no_new_privs);
-  th->set_comm(ctx.stat->comm);
-  RseqConfig rseq{};
-  if (::ptrace(static_cast<__ptrace_request>(PTRACE_GET_RSEQ_CONFIGURATION), pid, sizeof rseq,
-               &rseq) > 0 &&
-      rseq.rseq_abi_pointer != 0) {
-    auto* re = th->mutable_rseq_entry();
-    re->set_rseq_abi_pointer(rseq.rseq_abi_pointer);
-    re->set_rseq_abi_size(rseq.rseq_abi_size);
-    re->set_signature(rseq.signature);
+  FillCreds(*ctx.status, static_cast<uint32_t>(state->securebits), *th->mutable_creds());
+  if (auto s = WriteCore(ctx, pid, core); !s.ok()) return s;
+  for (ptrace::Task* thread : ctx.threads) {
+    if (auto s = DumpThread(ctx, t, *thread, th->creds()); !s.ok()) return s;
   }
-
-  auto w = images::TypedImageWriter<criu::core_entry>::Create(
-      absl::StrFormat("%s/core-%d.img", ctx.images_dir, pid), images::Core());
-  if (!w.ok()) return w.status();
-  if (auto s = w->Write(core); !s.ok()) return s;
-  log::Info("core: pid %d at ip %#x, %d-byte xsave area", pid, t.regs().rip, xsave->size());
-  return w->Close();
+  log::Info("core: pid %d at ip %#x, %d more threads, %d+%d pending signals", pid, t.regs().rip,
+            ctx.threads.size(), tc->signals_s().signals_size(), th->signals_p().signals_size());
+  return absl::OkStatus();
 }
 
 }  // namespace crpp::resources

@@ -129,14 +129,12 @@ absl::Status RestorePosixTimers(const criu::task_timers_entry& timers, pid_t pid
   return status;
 }
 
-}  // namespace
-
-absl::Status TaskCore::Restore(RestoreContext& ctx) {
-  std::string path = absl::StrFormat("%s/core-%d.img", ctx.images_dir, ctx.pid);
+// A core image of one thread, checked for what this engine can restore.
+absl::StatusOr<criu::core_entry> ReadCore(const std::string& path) {
   auto all = images::ReadAll<criu::core_entry>(path, images::Core());
   if (!all.ok()) return all.status();
   if (all->size() != 1) return absl::DataLossError(path + ": expected one core entry");
-  const criu::core_entry& core = all->front();
+  criu::core_entry core = std::move(all->front());
   if (core.mtype() != criu::core_entry::X86_64 || !core.has_thread_info()) {
     return absl::UnimplementedError(
         absl::StrFormat("%s: architecture %s: only x86-64 tasks can be restored", path,
@@ -146,30 +144,115 @@ absl::Status TaskCore::Restore(RestoreContext& ctx) {
       core.thread_info().gpregs().mode() != criu::NATIVE) {
     return absl::UnimplementedError(path + ": 32-bit (compat) tasks are not supported yet");
   }
-  restorer_args& a = *ctx.plan->args;
-  const auto& ti = core.thread_info();
-  SetRegs(ti.gpregs(), a.regs);
-  a.clear_tid_addr = ti.clear_tid_addr();
+  return core;
+}
 
+absl::Status PlanSignals(const criu::signal_queue_entry& queue, const std::string& path,
+                         restorer_siginfo* out, uint32_t& n) {
+  if (queue.signals_size() > RESTORER_MAX_SIGNALS) {
+    return absl::UnimplementedError(
+        absl::StrFormat("%s: %d pending signals, more than the %d "
+                        "supported per queue",
+                        path, queue.signals_size(), RESTORER_MAX_SIGNALS));
+  }
+  n = 0;
+  for (const auto& e : queue.signals()) {
+    if (e.siginfo().size() != sizeof(restorer_siginfo)) {
+      return absl::DataLossError(
+          absl::StrFormat("%s: a pending signal's siginfo has %d bytes, not %d", path,
+                          e.siginfo().size(), sizeof(restorer_siginfo)));
+    }
+    memcpy(out[n++].bytes, e.siginfo().data(), sizeof(restorer_siginfo));
+  }
+  return absl::OkStatus();
+}
+
+// What every thread restores for itself, the main thread (T = restorer_args)
+// as the others (T = restorer_thread): registers, FPU state, mask, robust
+// list, rseq, its pending signals.
+template <class T>
+absl::Status PlanThread(const criu::core_entry& core, const std::string& path,
+                        const RestorePlan& plan, T& t) {
+  const auto& ti = core.thread_info();
+  SetRegs(ti.gpregs(), t.regs);
+  t.clear_tid_addr = ti.clear_tid_addr();
   auto layout = arch::ReadXsaveLayout();
   if (!layout.ok()) return layout.status();
   auto xsave = arch::FpregsToXsave(ti.fpregs(), layout->enabled_size, layout->xcr0);
-  if (!xsave.ok())
+  if (!xsave.ok()) {
     return absl::Status(xsave.status().code(), path + ": " + std::string(xsave.status().message()));
-  if (xsave->size() > ctx.plan->xsave_capacity) {
+  }
+  if (xsave->size() > plan.xsave_capacity) {
     return absl::InternalError("xsave area larger than reserved");
   }
-  memcpy(reinterpret_cast<void*>(a.xsave), xsave->data(), xsave->size());
-  a.xsave_size = static_cast<uint32_t>(xsave->size());
-  a.xfeatures = layout->xcr0;
+  memcpy(reinterpret_cast<void*>(t.xsave), xsave->data(), xsave->size());
+  t.xsave_size = static_cast<uint32_t>(xsave->size());
+  if (!core.has_thread_core()) return absl::OkStatus();
+  const auto& th = core.thread_core();
+  if (th.has_blk_sigset()) t.sigmask = th.blk_sigset();
+  t.robust_list = th.futex_rla();
+  t.robust_list_len = th.futex_rla_len();
+  if (th.has_rseq_entry() && th.rseq_entry().rseq_abi_pointer() != 0) {
+    t.rseq_abi = th.rseq_entry().rseq_abi_pointer();
+    t.rseq_len = th.rseq_entry().rseq_abi_size();
+    t.rseq_sig = th.rseq_entry().signature();
+  }
+  t.pdeath_sig = th.has_pdeath_sig() ? th.pdeath_sig() : 0;
+  if (th.has_signals_p()) return PlanSignals(th.signals_p(), path, t.signals, t.nr_signals);
+  return absl::OkStatus();
+}
+
+// The threads besides the main one, from their core-TID.img.
+absl::Status PlanThreads(const RestoreContext& ctx, restorer_args& a) {
+  if (ctx.threads.size() != a.nr_threads) {
+    return absl::InternalError(absl::StrFormat("pid %d: %d threads to restore, room for %d",
+                                               ctx.pid, ctx.threads.size(), a.nr_threads));
+  }
+  auto* threads = reinterpret_cast<restorer_thread*>(a.threads);
+  for (size_t i = 0; i < ctx.threads.size(); ++i) {
+    restorer_thread& t = threads[i];
+    t.tid = ctx.threads[i];
+    std::string path = absl::StrFormat("%s/core-%d.img", ctx.images_dir, t.tid);
+    auto core = ReadCore(path);
+    if (!core.ok()) return core.status();
+    if (!core->has_thread_core()) return absl::DataLossError(path + ": no thread_core");
+    if (auto s = PlanThread(*core, path, *ctx.plan, t); !s.ok()) return s;
+    const auto& th = core->thread_core();
+    if (th.has_sas() && th.sas().ss_size() != 0) {
+      t.sas_sp = th.sas().ss_sp();
+      t.sas_size = th.sas().ss_size();
+      t.sas_flags = th.sas().ss_flags();
+    }
+    std::string comm = th.has_comm() ? th.comm() : "";
+    strncpy(t.comm, comm.c_str(), sizeof t.comm - 1);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status TaskCore::Restore(RestoreContext& ctx) {
+  std::string path = absl::StrFormat("%s/core-%d.img", ctx.images_dir, ctx.pid);
+  auto read = ReadCore(path);
+  if (!read.ok()) return read.status();
+  const criu::core_entry& core = *read;
+  if (!core.has_tc()) return absl::DataLossError(path + ": no task core (tc)");
+  restorer_args& a = *ctx.plan->args;
+  a.xfeatures = 0;
+  if (auto layout = arch::ReadXsaveLayout(); layout.ok()) a.xfeatures = layout->xcr0;
+  a.sigmask = core.tc().blk_sigset();
+  if (auto s = PlanThread(core, path, *ctx.plan, a); !s.ok()) return s;
+  if (core.tc().has_signals_s()) {
+    if (auto s = PlanSignals(core.tc().signals_s(), path, a.shared_signals, a.nr_shared_signals);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (auto s = PlanThreads(ctx, a); !s.ok()) return s;
 
   const auto& tc = core.tc();
   // A task that was stopped (SIGSTOP) is left stopped once it is restored.
   ctx.plan->stopped = tc.task_state() == kTaskStopped;
-  a.sigmask = tc.blk_sigset();
-  if (core.has_thread_core() && core.thread_core().has_blk_sigset()) {
-    a.sigmask = core.thread_core().blk_sigset();
-  }
   int sig = 0;
   for (const auto& sa : tc.sigactions()) {
     // CRIU lists every signal but SIGKILL and SIGSTOP, in order.
@@ -217,17 +300,9 @@ absl::Status TaskCore::Restore(RestoreContext& ctx) {
 
   if (core.has_thread_core()) {
     const auto& th = core.thread_core();
-    a.robust_list = th.futex_rla();
-    a.robust_list_len = th.futex_rla_len();
-    if (th.has_rseq_entry() && th.rseq_entry().rseq_abi_pointer() != 0) {
-      a.rseq_abi = th.rseq_entry().rseq_abi_pointer();
-      a.rseq_len = th.rseq_entry().rseq_abi_size();
-      a.rseq_sig = th.rseq_entry().signature();
-    }
     if (th.has_creds()) {
       if (auto s = PlanCreds(th.creds(), a); !s.ok()) return s;
     }
-    a.pdeath_sig = th.has_pdeath_sig() ? th.pdeath_sig() : 0;
     if (th.has_sas() && th.sas().ss_size() != 0) {
       stack_t ss{reinterpret_cast<void*>(th.sas().ss_sp()), static_cast<int>(th.sas().ss_flags()),
                  th.sas().ss_size()};
@@ -237,7 +312,8 @@ absl::Status TaskCore::Restore(RestoreContext& ctx) {
       }
     }
   }
-  log::Info("core: pid %d resumes at ip %#x", ctx.pid, a.regs.ip);
+  log::Info("core: pid %d resumes at ip %#x with %d more threads, %d+%d pending signals", ctx.pid,
+            a.regs.ip, a.nr_threads, a.nr_shared_signals, a.nr_signals);
   return absl::OkStatus();
 }
 

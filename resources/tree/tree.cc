@@ -12,6 +12,7 @@
 #include "core/images/magic.h"
 #include "core/log.h"
 #include "core/proc/proc.h"
+#include "core/ptrace/task.h"
 #include "pstree.pb.h"
 
 namespace crpp::resources {
@@ -72,7 +73,10 @@ absl::Status WritePstree(const DumpContext& ctx) {
     e.set_ppid(t.ppid);
     e.set_pgid(t.stat->pgid);
     e.set_sid(t.stat->sid);
-    if (!t.zombie()) e.add_threads(t.pid);
+    if (!t.zombie()) {
+      e.add_threads(t.pid);
+      for (const ptrace::Task* th : t.threads) e.add_threads(th->tid());
+    }
     if (auto s = w->Write(e); !s.ok()) return s;
   }
   return w->Close();
@@ -98,12 +102,14 @@ absl::Status Tree::Precheck(DumpContext& ctx) {
     if (pid == ctx.root_pid) {
       return absl::FailedPreconditionError(absl::StrFormat("pid %d is a zombie", pid));
     }
+    // A main thread that ended (pthread_exit) while the others run looks
+    // like a zombie, but the process lives on.
+    if (ctx.stat->num_threads > 1) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "pid %d: its main thread has exited while %d other threads run: not supported", pid,
+          ctx.stat->num_threads - 1));
+    }
     return absl::OkStatus();
-  }
-  if (ctx.status->threads > 1) {
-    return absl::UnimplementedError(
-        absl::StrFormat("pid %d has %d threads: multi-threaded processes are not supported yet",
-                        pid, ctx.status->threads));
   }
   if (pid != ctx.root_pid) return CheckChildIds(ctx);
   // The root's session and group must be its own, or (--shell-job) those of
@@ -146,10 +152,6 @@ absl::Status Tree::Restore(RestoreContext& ctx) {
         absl::StrFormat("restoring pid %d but running as pid %d", ctx.pid, pid));
   }
   const criu::pstree_entry& e = *it->second;
-  if (e.threads_size() > 1) {
-    return absl::UnimplementedError(
-        absl::StrFormat("%s: pid %d has threads: not supported yet", path, e.pid()));
-  }
   pid_t sid = static_cast<pid_t>(e.sid()), pgid = static_cast<pid_t>(e.pgid());
   if (pid == ctx.root_pid) {
     // A shell job joins the restoring shell's session (and takes a group of

@@ -6,7 +6,7 @@
 //   (the ptrace layer's test hook fails the Nth one), also with a signal sent
 //   to the target in the middle of the dump: it must not be lost;
 // - refused before the target is touched: no such pid, a zombie, what the
-//   precheck refuses (a pipe, a second thread, a child), an images directory
+//   precheck refuses (a FIFO, seccomp, a child), an images directory
 //   that does not exist or cannot be written, an unknown fail_after;
 // - while writing the images: a full disk, an image path taken by a directory.
 // After each, the program must run (not stopped, its loop advancing), look the
@@ -316,6 +316,7 @@ BOOST_AUTO_TEST_CASE(fail_after_each_plugin_memory) { FailAfterEachPlugin("memor
 BOOST_AUTO_TEST_CASE(fail_after_each_plugin_signals) {
   FailAfterEachPlugin("signals", /*send_sigusr2=*/true);
 }
+BOOST_AUTO_TEST_CASE(fail_after_each_plugin_threads) { FailAfterEachPlugin("threads"); }
 
 // Every injected syscall of a whole dump, one failure per dump.
 BOOST_AUTO_TEST_CASE(fail_each_injected_syscall_registers) {
@@ -323,6 +324,10 @@ BOOST_AUTO_TEST_CASE(fail_each_injected_syscall_registers) {
 }
 BOOST_AUTO_TEST_CASE(fail_each_injected_syscall_signals) {
   FailEachInjectedSyscall("signals", true, 1000);
+}
+// Syscalls run in each thread too (on the main thread's scratch page).
+BOOST_AUTO_TEST_CASE(fail_each_injected_syscall_threads) {
+  FailEachInjectedSyscall("threads", false, 1000);
 }
 // The memory plugin's syscalls come first; the pages are read after them.
 BOOST_AUTO_TEST_CASE(fail_first_injected_syscalls_memory) {
@@ -462,7 +467,7 @@ void RefusedAtPrecheck(const std::string& what, const std::string& reason) {
 }
 
 BOOST_AUTO_TEST_CASE(refused_fifo) { RefusedAtPrecheck("fifo", "is a named FIFO"); }
-BOOST_AUTO_TEST_CASE(refused_thread) { RefusedAtPrecheck("thread", "has 2 threads"); }
+BOOST_AUTO_TEST_CASE(refused_seccomp) { RefusedAtPrecheck("seccomp", "runs under seccomp"); }
 BOOST_AUTO_TEST_CASE(refused_child) { RefusedAtPrecheck("child", "is a socket"); }
 
 // A request that cannot work is refused before the target is touched.

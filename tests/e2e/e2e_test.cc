@@ -216,3 +216,41 @@ BOOST_AUTO_TEST_CASE(pipeline_cycles) {
   BOOST_TEST(fds() == fds_at_start);
   RequireVerdict(s, false, "restored 20 times");
 }
+
+// A process of 11 threads: each worker's registers, name, altstack and the
+// signal queued for it alone, the process's queued signal, threads asleep
+// on a futex (threads.cc).
+BOOST_AUTO_TEST_CASE(threads) {
+  Session s("threads");
+  DumpRestoreVerify(s);
+}
+
+// dump -R of the threads: every thread of the original goes on untouched
+// (its queued signals still queued), and a copy restored from the images too.
+BOOST_AUTO_TEST_CASE(threads_leave_running) {
+  Session s("threads_leave_running", "threads");
+  LeaveRunning(s);
+}
+
+// The threads dumped and restored 20 times in a row; no thread or fd more.
+BOOST_AUTO_TEST_CASE(threads_cycles) {
+  Session s("threads_cycles", "threads");
+  E2E_REQUIRE_OK(s, s.Start());
+  auto count = [&s](const char* what) {
+    std::error_code ec;
+    auto it =
+        std::filesystem::directory_iterator("/proc/" + std::to_string(s.pid()) + "/" + what, ec);
+    return ec ? -1 : static_cast<int>(std::distance(it, std::filesystem::directory_iterator()));
+  };
+  const int fds_at_start = count("fd"), threads_at_start = count("task");
+  for (int i = 0; i < 20; ++i) {
+    E2E_REQUIRE_OK(s, s.Dump());
+    E2E_REQUIRE_OK(s, s.Restore());
+  }
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  BOOST_TEST(fds_at_start > 0);
+  BOOST_TEST(threads_at_start == 11);
+  BOOST_TEST(count("fd") == fds_at_start);
+  BOOST_TEST(count("task") == threads_at_start);
+  RequireVerdict(s, false, "restored 20 times");
+}

@@ -228,6 +228,22 @@ absl::StatusOr<std::string> OutsideView(pid_t pid) {
       if (absl::StartsWith(line, key)) absl::StrAppend(&view, line, "\n");
     }
   }
+  // Each thread: its own pending and blocked signals.
+  std::vector<int> tids;
+  for (const auto& e :
+       std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"), ec)) {
+    int tid = -1;
+    if (absl::SimpleAtoi(e.path().filename().string(), &tid)) tids.push_back(tid);
+  }
+  std::sort(tids.begin(), tids.end());
+  for (int tid : tids) {
+    const std::string thread = ReadFile(absl::StrCat("/proc/", pid, "/task/", tid, "/status"));
+    for (absl::string_view line : absl::StrSplit(thread, '\n')) {
+      if (absl::StartsWith(line, "SigPnd:") || absl::StartsWith(line, "SigBlk:")) {
+        absl::StrAppend(&view, "thread ", tid, " ", line, "\n");
+      }
+    }
+  }
   return view;
 }
 

@@ -11,10 +11,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/test/unit_test.hpp>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -165,6 +167,28 @@ BOOST_AUTO_TEST_CASE(registers_catch_a_changed_register) {
   E2E_REQUIRE_OK(s, ChangeRegisters(s.pid()));
   usleep(100 * 1000);
   RequireFailVerdict(s, {"rbx changed", "rbx is", "mm8 bytes 0..7"});
+}
+
+BOOST_AUTO_TEST_CASE(threads) {
+  Session s("threads");
+  RunStandalone(s);
+}
+
+// A worker thread (the second thread created: worker-1) whose registers a
+// restore got wrong.
+BOOST_AUTO_TEST_CASE(threads_catch_a_changed_register) {
+  Session s("threads_changed", "threads");
+  E2E_REQUIRE_OK(s, s.Start());
+  std::vector<pid_t> tids;
+  for (const auto& e :
+       std::filesystem::directory_iterator(absl::StrCat("/proc/", s.pid(), "/task"))) {
+    tids.push_back(static_cast<pid_t>(std::stoi(e.path().filename().string())));
+  }
+  std::sort(tids.begin(), tids.end());
+  BOOST_REQUIRE_EQUAL(tids.size(), 11u);
+  E2E_REQUIRE_OK(s, ChangeRegisters(tids[2]));
+  usleep(100 * 1000);
+  RequireFailVerdict(s, {"worker-1: rbx changed", "worker-1: rbx is"});
 }
 
 BOOST_AUTO_TEST_CASE(memory_catches_a_changed_byte) {

@@ -8,8 +8,8 @@
 // checks its state from the inside. After a restore the handler is still
 // installed, so the same signal asks a restored program for its verdict.
 //
-// Programs are single-threaded and use no threads of any kind, but for
-// refused.cc, which holds what a dump must refuse.
+// Programs are single-threaded but for threads.cc (and refused.cc, which holds
+// what a dump must refuse).
 #ifndef CRPP_TESTS_E2E_PROGRAMS_COMMON_H_
 #define CRPP_TESTS_E2E_PROGRAMS_COMMON_H_
 
@@ -53,6 +53,7 @@ class Verdict {
   // Appends details shown on success ("counter=12 ...").
   void Note(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
   bool ok() const { return failures_.empty(); }
+  const std::string& failures() const { return failures_; }
   // Appends the verdict line to the report and exits 0 (OK) or 1 (FAIL).
   [[noreturn]] void Finish() const;
 

@@ -2,22 +2,23 @@
 // by CRPP_E2E_REFUSED in the environment, and counts like the counter program:
 //   fifo    a named FIFO (OUTDIR/fifo) open at both ends: every iteration
 //           sends a byte through it and reads it back;
-//   thread  a second thread that increments a counter of its own every 10 ms;
+//   seccomp a seccomp filter (one that allows every syscall);
 //   child   a child process that holds a socket and waits (it dies with us:
 //           PR_SET_PDEATHSIG).
 // Unlike the other programs it is not meant to be dumped: it is what the dump
 // refuses, and it checks that the refusal left it alone.
 // Verdict: the main loop counted; the FIFO carried every byte in order; the
-// second thread still counts; the child is still there, and ends when killed.
+// process still runs under its filter; the child is still there, and ends
+// when killed.
 #include <fcntl.h>
-#include <pthread.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cinttypes>
 #include <cstdint>
 #include <cstdio>
@@ -29,16 +30,6 @@
 namespace {
 
 volatile uint64_t g_counter = 0;
-std::atomic<uint64_t> g_thread_counter{0};
-
-void* ThreadLoop(void*) {
-  for (;;) {
-    g_thread_counter.fetch_add(1);
-    crpp::e2e::SleepMs(10);
-  }
-  return nullptr;
-}
-
 // Sends the next byte through the pipe and reads it back; notes the first
 // failure in ERROR.
 void PipeRoundTrip(const int (&fds)[2], uint8_t& next, std::string& error) {
@@ -66,10 +57,12 @@ int main(int argc, char** argv) {
     pipe_fds[0] = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     pipe_fds[1] = open(path.c_str(), O_WRONLY | O_CLOEXEC);
     if (pipe_fds[0] < 0 || pipe_fds[1] < 0) crpp::e2e::Die("open fifo");
-  } else if (what == "thread") {
-    pthread_t thread;
-    if (pthread_create(&thread, nullptr, ThreadLoop, nullptr) != 0) {
-      crpp::e2e::Die("pthread_create");
+  } else if (what == "seccomp") {
+    sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+    sock_fprog program{1, allow};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0) {
+      crpp::e2e::Die("seccomp");
     }
   } else if (what == "child") {
     const pid_t parent = getpid();
@@ -83,7 +76,7 @@ int main(int argc, char** argv) {
       for (;;) pause();
     }
   } else {
-    fprintf(stderr, "refused: CRPP_E2E_REFUSED must be fifo, thread or child\n");
+    fprintf(stderr, "refused: CRPP_E2E_REFUSED must be fifo, seccomp or child\n");
     exit(2);
   }
   crpp::e2e::Ready();
@@ -102,12 +95,9 @@ int main(int argc, char** argv) {
   if (what == "fifo") {
     PipeRoundTrip(pipe_fds, next_byte, pipe_error);
     v.Expect(pipe_error.empty(), "%s", pipe_error.c_str());
-  } else if (what == "thread") {
-    const uint64_t before = g_thread_counter.load();
-    crpp::e2e::SleepMs(100);
-    const uint64_t after = g_thread_counter.load();
-    v.Expect(after >= before + 3, "the second thread no longer counts (%" PRIu64 " -> %" PRIu64 ")",
-             before, after);
+  } else if (what == "seccomp") {
+    v.Expect(prctl(PR_GET_SECCOMP, 0, 0, 0, 0) == SECCOMP_MODE_FILTER,
+             "the process no longer runs under its seccomp filter");
   } else {
     v.Expect(kill(child, 0) == 0, "the child %d is gone", child);
     kill(child, SIGKILL);
