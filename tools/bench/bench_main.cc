@@ -1,14 +1,18 @@
 // bench: how fast crpp dumps and restores memory.
 //
 //   bazel run //tools:bench [-- --sizes=1,256,1024 --runs=3 --dirs=/dev/shm,/tmp --profile]
+//   bazel run //tools:bench -- --tree=100,4,10
 //
 // For each size and each images directory, RUNS times: bench_target fills
 // SIZE MiB of anonymous memory with pseudo-random data; crpp::Dump writes its
 // images (and kills it); crpp::Restore brings it back with its pid; the
-// target recomputes its checksum from the inside, which must match. Timings
+// target recomputes its checksum from the inside, which must match. --tree
+// does the same with a tree of PROCS processes of THREADS threads and MIB MiB
+// each (bench_tree_target). Timings
 // are taken around the library calls; DumpStats adds the split of the dump.
 // Prints the medians as a table. A benchmark, not a test: nothing is cached,
 // no page cache is dropped, and images are not fsync'ed.
+#include <sys/prctl.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
 
@@ -47,6 +51,8 @@ struct Options {
   int warmup = 1;
   std::vector<std::string> dirs = {"/dev/shm", "/tmp"};
   bool profile = false;
+  uint64_t tree[3] = {0, 0, 0};  // --tree: processes, threads each, MiB each
+  bool sizes_given = false;
 };
 
 constexpr char kUsage[] =
@@ -60,7 +66,9 @@ constexpr char kUsage[] =
     "             the guest touches for the first time costs extra host faults\n"
     "  --dirs     where the images go (default /dev/shm,/tmp: tmpfs and disk)\n"
     "  --profile  also split dump and restore time (from the engine's log) and\n"
-    "             time the kernel operations they are made of\n";
+    "             time the kernel operations they are made of\n"
+    "  --tree=PROCS,THREADS,MIB  also (only, without --sizes) a tree of PROCS\n"
+    "             processes with THREADS threads and MIB MiB of data each\n";
 
 absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
   Options o;
@@ -95,6 +103,15 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
         o.sizes_mib.push_back(mib);
       }
       if (o.sizes_mib.empty()) return absl::InvalidArgumentError("--sizes wants a size");
+      o.sizes_given = true;
+    } else if (arg == "--tree") {
+      std::vector<absl::string_view> parts = absl::StrSplit(value, ',');
+      bool good = parts.size() == 3;
+      for (size_t k = 0; good && k < 3; ++k) {
+        good = absl::SimpleAtoi(parts[k], &o.tree[k]) && o.tree[k] > 0 && o.tree[k] <= 4096;
+      }
+      if (!good)
+        return absl::InvalidArgumentError("--tree wants PROCS,THREADS,MIB (e.g. 100,4,10)");
     } else if (arg == "--dirs") {
       o.dirs = absl::StrSplit(value, ',', absl::SkipEmpty());
       if (o.dirs.empty()) return absl::InvalidArgumentError("--dirs wants a directory");
@@ -162,17 +179,19 @@ double Median(std::vector<double> v) {
 // The medians of the runs of one size and directory.
 struct Row {
   uint64_t mib = 0;
+  std::string what;  // "1024 MiB", "100x4x10 MiB" (processes x threads x MiB)
   std::string storage;
   int runs = 0;
   double dump_s = 0, restore_s = 0, frozen_ms = 0, freezing_ms = 0, memdump_ms = 0, memwrite_ms = 0;
   double data_bytes = 0;  // pages written * 4096
   double image_mib = 0;
-  bool pages_match = true;  // pages written * 4096 == size of pages-1.img, every run
+  bool pages_match = true;  // pages written * 4096 == size of the pages images, every run
   std::string skipped;      // why the row was not run
 };
 
-Row Summarize(uint64_t mib, const std::string& storage, const std::vector<RunResult>& runs) {
-  Row row{.mib = mib, .storage = storage, .runs = static_cast<int>(runs.size())};
+Row Summarize(uint64_t mib, const std::string& what, const std::string& storage,
+              const std::vector<RunResult>& runs) {
+  Row row{.mib = mib, .what = what, .storage = storage, .runs = static_cast<int>(runs.size())};
   auto median = [&runs](auto field) {
     std::vector<double> v;
     for (const RunResult& r : runs) v.push_back(field(r));
@@ -194,27 +213,27 @@ Row Summarize(uint64_t mib, const std::string& storage, const std::vector<RunRes
 
 void PrintTables(const std::vector<Row>& rows) {
   absl::PrintF(
-      "\n  size  storage              runs  dump s  frozen ms  restore s  dump GB/s  restore GB/s"
-      "  image MiB  pages written\n");
+      "\n          size  storage              runs  dump s  frozen ms  restore s  dump GB/s"
+      "  restore GB/s  image MiB  pages written\n");
   for (const Row& r : rows) {
     if (!r.skipped.empty()) {
-      absl::PrintF("%6d  %-19s  skipped: %s\n", r.mib, r.storage, r.skipped);
+      absl::PrintF("%14s  %-19s  skipped: %s\n", r.what, r.storage, r.skipped);
       continue;
     }
-    absl::PrintF(
-        "%6d  %-19s %5d %7.3f %10.1f %10.3f %10.2f %13.2f %10.1f  %s\n", r.mib, r.storage, r.runs,
-        r.dump_s, r.frozen_ms, r.restore_s, r.data_bytes / r.dump_s / 1e9,
-        r.data_bytes / r.restore_s / 1e9, r.image_mib,
-        absl::StrFormat("%d = pages-1.img/4096 %s", static_cast<uint64_t>(r.data_bytes / kPageSize),
-                        r.pages_match ? "ok" : "MISMATCH"));
+    absl::PrintF("%14s  %-19s %5d %7.3f %10.1f %10.3f %10.2f %13.2f %10.1f  %s\n", r.what,
+                 r.storage, r.runs, r.dump_s, r.frozen_ms, r.restore_s,
+                 r.data_bytes / r.dump_s / 1e9, r.data_bytes / r.restore_s / 1e9, r.image_mib,
+                 absl::StrFormat("%d = pages images/4096 %s",
+                                 static_cast<uint64_t>(r.data_bytes / kPageSize),
+                                 r.pages_match ? "ok" : "MISMATCH"));
   }
   absl::PrintF(
       "\n  dump split (DumpStats, median ms): frozen = memdump + memwrite + the rest of it\n"
-      "  size  storage             freezing   frozen   memdump  memwrite  rest frozen  "
+      "          size  storage             freezing   frozen   memdump  memwrite  rest frozen  "
       "outside frozen\n");
   for (const Row& r : rows) {
     if (!r.skipped.empty()) continue;
-    absl::PrintF("%6d  %-19s %8.1f %8.1f %9.1f %9.1f %12.1f %15.1f\n", r.mib, r.storage,
+    absl::PrintF("%14s  %-19s %8.1f %8.1f %9.1f %9.1f %12.1f %15.1f\n", r.what, r.storage,
                  r.freezing_ms, r.frozen_ms, r.memdump_ms, r.memwrite_ms,
                  r.frozen_ms - r.memdump_ms - r.memwrite_ms,
                  r.dump_s * 1e3 - r.frozen_ms - r.freezing_ms);
@@ -230,11 +249,17 @@ int Main(int argc, char** argv) {
     return help ? 0 : 2;
   }
   KillGuardedOnSignals();
+  // The processes of a dumped tree come to us when its root goes: we reap
+  // them (see RunOnce).
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
   setvbuf(stdout, nullptr, _IOLBF, 0);  // progress shows as it happens, also in a pipe
   absl::StatusOr<std::string> target = FindRunfile("tools/bench/bench_target");
-  if (!target.ok()) {
-    fprintf(stderr, "bench: %s\n", std::string(target.status().message()).c_str());
-    return 1;
+  absl::StatusOr<std::string> tree_target = FindRunfile("tools/bench/bench_tree_target");
+  for (const auto* t : {&target, &tree_target}) {
+    if (!t->ok()) {
+      fprintf(stderr, "bench: %s\n", std::string(t->status().message()).c_str());
+      return 1;
+    }
   }
   std::vector<TempDir> work;
   std::vector<std::string> storage;
@@ -248,41 +273,65 @@ int Main(int argc, char** argv) {
     storage.push_back(absl::StrCat(FsName(dir), " ", dir));
   }
 
+  // What to run: each size, and the tree.
+  struct Workload {
+    std::string what;
+    uint64_t mib;  // all of its data
+    std::string target;
+    std::vector<std::string> args;
+  };
+  std::vector<Workload> workloads;
+  if (options->sizes_given || options->tree[0] == 0) {
+    for (uint64_t mib : options->sizes_mib) {
+      workloads.push_back({absl::StrCat(mib, " MiB"), mib, *target, {}});
+    }
+  }
+  if (const uint64_t* t = options->tree; t[0] != 0) {
+    workloads.push_back({absl::StrFormat("%dx%dx%d MiB", t[0], t[1], t[2]),
+                         t[0] * t[2],
+                         *tree_target,
+                         {absl::StrCat(t[0]), absl::StrCat(t[1]), absl::StrCat(t[2])}});
+  }
+
   const auto started = std::chrono::steady_clock::now();
   absl::PrintF(
       "crpp bench: dump (kill) + restore + verify; %d warm-up and %d counted run(s) per row\n",
       options->warmup, options->runs);
+  if (options->tree[0] != 0) {
+    absl::PrintF("  tree: processes x threads x MiB each; every process checks its memory\n");
+  }
   std::vector<Row> rows;
-  for (uint64_t mib : options->sizes_mib) {
+  for (const Workload& w : workloads) {
+    const uint64_t mib = w.mib;
     for (size_t d = 0; d < work.size(); ++d) {
       if (std::string why = WontFit(mib, options->dirs[d]); !why.empty()) {
-        absl::PrintF("  %5d MiB  %-19s skipped: %s\n", mib, storage[d], why);
-        rows.push_back({.mib = mib, .storage = storage[d], .skipped = why});
+        absl::PrintF("  %12s  %-19s skipped: %s\n", w.what, storage[d], why);
+        rows.push_back({.mib = mib, .what = w.what, .storage = storage[d], .skipped = why});
         continue;
       }
       std::vector<RunResult> results;
-      RunSpec spec{.target = *target, .mib = mib, .work_dir = work[d].path()};
+      RunSpec spec{.target = w.target, .mib = mib, .args = w.args, .work_dir = work[d].path()};
       for (int run = 1 - options->warmup; run <= options->runs; ++run) {
         const std::string label =
             run < 1 ? "warm-up" : absl::StrFormat("run %d/%d", run, options->runs);
         absl::StatusOr<RunResult> r = RunOnce(spec);
         if (!r.ok()) {
           log::ToStderr();
-          fprintf(stderr, "\nbench: FAILED: %d MiB on %s, %s: %s\n%s", static_cast<int>(mib),
+          fprintf(stderr, "\nbench: FAILED: %s on %s, %s: %s\n%s", w.what.c_str(),
                   storage[d].c_str(), label.c_str(), std::string(r.status().message()).c_str(),
                   RunDiagnostics(spec.work_dir).c_str());
           return 1;
         }
         absl::PrintF(
-            "  %5d MiB  %-19s %-8s dump %.3f s (frozen %.1f ms), restore %.3f s, "
+            "  %12s  %-19s %-8s dump %.3f s (frozen %.1f ms), restore %.3f s, "
             "memory verified\n",
-            mib, storage[d], label + ":", r->dump_s, r->stats.frozen_us / 1e3, r->restore_s);
+            w.what, storage[d], label + ":", r->dump_s, r->stats.frozen_us / 1e3, r->restore_s);
         if (run >= 1) results.push_back(*r);
       }
       if (options->profile) {
         absl::PrintF("  profile of the last run:\n");
         PrintLogSplit(ImagesDir(spec.work_dir));
-        if (mib >= kMinProfileMiB) {
+        if (mib >= kMinProfileMiB && w.args.empty()) {
           absl::Status s =
               PrintKernelCosts(ImagesDir(spec.work_dir) + "/pages-1.img", spec.work_dir);
           if (!s.ok()) absl::PrintF("    (kernel operations not timed: %s)\n", s.message());
@@ -290,7 +339,7 @@ int Main(int argc, char** argv) {
       }
       std::error_code ec;
       std::filesystem::remove_all(ImagesDir(spec.work_dir), ec);
-      rows.push_back(Summarize(mib, storage[d], results));
+      rows.push_back(Summarize(mib, w.what, storage[d], results));
     }
   }
   PrintTables(rows);
