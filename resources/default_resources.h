@@ -8,6 +8,7 @@
 #include "resources/files/fds.h"
 #include "resources/inventory/inventory.h"
 #include "resources/mm/memory.h"
+#include "resources/pipes/fifo.h"
 #include "resources/pipes/pipes.h"
 #include "resources/task/core.h"
 #include "resources/tree/tree.h"
@@ -15,7 +16,7 @@
 namespace crpp {
 
 using DefaultResources =
-    Registry<resources::Inventory, resources::Tree, resources::Pipes, resources::Fds,
+    Registry<resources::Inventory, resources::Tree, resources::Pipes, resources::Fifos, resources::Fds,
              resources::Memory, resources::TaskCore, resources::FileTableImage>;
 
 }  // namespace crpp

@@ -136,5 +136,6 @@ const ImageKind& Creds() { return Named("CREDS"); }
 const ImageKind& Sigact() { return Named("SIGACT"); }
 const ImageKind& Stats() { return Named("STATS"); }
 const ImageKind& PipesData() { return Named("PIPES_DATA"); }
+const ImageKind& FifoData() { return Named("FIFO_DATA"); }
 
 }  // namespace crpp::images

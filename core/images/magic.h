@@ -155,6 +155,7 @@ const ImageKind& Creds();
 const ImageKind& Sigact();
 const ImageKind& Stats();
 const ImageKind& PipesData();
+const ImageKind& FifoData();
 
 }  // namespace crpp::images
 

@@ -65,10 +65,7 @@ std::string Unsupported(const FdFile& f, bool shell_job) {
     }
     return "";
   }
-  if (S_ISFIFO(m)) {
-    if (f.path.rfind("pipe:[", 0) == 0) return "";  // the pipes plugin has it
-    return "a named FIFO (" + f.path + "): not supported yet";
-  }
+  if (S_ISFIFO(m)) return "";  // the pipes and fifos plugins have them
   if (S_ISSOCK(m)) return "a socket (" + f.path + "): not supported yet";
   if (f.path.rfind("anon_inode:", 0) == 0) return "an " + f.path + " fd: not supported yet";
   return "of an unsupported kind (" + f.path + ")";

@@ -17,6 +17,7 @@
 #include "core/proc/proc.h"
 #include "fdinfo.pb.h"
 #include "pipe-data.pb.h"
+#include "resources/pipes/pipes_internal.h"
 
 namespace crpp::resources {
 namespace {
@@ -25,15 +26,16 @@ absl::Status Errno(const std::string& what) {
   return absl::InternalError(absl::StrFormat("%s: %s", what, strerror(errno)));
 }
 
+}  // namespace
+
 // "pipe:[12345]" -> 12345; 0 if the link is not an anonymous pipe.
 uint64_t PipeInode(const std::string& link) {
   if (link.rfind("pipe:[", 0) != 0 || link.back() != ']') return 0;
   return strtoull(link.c_str() + 6, nullptr, 10);
 }
 
-// The bytes buffered in the pipe that `pid`'s `fd` is an end of, left where
-// they are: a read end of our own (through /proc, which works for either end)
-// and tee(2) into a pipe of ours as big as that one.
+namespace pipes_internal {
+
 absl::StatusOr<std::string> PeekPipe(pid_t pid, int fd, uint32_t& size) {
   struct Fds {  // closed whatever happens
     int src = -1, copy[2] = {-1, -1};
@@ -71,7 +73,9 @@ absl::StatusOr<std::string> PeekPipe(pid_t pid, int fd, uint32_t& size) {
   return data;
 }
 
-}  // namespace
+}  // namespace pipes_internal
+
+using pipes_internal::PeekPipe;
 
 absl::Status Pipes::Dump(DumpContext& ctx) {
   // Written even when empty, as CRIU does: a tree without pipes has an
@@ -133,18 +137,13 @@ absl::Status Pipes::Dump(DumpContext& ctx) {
 
 // ---- restore ------------------------------------------------------------------
 
-namespace {
+namespace pipes_internal {
 
-struct PipeData {
-  uint32_t size = 0;
-  std::string bytes;
-};
-
-absl::StatusOr<std::map<uint32_t, PipeData>> ReadPipeData(const std::string& dir) {
+absl::StatusOr<std::map<uint32_t, PipeData>> ReadPipeData(const std::string& path,
+                                                          const images::ImageKind& kind) {
   std::map<uint32_t, PipeData> out;
-  std::string path = dir + "/pipes-data.img";
   if (access(path.c_str(), F_OK) != 0) return out;  // no pipe held data
-  auto r = images::ImageReader::Open(path, &images::PipesData());
+  auto r = images::ImageReader::Open(path, &kind);
   if (!r.ok()) return r.status();
   criu::pipe_data_entry pd;
   for (;;) {
@@ -158,7 +157,23 @@ absl::StatusOr<std::map<uint32_t, PipeData>> ReadPipeData(const std::string& dir
   return out;
 }
 
-}  // namespace
+absl::Status Refill(int fd, uint32_t id, const PipeData& d) {
+  if (d.size != 0 && fcntl(fd, F_SETPIPE_SZ, d.size) < 0) {
+    return Errno(absl::StrFormat("pipe %d: setting its size to %d", id, d.size));
+  }
+  for (size_t off = 0; off < d.bytes.size();) {
+    ssize_t n = write(fd, d.bytes.data() + off, d.bytes.size() - off);
+    if (n <= 0) return Errno(absl::StrFormat("pipe %d: refilling it", id));
+    off += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace pipes_internal
+
+using pipes_internal::PipeData;
+using pipes_internal::ReadPipeData;
+using pipes_internal::Refill;
 
 absl::Status Pipes::Restore(RestoreContext& ctx) {
   auto files = images::ReadAll<criu::file_entry>(ctx.images_dir + "/files.img", images::Files());
@@ -172,24 +187,14 @@ absl::Status Pipes::Restore(RestoreContext& ctx) {
     by_pipe[f.pipe().pipe_id()].push_back(&f.pipe());
   }
   if (by_pipe.empty()) return absl::OkStatus();
-  auto data = ReadPipeData(ctx.images_dir);
+  auto data = ReadPipeData(ctx.images_dir + "/pipes-data.img", images::PipesData());
   if (!data.ok()) return data.status();
   for (const auto& [pipe_id, ends] : by_pipe) {
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) return Errno(absl::StrFormat("pipe %d: pipe2", pipe_id));
     auto d = data->find(pipe_id);
     absl::Status status;
-    if (d != data->end()) {
-      if (d->second.size != 0 && fcntl(p[1], F_SETPIPE_SZ, d->second.size) < 0) {
-        status = Errno(absl::StrFormat("pipe %d: setting its size to %d", pipe_id, d->second.size));
-      }
-      const std::string& b = d->second.bytes;
-      for (size_t off = 0; status.ok() && off < b.size();) {
-        ssize_t n = write(p[1], b.data() + off, b.size() - off);
-        if (n <= 0) status = Errno(absl::StrFormat("pipe %d: refilling it", pipe_id));
-        off += n > 0 ? static_cast<size_t>(n) : 0;
-      }
-    }
+    if (d != data->end()) status = Refill(p[1], pipe_id, d->second);
     // Each description of an end: the pipe's own for the first (handed over
     // as it is), a reopened one (as /proc/self/fd/N gives) for any other.
     bool used[2] = {false, false};

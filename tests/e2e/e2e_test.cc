@@ -254,3 +254,21 @@ BOOST_AUTO_TEST_CASE(threads_cycles) {
   BOOST_TEST(count("task") == threads_at_start);
   RequireVerdict(s, false, "restored 20 times");
 }
+
+// Named FIFOs with data in them, one end in each of two processes, one
+// description shared by both (fifo.cc).
+BOOST_AUTO_TEST_CASE(fifo) {
+  Session s("fifo");
+  DumpRestoreVerify(s);
+}
+
+BOOST_AUTO_TEST_CASE(fifo_cycles) {
+  Session s("fifo_cycles", "fifo");
+  E2E_REQUIRE_OK(s, s.Start());
+  for (int i = 0; i < 20; ++i) {
+    E2E_REQUIRE_OK(s, s.Dump());
+    E2E_REQUIRE_OK(s, s.Restore());
+  }
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  RequireVerdict(s, false, "restored 20 times");
+}

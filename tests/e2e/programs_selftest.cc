@@ -169,6 +169,11 @@ BOOST_AUTO_TEST_CASE(registers_catch_a_changed_register) {
   RequireFailVerdict(s, {"rbx changed", "rbx is", "mm8 bytes 0..7"});
 }
 
+BOOST_AUTO_TEST_CASE(fifo) {
+  Session s("fifo");
+  RunStandalone(s);
+}
+
 BOOST_AUTO_TEST_CASE(threads) {
   Session s("threads");
   RunStandalone(s);

@@ -1,18 +1,18 @@
 // refused: holds something a dump must refuse before it stops the task, chosen
 // by CRPP_E2E_REFUSED in the environment, and counts like the counter program:
-//   fifo    a named FIFO (OUTDIR/fifo) open at both ends: every iteration
-//           sends a byte through it and reads it back;
+//   inotify an inotify fd watching OUTDIR;
 //   seccomp a seccomp filter (one that allows every syscall);
 //   child   a child process that holds a socket and waits (it dies with us:
 //           PR_SET_PDEATHSIG).
 // Unlike the other programs it is not meant to be dumped: it is what the dump
 // refuses, and it checks that the refusal left it alone.
-// Verdict: the main loop counted; the FIFO carried every byte in order; the
-// process still runs under its filter; the child is still there, and ends
+// Verdict: the main loop counted; the inotify fd reports a file created in
+// OUTDIR; the process still runs under its filter; the child is still there, and ends
 // when killed.
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -30,33 +30,19 @@
 namespace {
 
 volatile uint64_t g_counter = 0;
-// Sends the next byte through the pipe and reads it back; notes the first
-// failure in ERROR.
-void PipeRoundTrip(const int (&fds)[2], uint8_t& next, std::string& error) {
-  const uint8_t out = next++;
-  uint8_t in = 0;
-  if (write(fds[1], &out, 1) != 1 || read(fds[0], &in, 1) != 1 || in != out) {
-    if (error.empty()) {
-      error = "the FIFO did not carry byte " + std::to_string(out) + " (got " + std::to_string(in) +
-              ")";
-    }
-  }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::string out_dir = crpp::e2e::Setup(argc, argv, "refused");
   const char* env = getenv("CRPP_E2E_REFUSED");
   const std::string what = env != nullptr ? env : "";
-  int pipe_fds[2] = {-1, -1};
+  int inotify = -1;
   pid_t child = -1;
-  if (what == "fifo") {
-    const std::string path = out_dir + "/fifo";
-    if (mkfifo(path.c_str(), 0600) != 0) crpp::e2e::Die("mkfifo");
-    pipe_fds[0] = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    pipe_fds[1] = open(path.c_str(), O_WRONLY | O_CLOEXEC);
-    if (pipe_fds[0] < 0 || pipe_fds[1] < 0) crpp::e2e::Die("open fifo");
+  if (what == "inotify") {
+    inotify = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (inotify < 0 || inotify_add_watch(inotify, out_dir.c_str(), IN_CREATE) < 0) {
+      crpp::e2e::Die("inotify");
+    }
   } else if (what == "seccomp") {
     sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
     sock_fprog program{1, allow};
@@ -76,25 +62,28 @@ int main(int argc, char** argv) {
       for (;;) pause();
     }
   } else {
-    fprintf(stderr, "refused: CRPP_E2E_REFUSED must be fifo, seccomp or child\n");
+    fprintf(stderr, "refused: CRPP_E2E_REFUSED must be inotify, seccomp or child\n");
     exit(2);
   }
   crpp::e2e::Ready();
 
-  uint8_t next_byte = 0;
-  std::string pipe_error;
   while (!crpp::e2e::g_verify_requested) {
     g_counter = g_counter + 1;
-    if (what == "fifo") PipeRoundTrip(pipe_fds, next_byte, pipe_error);
     crpp::e2e::SleepMs(10);
   }
 
   crpp::e2e::Verdict v;
   v.Expect(g_counter > 0, "the main loop never counted");
   v.Note("what=%s counter=%" PRIu64, what.c_str(), static_cast<uint64_t>(g_counter));
-  if (what == "fifo") {
-    PipeRoundTrip(pipe_fds, next_byte, pipe_error);
-    v.Expect(pipe_error.empty(), "%s", pipe_error.c_str());
+  if (what == "inotify") {
+    const std::string probe = out_dir + "/probe";
+    int fd = open(probe.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd >= 0) close(fd);
+    alignas(inotify_event) char buf[4096];
+    ssize_t n = read(inotify, buf, sizeof buf);
+    const auto* e = reinterpret_cast<const inotify_event*>(buf);
+    v.Expect(n >= static_cast<ssize_t>(sizeof(inotify_event)) && (e->mask & IN_CREATE),
+             "the inotify fd did not report creating %s", probe.c_str());
   } else if (what == "seccomp") {
     v.Expect(prctl(PR_GET_SECCOMP, 0, 0, 0, 0) == SECCOMP_MODE_FILTER,
              "the process no longer runs under its seccomp filter");

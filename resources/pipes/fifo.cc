@@ -1,0 +1,176 @@
+#include "resources/pipes/fifo.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <map>
+#include <set>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "core/images/image_io.h"
+#include "core/images/magic.h"
+#include "core/log.h"
+#include "core/proc/proc.h"
+#include "fdinfo.pb.h"
+#include "pipe-data.pb.h"
+#include "resources/pipes/pipes_internal.h"
+
+namespace crpp::resources {
+namespace {
+
+absl::Status Errno(const std::string& what) {
+  return absl::InternalError(absl::StrFormat("%s: %s", what, strerror(errno)));
+}
+
+criu::fown_entry NoOwner() {
+  criu::fown_entry o;
+  o.set_uid(0);
+  o.set_euid(0);
+  o.set_signum(0);
+  o.set_pid_type(0);
+  o.set_pid(0);
+  return o;
+}
+
+// Adds the two files.img entries of one open description of a FIFO: the
+// regular-file entry of its path (how to open it) and the FIFO entry that
+// refers to it. Returns the FIFO entry's id.
+uint32_t AddEntries(DumpContext& ctx, const std::string& path, const struct stat& st,
+                    uint32_t flags) {
+  criu::file_entry r;
+  r.set_type(criu::REG);
+  r.set_id(0);
+  auto* reg = r.mutable_reg();
+  reg->set_id(0);
+  reg->set_flags(flags);
+  reg->set_pos(0);
+  *reg->mutable_fown() = NoOwner();
+  reg->set_name(path);
+  reg->set_mode(st.st_mode);
+  uint32_t regf_id = ctx.files->Add(std::move(r));
+  criu::file_entry f;
+  f.set_type(criu::FIFO);
+  f.set_id(0);
+  auto* fifo = f.mutable_fifo();
+  fifo->set_id(0);
+  fifo->set_pipe_id(static_cast<uint32_t>(st.st_ino));
+  fifo->set_regf_id(regf_id);
+  return ctx.files->Add(std::move(f));
+}
+
+}  // namespace
+
+absl::Status Fifos::Dump(DumpContext& ctx) {
+  auto data_image =
+      images::ImageWriter::Create(ctx.images_dir + "/fifo-data.img", images::FifoData());
+  if (!data_image.ok()) return data_image.status();
+  std::set<uint64_t> dumped;  // FIFO inodes whose buffer is in fifo-data.img
+  for (const TreeTask& t : ctx.tree) {
+    if (t.zombie()) continue;
+    auto fds = proc::ListFds(t.pid);
+    if (!fds.ok()) return fds.status();
+    for (int fd : *fds) {
+      std::string link_path = absl::StrFormat("/proc/%d/fd/%d", t.pid, fd);
+      struct stat st;
+      if (stat(link_path.c_str(), &st) != 0) {
+        return Errno(absl::StrFormat("pid %d fd %d: stat", t.pid, fd));
+      }
+      if (!S_ISFIFO(st.st_mode)) continue;
+      auto path = proc::ReadLink(link_path);
+      if (!path.ok()) return path.status();
+      if (path->rfind("pipe:[", 0) == 0) continue;  // an anonymous pipe: the pipes plugin's
+      if (path->empty() || (*path)[0] != '/' || path->ends_with(" (deleted)")) {
+        return absl::UnimplementedError(absl::StrFormat(
+            "pid %d fd %d is a FIFO without a path to open it again (%s): not supported", t.pid, fd,
+            *path));
+      }
+      uint32_t id = ctx.files->FindDescription(t.pid, fd, st.st_dev, st.st_ino);
+      if (id == 0) {
+        auto info = proc::ReadFdInfo(t.pid, fd);
+        if (!info.ok()) return info.status();
+        id = AddEntries(ctx, *path, st, info->flags & ~O_CLOEXEC);
+        ctx.files->AddDescription(id, t.pid, fd, st.st_dev, st.st_ino);
+      }
+      ctx.fd_ids[{t.pid, fd}] = {id, criu::FIFO};
+      if (!dumped.insert(st.st_ino).second) continue;
+      uint32_t size = 0;
+      auto bytes = pipes_internal::PeekPipe(t.pid, fd, size);
+      if (!bytes.ok()) return bytes.status();
+      criu::pipe_data_entry pd;
+      pd.set_pipe_id(static_cast<uint32_t>(st.st_ino));
+      pd.set_bytes(static_cast<uint32_t>(bytes->size()));
+      pd.set_size(size);
+      if (auto s = (*data_image)->Write(pd); !s.ok()) return s;
+      if (auto s = (*data_image)->WritePayload(*bytes); !s.ok()) return s;
+      log::Info("fifos: %s (size %d) holds %d bytes", *path, size, bytes->size());
+    }
+  }
+  return (*data_image)->Close();
+}
+
+absl::Status Fifos::Restore(RestoreContext& ctx) {
+  auto files = images::ReadAll<criu::file_entry>(ctx.images_dir + "/files.img", images::Files());
+  if (!files.ok()) return files.status();
+  std::map<uint32_t, const criu::reg_file_entry*> regs;
+  for (const auto& f : *files) {
+    if (f.type() == criu::REG && f.has_reg()) regs[f.id()] = &f.reg();
+  }
+  // Descriptions by FIFO (pipe id), each with the entry that says how to open it.
+  struct Description {
+    uint32_t id;
+    const criu::reg_file_entry* reg;
+  };
+  std::map<uint32_t, std::vector<Description>> by_fifo;
+  for (const auto& f : *files) {
+    if (f.type() != criu::FIFO) continue;
+    auto reg = f.has_fifo() ? regs.find(f.fifo().regf_id()) : regs.end();
+    if (reg == regs.end()) {
+      return absl::DataLossError(absl::StrFormat(
+          "files.img: FIFO entry %d has no regular-file entry for its path", f.id()));
+    }
+    by_fifo[f.fifo().pipe_id()].push_back({f.id(), reg->second});
+  }
+  if (by_fifo.empty()) return absl::OkStatus();
+  auto data = pipes_internal::ReadPipeData(ctx.images_dir + "/fifo-data.img", images::FifoData());
+  if (!data.ok()) return data.status();
+  for (const auto& [pipe_id, descriptions] : by_fifo) {
+    const std::string& path = descriptions.front().reg->name();
+    // Ours, read-write: no open below blocks or fails for want of the other
+    // end, and the refilled bytes have a holder until the tasks hold them.
+    int keeper = open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (keeper < 0) return Errno(absl::StrFormat("FIFO %s", path));
+    struct stat st;
+    absl::Status status;
+    if (fstat(keeper, &st) != 0 || !S_ISFIFO(st.st_mode)) {
+      status = absl::FailedPreconditionError(absl::StrFormat(
+          "%s is no longer a FIFO: cannot restore the FIFO the tree had open", path));
+    }
+    if (auto d = data->find(pipe_id); status.ok() && d != data->end()) {
+      status = pipes_internal::Refill(keeper, pipe_id, d->second);
+    }
+    for (const Description& d : descriptions) {
+      if (!status.ok()) break;
+      const uint32_t flags = d.reg->flags();
+      int fd = open(path.c_str(), (flags & O_ACCMODE) | O_NONBLOCK | O_CLOEXEC);
+      if (fd < 0) {
+        status = Errno(absl::StrFormat("FIFO %s (file id %d)", path, d.id));
+        break;
+      }
+      if (fcntl(fd, F_SETFL, flags & (O_NONBLOCK | O_APPEND)) != 0) {
+        status = Errno(absl::StrFormat("FIFO %s: flags of file id %d", path, d.id));
+        close(fd);
+        break;
+      }
+      status = ctx.Inherit(d.id, fd);
+    }
+    close(keeper);
+    if (!status.ok()) return status;
+    log::Info("fifos: %s: %d descriptions", path, descriptions.size());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace crpp::resources
