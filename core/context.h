@@ -139,6 +139,10 @@ struct DumpContext {
     int type = 0;     // criu::fd_types of the entry
   };
   std::map<std::pair<pid_t, int>, FdRef> fd_ids;
+  // Shared memory the shmem plugin dumped, for the VMAs that map it: the
+  // MEMFD file id of a memfd (by inode). Anonymous shared memory is known by
+  // its inode, which is its shmid.
+  std::map<uint64_t, uint32_t> memfd_ids;
   // Names of the plugins whose Dump ran, in order (for logs and tests).
   std::vector<std::string> ran;
 
@@ -168,6 +172,10 @@ struct RestoreContext {
   // inherited): opened in the root task before the others are forked, so
   // every task inherits them; file id -> the (engine-range) fd holding it.
   std::map<uint32_t, int> inherited;
+  // Shared memory objects made in the root before the fork, for the VMAs that
+  // map them (each task closes its copies once its memory is planned):
+  // SharedMemoryKey(VMA status, shmid) -> an fd of the object (engine range).
+  std::map<uint64_t, int> shared_memory;
   // Lowest fd number of the engine's range: fds the engine keeps in the task
   // (inherited ones included) are put at or above it.
   int fd_base = 0;

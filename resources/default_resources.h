@@ -8,6 +8,7 @@
 #include "resources/files/fds.h"
 #include "resources/inventory/inventory.h"
 #include "resources/mm/memory.h"
+#include "resources/mm/shmem.h"
 #include "resources/pipes/fifo.h"
 #include "resources/pipes/pipes.h"
 #include "resources/task/core.h"
@@ -16,7 +17,7 @@
 namespace crpp {
 
 using DefaultResources =
-    Registry<resources::Inventory, resources::Tree, resources::Pipes, resources::Fifos, resources::Fds,
+    Registry<resources::Inventory, resources::Tree, resources::Pipes, resources::Fifos, resources::Shmem, resources::Fds,
              resources::Memory, resources::TaskCore, resources::FileTableImage>;
 
 }  // namespace crpp

@@ -137,5 +137,6 @@ const ImageKind& Sigact() { return Named("SIGACT"); }
 const ImageKind& Stats() { return Named("STATS"); }
 const ImageKind& PipesData() { return Named("PIPES_DATA"); }
 const ImageKind& FifoData() { return Named("FIFO_DATA"); }
+const ImageKind& MemfdInode() { return Named("MEMFD_INODE"); }
 
 }  // namespace crpp::images

@@ -156,6 +156,7 @@ const ImageKind& Sigact();
 const ImageKind& Stats();
 const ImageKind& PipesData();
 const ImageKind& FifoData();
+const ImageKind& MemfdInode();
 
 }  // namespace crpp::images
 

@@ -149,6 +149,7 @@ namespace {
 
 // The engine's fds in a task: `status` (status pipes), the log, the terminal.
 std::vector<int> EngineFds(const TreeSpec& tree, std::vector<int> status) {
+  for (const auto& [key, fd] : tree.shared_memory) status.push_back(fd);
   if (int lf = log::MoveFdAbove(tree.fd_base); lf >= 0) status.push_back(lf);
   if (tree.tty_fd >= 0) status.push_back(tree.tty_fd);
   return status;
@@ -214,8 +215,10 @@ void WaitForGo(std::atomic<uint32_t>& word) {
   if (index == 0) {
     if (absl::Status s = engine.RestoreShared(ctx); !s.ok()) Fail(status_fd, s);
     tree.inherited = ctx.inherited;  // for the tasks forked from here on
+    tree.shared_memory = ctx.shared_memory;
   } else {
     ctx.inherited = tree.inherited;
+    ctx.shared_memory = tree.shared_memory;
   }
 
   // This task's children, with their pids; they inherit everything shared.

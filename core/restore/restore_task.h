@@ -49,7 +49,8 @@ struct TreeSpec {
   // Set in the root before the fork:
   int fd_base = 0;  // the engine's fds in the tasks are at or above this
   int tty_fd = -1;
-  std::map<uint32_t, int> inherited;  // RestoreContext::inherited
+  std::map<uint32_t, int> inherited;      // RestoreContext::inherited
+  std::map<uint64_t, int> shared_memory;  // RestoreContext::shared_memory
 };
 
 // clone3 with the given pid (0 in the child), waiting a moment for a dumped

@@ -51,6 +51,7 @@ absl::StatusOr<FdFile> Inspect(pid_t pid, int fd) {
 std::string Unsupported(const FdFile& f, bool shell_job) {
   mode_t m = f.st.st_mode;
   if (S_ISREG(m) || S_ISDIR(m)) {
+    if (S_ISREG(m) && f.path.rfind("/memfd:", 0) == 0) return "";  // the shmem plugin has it
     if (std::string_view(f.path).ends_with(" (deleted)")) {
       return "an unlinked (deleted) file: not supported yet";
     }

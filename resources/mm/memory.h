@@ -37,6 +37,7 @@ inline constexpr uint32_t kVmaFileShared = 1u << 7;
 inline constexpr uint32_t kVmaAnonShared = 1u << 8;
 inline constexpr uint32_t kVmaAnonPrivate = 1u << 9;
 inline constexpr uint32_t kVmaVvar = 1u << 12;
+inline constexpr uint32_t kVmaMemfd = 1u << 14;
 
 // pagemap_entry.flags
 inline constexpr uint32_t kPePresent = 4;

@@ -33,6 +33,11 @@ constexpr uint64_t kPmPfnMask = (1ull << 55) - 1;
 // Why a mapping cannot be dumped yet, or "".
 std::string Unsupported(const proc::Vma& v) {
   if (v.is_file()) {
+    // Shared memory objects: the shmem plugin dumps their contents.
+    if (v.path.rfind("/memfd:", 0) == 0) {
+      return v.shared ? "" : "a private mapping of a memfd (" + v.path + "): not supported yet";
+    }
+    if (v.path == "/dev/zero" && v.deleted && v.shared) return "";
     if (v.deleted) return "a mapping of a deleted file (" + v.path + "): not supported yet";
     if (v.path.empty() || v.path[0] != '/') return "a mapping of " + v.path + ": not supported yet";
     if (v.path.rfind("/memfd:", 0) == 0 || v.path.rfind("/SYSV", 0) == 0) {
@@ -188,6 +193,21 @@ absl::Status Memory::Dump(DumpContext& ctx) {
     } else if (v.path == "[vsyscall]") {
       status_bits = kVmaVsyscall;
       dump_pages = false;
+    } else if (v.path.rfind("/memfd:", 0) == 0) {
+      auto id = ctx.memfd_ids.find(v.inode);
+      if (id == ctx.memfd_ids.end()) {
+        status = absl::InternalError(absl::StrFormat(
+            "pid %d: %#x-%#x maps a memfd the shmem plugin did not see", pid, v.start, v.end));
+        break;
+      }
+      status_bits |= kVmaFileShared | kVmaMemfd;
+      e->set_shmid(id->second);
+      dump_pages = false;  // the shmem plugin has them
+    } else if (v.path == "/dev/zero" && v.deleted) {
+      status_bits |= kVmaAnonShared;
+      e->set_flags(flags | MAP_ANONYMOUS);
+      e->set_shmid(v.inode);
+      dump_pages = false;  // the shmem plugin has them
     } else if (v.is_file()) {
       status_bits |= v.shared ? kVmaFileShared : kVmaFilePrivate;
       e->set_shmid(ctx.files->AddPath(v.path, v.shared && v.write ? O_RDWR : O_RDONLY));

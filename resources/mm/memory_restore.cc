@@ -23,6 +23,7 @@
 #include "mm.pb.h"
 #include "pagemap.pb.h"
 #include "resources/mm/memory.h"
+#include "resources/mm/shmem.h"
 
 namespace crpp::resources {
 namespace {
@@ -257,10 +258,6 @@ absl::Status Memory::Restore(RestoreContext& ctx) {
     const auto& v = mm.vmas(i);
     uint32_t st = v.status();
     if (st & (kVmaVdso | kVmaVvar | kVmaVsyscall)) continue;
-    if (st & kVmaAnonShared) {
-      return absl::UnimplementedError(absl::StrFormat(
-          "%s: shared anonymous mapping %#x-%#x: not supported yet", path, v.start(), v.end()));
-    }
     bool private_file = st & kVmaFilePrivate;
     bool anon = st & kVmaAnonPrivate;
     if (private_file || (anon && has_pages(v.start(), v.end()))) {
@@ -338,6 +335,23 @@ absl::Status Memory::Restore(RestoreContext& ctx) {
     rv.fd = -1;
     bool is_file = st & (kVmaFilePrivate | kVmaFileShared);
     int fd = -1;
+    if (st & (kVmaAnonShared | kVmaMemfd)) {
+      // Shared memory the shmem plugin made in the root: mapped from an fd
+      // of it, shared with every task that maps it.
+      auto it = ctx.shared_memory.find(SharedMemoryKey(st & kVmaMemfd, v.shmid()));
+      if (it == ctx.shared_memory.end()) {
+        return absl::DataLossError(absl::StrFormat(
+            "%s: mapping %#x-%#x refers to shared memory %d, which was not restored", path,
+            v.start(), v.end(), v.shmid()));
+      }
+      fd = fcntl(it->second, F_DUPFD_CLOEXEC, 0);
+      if (fd < 0) return absl::InternalError(absl::StrFormat("dup: %s", strerror(errno)));
+      rv.source = RESTORER_VMA_FILE;
+      rv.fd = fd;
+      rv.flags = (v.flags() & ~MAP_ANONYMOUS) | MAP_SHARED;
+      areas.push_back({v.start(), v.end(), 0});
+      continue;
+    }
     if (is_file) {
       const std::string* name = ctx.file_path(v.shmid());
       if (name == nullptr) {

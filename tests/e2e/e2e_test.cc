@@ -272,3 +272,21 @@ BOOST_AUTO_TEST_CASE(fifo_cycles) {
   E2E_REQUIRE_OK(s, s.ExpectRunning());
   RequireVerdict(s, false, "restored 20 times");
 }
+
+// A memfd and a shared anonymous mapping shared by two processes (one object
+// each, not copies), a sealed memfd (shmem.cc).
+BOOST_AUTO_TEST_CASE(shmem) {
+  Session s("shmem");
+  DumpRestoreVerify(s);
+}
+
+BOOST_AUTO_TEST_CASE(shmem_cycles) {
+  Session s("shmem_cycles", "shmem");
+  E2E_REQUIRE_OK(s, s.Start());
+  for (int i = 0; i < 20; ++i) {
+    E2E_REQUIRE_OK(s, s.Dump());
+    E2E_REQUIRE_OK(s, s.Restore());
+  }
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  RequireVerdict(s, false, "restored 20 times");
+}

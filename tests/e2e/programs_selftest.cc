@@ -174,6 +174,11 @@ BOOST_AUTO_TEST_CASE(fifo) {
   RunStandalone(s);
 }
 
+BOOST_AUTO_TEST_CASE(shmem) {
+  Session s("shmem");
+  RunStandalone(s);
+}
+
 BOOST_AUTO_TEST_CASE(threads) {
   Session s("threads");
   RunStandalone(s);
