@@ -6,6 +6,7 @@
 
 #include "core/registry.h"
 #include "resources/files/fds.h"
+#include "resources/fsnotify/inotify.h"
 #include "resources/inventory/inventory.h"
 #include "resources/mm/memory.h"
 #include "resources/mm/shmem.h"
@@ -17,8 +18,9 @@
 namespace crpp {
 
 using DefaultResources =
-    Registry<resources::Inventory, resources::Tree, resources::Pipes, resources::Fifos, resources::Shmem, resources::Fds,
-             resources::Memory, resources::TaskCore, resources::FileTableImage>;
+    Registry<resources::Inventory, resources::Tree, resources::Pipes, resources::Fifos,
+             resources::Shmem, resources::Inotify, resources::Fds, resources::Memory,
+             resources::TaskCore, resources::FileTableImage>;
 
 }  // namespace crpp
 

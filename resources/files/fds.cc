@@ -68,6 +68,7 @@ std::string Unsupported(const FdFile& f, bool shell_job) {
   }
   if (S_ISFIFO(m)) return "";  // the pipes and fifos plugins have them
   if (S_ISSOCK(m)) return "a socket (" + f.path + "): not supported yet";
+  if (f.path == "anon_inode:inotify") return "";  // the inotify plugin has it
   if (f.path.rfind("anon_inode:", 0) == 0) return "an " + f.path + " fd: not supported yet";
   return "of an unsupported kind (" + f.path + ")";
 }

@@ -290,3 +290,21 @@ BOOST_AUTO_TEST_CASE(shmem_cycles) {
   E2E_REQUIRE_OK(s, s.ExpectRunning());
   RequireVerdict(s, false, "restored 20 times");
 }
+
+// An inotify instance shared by two processes, with watches whose numbers
+// have a gap (inotify.cc).
+BOOST_AUTO_TEST_CASE(inotify) {
+  Session s("inotify");
+  DumpRestoreVerify(s);
+}
+
+BOOST_AUTO_TEST_CASE(inotify_cycles) {
+  Session s("inotify_cycles", "inotify");
+  E2E_REQUIRE_OK(s, s.Start());
+  for (int i = 0; i < 20; ++i) {
+    E2E_REQUIRE_OK(s, s.Dump());
+    E2E_REQUIRE_OK(s, s.Restore());
+  }
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  RequireVerdict(s, false, "restored 20 times");
+}

@@ -179,6 +179,11 @@ BOOST_AUTO_TEST_CASE(shmem) {
   RunStandalone(s);
 }
 
+BOOST_AUTO_TEST_CASE(inotify) {
+  Session s("inotify");
+  RunStandalone(s);
+}
+
 BOOST_AUTO_TEST_CASE(threads) {
   Session s("threads");
   RunStandalone(s);

@@ -1,18 +1,18 @@
 // refused: holds something a dump must refuse before it stops the task, chosen
 // by CRPP_E2E_REFUSED in the environment, and counts like the counter program:
-//   inotify an inotify fd watching OUTDIR;
+//   fanotify a fanotify fd (of the notification class, no marks);
 //   seccomp a seccomp filter (one that allows every syscall);
 //   child   a child process that holds a socket and waits (it dies with us:
 //           PR_SET_PDEATHSIG).
 // Unlike the other programs it is not meant to be dumped: it is what the dump
 // refuses, and it checks that the refusal left it alone.
-// Verdict: the main loop counted; the inotify fd reports a file created in
-// OUTDIR; the process still runs under its filter; the child is still there, and ends
+// Verdict: the main loop counted; the fanotify fd is still one; the process
+// still runs under its filter; the child is still there, and ends
 // when killed.
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
-#include <sys/inotify.h>
+#include <sys/fanotify.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -36,13 +36,11 @@ int main(int argc, char** argv) {
   const std::string out_dir = crpp::e2e::Setup(argc, argv, "refused");
   const char* env = getenv("CRPP_E2E_REFUSED");
   const std::string what = env != nullptr ? env : "";
-  int inotify = -1;
+  int fanotify = -1;
   pid_t child = -1;
-  if (what == "inotify") {
-    inotify = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (inotify < 0 || inotify_add_watch(inotify, out_dir.c_str(), IN_CREATE) < 0) {
-      crpp::e2e::Die("inotify");
-    }
+  if (what == "fanotify") {
+    fanotify = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC, O_RDONLY);
+    if (fanotify < 0) crpp::e2e::Die("fanotify_init");
   } else if (what == "seccomp") {
     sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
     sock_fprog program{1, allow};
@@ -62,7 +60,7 @@ int main(int argc, char** argv) {
       for (;;) pause();
     }
   } else {
-    fprintf(stderr, "refused: CRPP_E2E_REFUSED must be inotify, seccomp or child\n");
+    fprintf(stderr, "refused: CRPP_E2E_REFUSED must be fanotify, seccomp or child\n");
     exit(2);
   }
   crpp::e2e::Ready();
@@ -75,15 +73,10 @@ int main(int argc, char** argv) {
   crpp::e2e::Verdict v;
   v.Expect(g_counter > 0, "the main loop never counted");
   v.Note("what=%s counter=%" PRIu64, what.c_str(), static_cast<uint64_t>(g_counter));
-  if (what == "inotify") {
-    const std::string probe = out_dir + "/probe";
-    int fd = open(probe.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
-    if (fd >= 0) close(fd);
-    alignas(inotify_event) char buf[4096];
-    ssize_t n = read(inotify, buf, sizeof buf);
-    const auto* e = reinterpret_cast<const inotify_event*>(buf);
-    v.Expect(n >= static_cast<ssize_t>(sizeof(inotify_event)) && (e->mask & IN_CREATE),
-             "the inotify fd did not report creating %s", probe.c_str());
+  if (what == "fanotify") {
+    char link[64] = {};
+    readlink(("/proc/self/fd/" + std::to_string(fanotify)).c_str(), link, sizeof link - 1);
+    v.Expect(std::string(link) == "anon_inode:[fanotify]", "the fanotify fd is now %s", link);
   } else if (what == "seccomp") {
     v.Expect(prctl(PR_GET_SECCOMP, 0, 0, 0, 0) == SECCOMP_MODE_FILTER,
              "the process no longer runs under its seccomp filter");
