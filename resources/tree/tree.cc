@@ -1,6 +1,8 @@
 #include "resources/tree/tree.h"
 
 #include <errno.h>
+#include <linux/kcmp.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -63,6 +65,35 @@ absl::Status CheckChildIds(const DumpContext& ctx) {
   return absl::OkStatus();
 }
 
+// Processes of the tree that share what only threads share (an address
+// space without CLONE_THREAD, as vfork() makes; an fd table, fs or signal
+// handlers, from clone() flags): restore would give each its own, so such a
+// tree is refused, naming both pids and what they share.
+absl::Status CheckNothingShared(const DumpContext& ctx) {
+  struct Kind {
+    int type;
+    const char* what;
+  };
+  static constexpr Kind kKinds[] = {
+      {KCMP_VM, "their address space (CLONE_VM, e.g. a vfork() in progress)"},
+      {KCMP_FILES, "their fd table (CLONE_FILES)"},
+      {KCMP_FS, "their root, cwd and umask (CLONE_FS)"},
+      {KCMP_SIGHAND, "their signal handlers (CLONE_SIGHAND)"},
+  };
+  for (const TreeTask& other : ctx.tree) {
+    if (other.pid == ctx.pid) break;  // each pair once: with the tasks before this one
+    if (other.zombie()) continue;
+    for (const Kind& k : kKinds) {
+      long r = syscall(SYS_kcmp, ctx.pid, other.pid, k.type, 0, 0);
+      if (r == 0) {
+        return absl::UnimplementedError(absl::StrFormat("pid %d and pid %d share %s: not supported",
+                                                        other.pid, ctx.pid, k.what));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status WritePstree(const DumpContext& ctx) {
   auto w = images::TypedImageWriter<criu::pstree_entry>::Create(ctx.images_dir + "/pstree.img",
                                                                 images::Pstree());
@@ -111,6 +142,7 @@ absl::Status Tree::Precheck(DumpContext& ctx) {
     }
     return absl::OkStatus();
   }
+  if (auto s = CheckNothingShared(ctx); !s.ok()) return s;
   if (pid != ctx.root_pid) return CheckChildIds(ctx);
   // The root's session and group must be its own, or (--shell-job) those of
   // the shell that restore will run in.

@@ -471,6 +471,9 @@ void RefusedAtPrecheck(const std::string& what, const std::string& reason) {
 BOOST_AUTO_TEST_CASE(refused_fanotify) { RefusedAtPrecheck("fanotify", "anon_inode:[fanotify]"); }
 BOOST_AUTO_TEST_CASE(refused_seccomp) { RefusedAtPrecheck("seccomp", "runs under seccomp"); }
 BOOST_AUTO_TEST_CASE(refused_child) { RefusedAtPrecheck("child", "is a socket"); }
+BOOST_AUTO_TEST_CASE(refused_shared_fds) {
+  RefusedAtPrecheck("shared_fds", "share their fd table (CLONE_FILES)");
+}
 
 // A request that cannot work is refused before the target is touched.
 BOOST_AUTO_TEST_CASE(bad_request_refused_before_touching_target) {

@@ -3,7 +3,8 @@
 //   fanotify a fanotify fd (of the notification class, no marks);
 //   seccomp a seccomp filter (one that allows every syscall);
 //   child   a child process that holds a socket and waits (it dies with us:
-//           PR_SET_PDEATHSIG).
+//           PR_SET_PDEATHSIG);
+//   shared_fds a child made by clone(CLONE_FILES): it shares our fd table.
 // Unlike the other programs it is not meant to be dumped: it is what the dump
 // refuses, and it checks that the refusal left it alone.
 // Verdict: the main loop counted; the fanotify fd is still one; the process
@@ -12,10 +13,12 @@
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <sched.h>
 #include <sys/fanotify.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -59,8 +62,17 @@ int main(int argc, char** argv) {
       if (getppid() != parent) _exit(0);
       for (;;) pause();
     }
+  } else if (what == "shared_fds") {
+    const pid_t parent = getpid();
+    child = static_cast<pid_t>(syscall(SYS_clone, CLONE_FILES | SIGCHLD, 0, 0, 0, 0));
+    if (child < 0) crpp::e2e::Die("clone");
+    if (child == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(0);
+      for (;;) pause();
+    }
   } else {
-    fprintf(stderr, "refused: CRPP_E2E_REFUSED must be fanotify, seccomp or child\n");
+    fprintf(stderr, "refused: CRPP_E2E_REFUSED must be fanotify, seccomp, child or shared_fds\n");
     exit(2);
   }
   crpp::e2e::Ready();
