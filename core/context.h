@@ -176,6 +176,9 @@ struct RestoreContext {
   // map them (each task closes its copies once its memory is planned):
   // SharedMemoryKey(VMA status, shmid) -> an fd of the object (engine range).
   std::map<uint64_t, int> shared_memory;
+  // --inherit-fd: resource ("pipe:[INO]", a file path without its leading
+  // '/') -> an fd of the caller's that stands for it (engine range).
+  std::map<std::string, int> inherit_fds;
   // Lowest fd number of the engine's range: fds the engine keeps in the task
   // (inherited ones included) are put at or above it.
   int fd_base = 0;

@@ -25,6 +25,7 @@
 #include "core/proc/proc.h"
 #include "core/ptrace/task.h"
 #include "core/restore/restore_task.h"
+#include "core/strings.h"
 #include "pstree.pb.h"
 #include "resources/task/core.h"
 #include "restorer/restorer_args.h"
@@ -503,6 +504,19 @@ class Restoring {
 
 }  // namespace
 
+absl::StatusOr<InheritFd> ParseInheritFd(std::string_view arg) {
+  InheritFd in;
+  const size_t close_at = arg.find("]:");
+  if (!arg.starts_with("fd[") || close_at == std::string_view::npos ||
+      !ParseInt(arg.substr(3, close_at - 3), in.fd) || in.fd < 0 ||
+      close_at + 2 >= arg.size()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--inherit-fd %s: want fd[N]:RESOURCE (e.g. fd[0]:pipe:[12345])", std::string(arg)));
+  }
+  in.resource = std::string(arg.substr(close_at + 2));
+  return in;
+}
+
 absl::StatusOr<RestoreResult> Restore(const RestoreRequest& request) {
   auto t0 = std::chrono::steady_clock::now();
   // The tasks change their working directories while restoring, so the
@@ -516,6 +530,16 @@ absl::StatusOr<RestoreResult> Restore(const RestoreRequest& request) {
   tree.images_dir = real;
   free(real);
   tree.shell_job = request.shell_job;
+  for (const InheritFd& in : request.inherit_fds) {
+    if (fcntl(in.fd, F_GETFD) < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--inherit-fd fd[%d]:%s: fd %d is not open", in.fd, in.resource, in.fd));
+    }
+    if (!tree.inherit_fds.emplace(in.resource, in.fd).second) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--inherit-fd: %s is given twice", in.resource));
+    }
+  }
   tree.engine_pid = getpid();
   auto tasks = ReadTree(tree.images_dir);
   if (!tasks.ok()) return tasks.status();

@@ -9,14 +9,29 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
 namespace crpp {
 
+// criu's --inherit-fd fd[N]:RESOURCE: the caller's fd N stands for the
+// resource the images name (e.g. "pipe:[12345]" for the pipe of inode 12345
+// at dump time, or a regular file's path without its leading '/'): the
+// tasks get it instead of a new one.
+struct InheritFd {
+  int fd = -1;
+  std::string resource;
+};
+
+// "fd[N]:RESOURCE" -> {N, RESOURCE}.
+absl::StatusOr<InheritFd> ParseInheritFd(std::string_view arg);
+
 struct RestoreRequest {
   std::string images_dir;
   bool shell_job = false;
+  std::vector<InheritFd> inherit_fds;
   // Called with the restored pid as soon as the task runs (pidfile, ...). An
   // error it returns fails the restore: the task is killed.
   std::function<absl::Status(pid_t)> on_running;

@@ -104,6 +104,15 @@ absl::Status SetUpRoot(TreeSpec& tree) {
     keep.insert(fd);
   }
   if (int lf = log::MoveFdAbove(tree.fd_base); lf >= 0) keep.insert(lf);
+  for (auto& [resource, fd] : tree.inherit_fds) {
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, tree.fd_base);
+    if (high < 0) {
+      return absl::InternalError(
+          absl::StrFormat("--inherit-fd %s: moving fd %d: %s", resource, fd, strerror(errno)));
+    }
+    fd = high;
+    keep.insert(fd);
+  }
   if (tree.shell_job) {
     for (int fd = 0; fd <= 2 && tree.tty_fd < 0; ++fd) {
       if (isatty(fd)) tree.tty_fd = fcntl(fd, F_DUPFD_CLOEXEC, tree.fd_base);
@@ -150,6 +159,7 @@ namespace {
 // The engine's fds in a task: `status` (status pipes), the log, the terminal.
 std::vector<int> EngineFds(const TreeSpec& tree, std::vector<int> status) {
   for (const auto& [key, fd] : tree.shared_memory) status.push_back(fd);
+  for (const auto& [resource, fd] : tree.inherit_fds) status.push_back(fd);
   if (int lf = log::MoveFdAbove(tree.fd_base); lf >= 0) status.push_back(lf);
   if (tree.tty_fd >= 0) status.push_back(tree.tty_fd);
   return status;
@@ -208,6 +218,7 @@ void WaitForGo(std::atomic<uint32_t>& word) {
   ctx.shell_job = tree.shell_job;
   ctx.tty_fd = tree.tty_fd;
   ctx.fd_base = tree.fd_base;
+  ctx.inherit_fds = tree.inherit_fds;
   ctx.plan = &plan;
   ctx.engine_fds = EngineFds(tree, tree.status_fds);
   Engine<DefaultResources> engine;

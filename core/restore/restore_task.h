@@ -51,6 +51,9 @@ struct TreeSpec {
   int tty_fd = -1;
   std::map<uint32_t, int> inherited;      // RestoreContext::inherited
   std::map<uint64_t, int> shared_memory;  // RestoreContext::shared_memory
+  // --inherit-fd: resource -> the caller's fd (moved to the engine's range
+  // in the root).
+  std::map<std::string, int> inherit_fds;
 };
 
 // clone3 with the given pid (0 in the child), waiting a moment for a dumped

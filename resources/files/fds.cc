@@ -203,8 +203,19 @@ namespace {
 // Opens a regular file, directory or device again as it was (flags, offset;
 // the terminal of a shell job is the restoring shell's): a new fd.
 absl::StatusOr<int> OpenReg(const criu::reg_file_entry& reg, int target_fd, int tty_fd,
-                            bool shell_job) {
+                            bool shell_job, const std::map<std::string, int>& inherit_fds) {
   const std::string& path = reg.name();
+  // --inherit-fd fd[N]:PATH (without the leading '/', as criu spells it).
+  for (const std::string& key : {path, path.substr(path.starts_with("/") ? 1 : 0)}) {
+    if (auto in = inherit_fds.find(key); in != inherit_fds.end()) {
+      int fd = fcntl(in->second, F_DUPFD_CLOEXEC, 0);
+      if (fd < 0) {
+        return absl::InternalError(
+            absl::StrFormat("fd %d: the inherited fd for %s: %s", target_fd, key, strerror(errno)));
+      }
+      return fd;
+    }
+  }
   bool terminal = S_ISCHR(reg.mode()) && shell_job;
   if (terminal) {
     struct stat st;
@@ -299,7 +310,7 @@ absl::Status Fds::RestoreShared(RestoreContext& ctx) {
     if (h == holders.end() || h->second < 2 || !f.has_reg() || ctx.inherited.count(f.id())) {
       continue;
     }
-    auto fd = OpenReg(f.reg(), -1, ctx.tty_fd, ctx.shell_job);
+    auto fd = OpenReg(f.reg(), -1, ctx.tty_fd, ctx.shell_job, ctx.inherit_fds);
     if (!fd.ok()) return fd.status();
     if (auto s = ctx.Inherit(f.id(), *fd); !s.ok()) {
       return absl::Status(s.code(), f.reg().name() + ": " + std::string(s.message()));
@@ -355,7 +366,7 @@ absl::Status Fds::Restore(RestoreContext& ctx) {
           absl::StrFormat("fd %d: files of type %s are not supported yet", fe.fd(),
                           criu::fd_types_Name(fe.type())));
     }
-    auto fd = OpenReg(it->second->reg(), target, ctx.tty_fd, ctx.shell_job);
+    auto fd = OpenReg(it->second->reg(), target, ctx.tty_fd, ctx.shell_job, ctx.inherit_fds);
     if (!fd.ok()) return fd.status();
     if (auto s = Place(*fd, target, cloexec, false); !s.ok()) return s;
   }

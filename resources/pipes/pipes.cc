@@ -171,6 +171,30 @@ absl::Status Refill(int fd, uint32_t id, const PipeData& d) {
 
 }  // namespace pipes_internal
 
+namespace {
+
+// Every description of pipe `pipe_id` the tree held is the caller's `fd`
+// (--inherit-fd): the tree may hold only the end the caller gives (the other
+// end is the caller's), and the buffered data is the caller's business.
+absl::Status InheritPipe(RestoreContext& ctx, uint32_t pipe_id,
+                         const std::vector<const criu::pipe_entry*>& ends, int fd) {
+  const int mode = fcntl(fd, F_GETFL) & O_ACCMODE;
+  for (const criu::pipe_entry* e : ends) {
+    if (static_cast<int>(e->flags() & O_ACCMODE) != mode) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "--inherit-fd pipe:[%d]: the tree held the %s end, the given fd is the other one",
+          pipe_id, (e->flags() & O_ACCMODE) == O_RDONLY ? "read" : "write"));
+    }
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) return Errno(absl::StrFormat("pipe %d: the inherited fd", pipe_id));
+    if (auto s = ctx.Inherit(e->id(), copy); !s.ok()) return s;
+  }
+  log::Info("pipes: pipe %d is the caller's (--inherit-fd), %d descriptions", pipe_id, ends.size());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 using pipes_internal::PipeData;
 using pipes_internal::ReadPipeData;
 using pipes_internal::Refill;
@@ -190,6 +214,12 @@ absl::Status Pipes::Restore(RestoreContext& ctx) {
   auto data = ReadPipeData(ctx.images_dir + "/pipes-data.img", images::PipesData());
   if (!data.ok()) return data.status();
   for (const auto& [pipe_id, ends] : by_pipe) {
+    // --inherit-fd pipe:[ID]: the caller's end of that pipe stands for it.
+    if (auto in = ctx.inherit_fds.find(absl::StrFormat("pipe:[%d]", pipe_id));
+        in != ctx.inherit_fds.end()) {
+      if (auto s = InheritPipe(ctx, pipe_id, ends, in->second); !s.ok()) return s;
+      continue;
+    }
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) return Errno(absl::StrFormat("pipe %d: pipe2", pipe_id));
     auto d = data->find(pipe_id);

@@ -112,6 +112,11 @@ int RestoreCommand(const Options& o) {
   req.images_dir = o.images_dir;
   req.shell_job = o.shell_job;
   req.on_running = [&o](pid_t pid) { return WritePidfile(o, pid); };
+  for (const std::string& arg : o.inherit_fd) {
+    auto in = ParseInheritFd(arg);
+    if (!in.ok()) return Fail("restore", in.status());
+    req.inherit_fds.push_back(*in);
+  }
   auto r = Restore(req);
   if (!r.ok()) return Fail("restore", r.status());
   if (o.display_stats) {
@@ -189,7 +194,8 @@ int Main(int argc, char** argv) {
       return DumpCommand(o);
     }
     case Command::kRestore: {
-      auto supported = Supported({"restore-detached", "pidfile", "shell-job", "display-stats"});
+      auto supported =
+          Supported({"restore-detached", "pidfile", "shell-job", "display-stats", "inherit-fd"});
       if (auto s = CheckSupported(o, supported); !s.ok()) return Fail(name, s);
       return RestoreCommand(o);
     }
