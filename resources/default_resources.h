@@ -9,13 +9,14 @@
 #include "resources/inventory/inventory.h"
 #include "resources/mm/memory.h"
 #include "resources/pipes/pipes.h"
+#include "resources/sockets/unix.h"
 #include "resources/task/core.h"
 #include "resources/tree/tree.h"
 
 namespace crpp {
 
 using DefaultResources =
-    Registry<resources::Inventory, resources::Tree, resources::Pipes, resources::Fds,
+    Registry<resources::Inventory, resources::Tree, resources::Pipes, resources::UnixSockets, resources::Fds,
              resources::Memory, resources::TaskCore, resources::FileTableImage>;
 
 }  // namespace crpp

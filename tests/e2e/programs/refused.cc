@@ -3,8 +3,8 @@
 //   fifo    a named FIFO (OUTDIR/fifo) open at both ends: every iteration
 //           sends a byte through it and reads it back;
 //   seccomp a seccomp filter (one that allows every syscall);
-//   child   a child process that holds a socket and waits (it dies with us:
-//           PR_SET_PDEATHSIG).
+//   child   a child process that holds a TCP socket and waits (it dies with
+//           us: PR_SET_PDEATHSIG).
 // Unlike the other programs it is not meant to be dumped: it is what the dump
 // refuses, and it checks that the refusal left it alone.
 // Verdict: the main loop counted; the FIFO carried every byte in order; the
@@ -69,8 +69,7 @@ int main(int argc, char** argv) {
     child = fork();
     if (child < 0) crpp::e2e::Die("fork");
     if (child == 0) {
-      int sv[2];
-      if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) _exit(3);
+      if (socket(AF_INET, SOCK_STREAM, 0) < 0) _exit(3);
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() != parent) _exit(0);
       for (;;) pause();
