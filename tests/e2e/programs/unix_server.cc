@@ -1,6 +1,6 @@
 // unix_server: a server with UNIX sockets of every kind the dump supports,
 // with data queued everywhere. The root (the server) listens on a stream
-// socket at OUTDIR/server.sock; two children connect to it:
+// socket at OUTDIR/server.sock (or in /tmp if too long); two children connect to it:
 //   client1  accepted; 100000 bytes from the server wait unread in client1's
 //            socket and 3000 bytes from client1 in the server's. It also
 //            shares a datagram and a seqpacket socketpair with the server,
@@ -187,8 +187,15 @@ void Wait() {
 
 int main(int argc, char** argv) {
   const std::string dir = crpp::e2e::Setup(argc, argv, "unix_server");
-  const std::string path = dir + "/server.sock";
+  // OUTDIR/server.sock, unless that is too long for a socket address; the
+  // path used is in OUTDIR/socket_path.
+  std::string path = dir + "/server.sock";
+  if (path.size() >= sizeof(sockaddr_un::sun_path)) {
+    path = "/tmp/crpp-unix-server-" + std::to_string(getpid()) + ".sock";
+  }
   unlink(path.c_str());
+  FILE* f = fopen((dir + "/socket_path").c_str(), "we");
+  if (f == nullptr || fputs(path.c_str(), f) < 0 || fclose(f) != 0) Die("socket_path");
   int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   socklen_t len;
   sockaddr_un addr = PathAddress(path, len);
@@ -313,5 +320,6 @@ int main(int argc, char** argv) {
              "child %d failed: %s", c, reports.c_str());
   }
   v.Note("%zu+%zu stream bytes, children: %s", kToClient, kToServer, reports.c_str());
+  if (path.rfind(dir, 0) != 0) unlink(path.c_str());
   v.Finish();
 }
