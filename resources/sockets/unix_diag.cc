@@ -20,7 +20,7 @@ absl::Status DiagError(const char* what) {
       absl::StrFormat("sock_diag of UNIX sockets: %s: %s", what, strerror(errno)));
 }
 
-void ParseOne(const nlmsghdr* h, std::map<uint32_t, DiagInfo>& out) {
+void ParseOne(const nlmsghdr* h, DiagTable& out) {
   const auto* msg = static_cast<const unix_diag_msg*>(NLMSG_DATA(h));
   DiagInfo d;
   d.ino = msg->udiag_ino;
@@ -70,12 +70,13 @@ void ParseOne(const nlmsghdr* h, std::map<uint32_t, DiagInfo>& out) {
         break;
     }
   }
-  out[d.ino] = std::move(d);
+  for (uint32_t client : d.icons) out.waiting_in[client] = d.ino;
+  out.sockets[d.ino] = std::move(d);
 }
 
 }  // namespace
 
-absl::StatusOr<std::map<uint32_t, DiagInfo>> ListUnixSockets() {
+absl::StatusOr<DiagTable> ListUnixSockets() {
   int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (nl < 0) return DiagError("socket");
   struct Closer {
@@ -100,7 +101,7 @@ absl::StatusOr<std::map<uint32_t, DiagInfo>> ListUnixSockets() {
   if (sendto(nl, &req, sizeof req, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) < 0) {
     return DiagError("sending the request");
   }
-  std::map<uint32_t, DiagInfo> out;
+  DiagTable out;
   alignas(nlmsghdr) static thread_local char buf[64 * 1024];
   for (;;) {
     ssize_t n = recv(nl, buf, sizeof buf, 0);

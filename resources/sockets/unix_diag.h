@@ -34,8 +34,16 @@ struct DiagInfo {
   bool abstract() const { return !name.empty() && name[0] == '\0'; }
 };
 
-// Every UNIX socket of the caller's network namespace, by inode.
-absl::StatusOr<std::map<uint32_t, DiagInfo>> ListUnixSockets();
+struct DiagTable {
+  std::map<uint32_t, DiagInfo> sockets;  // by inode
+  // The listening socket each waiting connection is queued in, by the
+  // connecting socket's inode. (The socket a connection makes in the queue
+  // has no inode until accepted: the connecting socket shows no peer.)
+  std::map<uint32_t, uint32_t> waiting_in;
+};
+
+// Every UNIX socket of the caller's network namespace.
+absl::StatusOr<DiagTable> ListUnixSockets();
 
 // A name for messages: the path, or "@name" for an abstract one, or
 // "(unbound)".

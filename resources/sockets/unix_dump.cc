@@ -85,8 +85,8 @@ absl::StatusOr<Sockets> Collect(const DumpContext& ctx) {
       auto link = proc::ReadLink(absl::StrFormat("/proc/%d/fd/%d", t.pid, fd));
       if (!link.ok()) return link.status();
       uint32_t ino = SocketInode(*link);
-      auto d = diag->find(ino);
-      if (ino == 0 || d == diag->end()) continue;  // not a UNIX socket: not ours
+      auto d = diag->sockets.find(ino);
+      if (ino == 0 || d == diag->sockets.end()) continue;  // not a UNIX socket: not ours
       HeldSocket& s = all[ino];
       if (s.holders.empty()) {
         auto info = proc::ReadFdInfo(t.pid, fd);
@@ -98,6 +98,7 @@ absl::StatusOr<Sockets> Collect(const DumpContext& ctx) {
       s.holders.push_back({t.pid, fd});
     }
   }
+  // Listening sockets first: the connections waiting in their queues.
   for (auto& [ino, s] : all) {
     const DiagInfo& d = s.d;
     if (!d.name.empty() && !d.abstract() && d.name[0] != '/') {
@@ -106,40 +107,68 @@ absl::StatusOr<Sockets> Collect(const DumpContext& ctx) {
     if (d.type != SOCK_STREAM && d.type != SOCK_DGRAM && d.type != SOCK_SEQPACKET) {
       return Refuse(s, absl::StrFormat("of socket type %d: not supported", d.type));
     }
-    if (d.state == TCP_LISTEN) {
-      for (size_t i = 0; i < d.icons.size(); ++i) {
-        auto client = all.find(d.icons[i]);
-        if (client == all.end()) {
-          return Refuse(s, absl::StrFormat("socket %d, outside the dumped tree, waits in its "
-                                           "queue of connections: not supported",
-                                           d.icons[i]));
-        }
-        // The socket the connection made in the listener's queue: data
-        // sent into it cannot be read before it is accepted.
-        auto embryo = diag->find(client->second.d.peer);
-        if (embryo != diag->end() && embryo->second.rqueue != 0) {
-          return Refuse(client->second,
-                        absl::StrFormat("sent %d bytes into a connection %s has not accepted "
-                                        "yet: not supported yet",
-                                        embryo->second.rqueue, Describe(s)));
-        }
-        client->second.peer = ino;
-        client->second.pending_rank = i + 1;
+    if (d.state != TCP_LISTEN) continue;
+    for (size_t i = 0; i < d.icons.size(); ++i) {
+      auto client = all.find(d.icons[i]);
+      if (client == all.end()) {
+        return Refuse(s, absl::StrFormat("socket %d, outside the dumped tree, waits in its "
+                                         "queue of connections: not supported",
+                                         d.icons[i]));
       }
-      continue;
+      // Bytes sent into a connection not accepted yet sit in a socket that
+      // has no fd to read them from.
+      if (client->second.d.wqueue != 0) {
+        return Refuse(client->second,
+                      absl::StrFormat("sent data into a connection %s has not accepted yet: "
+                                      "not supported yet",
+                                      Describe(s)));
+      }
+      client->second.peer = ino;
+      client->second.pending_rank = i + 1;
     }
+  }
+  for (auto& [ino, s] : all) {
+    const DiagInfo& d = s.d;
+    if (d.state == TCP_LISTEN || s.pending_rank != 0) continue;
     if (d.state != TCP_ESTABLISHED && d.state != TCP_CLOSE) {
       return Refuse(s, absl::StrFormat("in socket state %d: not supported", d.state));
     }
-    if (s.pending_rank != 0 || d.peer == 0) continue;
+    if (d.peer == 0) {
+      if (auto l = diag->waiting_in.find(ino); l != diag->waiting_in.end()) {
+        auto listener = diag->sockets.find(l->second);
+        return Refuse(
+            s, absl::StrFormat(
+                   "connected to the listening socket %d (%s), which no task of the "
+                   "dumped tree holds, and not accepted yet: external UNIX sockets are "
+                   "not supported yet",
+                   l->second,
+                   listener == diag->sockets.end() ? "?" : PrintableName(listener->second.name)));
+      }
+      // Connected to a socket with no inode: a connection not accepted yet
+      // in a listening socket we cannot see, unless the peer closed (then
+      // both directions are shut down).
+      if (d.state == TCP_ESTABLISHED && d.type != SOCK_DGRAM && d.shutdown != 3) {
+        return Refuse(s,
+                      "connected to a listening socket outside the dumped tree, not accepted "
+                      "yet: external UNIX sockets are not supported yet");
+      }
+      // A stream socket whose peer closed: made again with a peer that
+      // closes, or accepted from its listening socket again.
+      if (d.state == TCP_ESTABLISHED && d.type != SOCK_DGRAM && !d.name.empty() &&
+          ListenerOf(all, s) == nullptr) {
+        return Refuse(s, "accepted from a listening socket that is closed: not supported yet");
+      }
+      continue;
+    }
     auto peer = all.find(d.peer);
     if (peer == all.end()) {
-      auto outside = diag->find(d.peer);
+      auto outside = diag->sockets.find(d.peer);
       return Refuse(
           s, absl::StrFormat(
                  "connected to socket %d (%s), which no task of the dumped tree holds: "
                  "external UNIX sockets are not supported yet",
-                 d.peer, outside == diag->end() ? "gone" : PrintableName(outside->second.name)));
+                 d.peer,
+                 outside == diag->sockets.end() ? "gone" : PrintableName(outside->second.name)));
     }
     const HeldSocket& p = peer->second;
     if (d.type == SOCK_DGRAM) {
@@ -154,13 +183,6 @@ absl::StatusOr<Sockets> Collect(const DumpContext& ctx) {
       return Refuse(s, absl::StrFormat("a connection to %s accepted from a listening socket "
                                        "that is closed: not supported yet",
                                        Describe(p)));
-    }
-  }
-  for (auto& [ino, s] : all) {
-    // A stream socket whose peer closed: made again with a peer that closes.
-    if (s.d.state == TCP_ESTABLISHED && s.d.type != SOCK_DGRAM && s.d.peer == 0 &&
-        !s.d.name.empty() && ListenerOf(all, s) == nullptr) {
-      return Refuse(s, "accepted from a listening socket that is closed: not supported yet");
     }
   }
   return all;

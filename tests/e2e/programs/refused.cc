@@ -4,18 +4,21 @@
 //           sends a byte through it and reads it back;
 //   seccomp a seccomp filter (one that allows every syscall);
 //   child   a child process that holds a TCP socket and waits (it dies with
-//           us: PR_SET_PDEATHSIG).
+//           us: PR_SET_PDEATHSIG);
+//   unix_peer  a stream UNIX socket connected to the listening socket at
+//           CRPP_E2E_UNIX_PEER, which a process outside the tree holds.
 // Unlike the other programs it is not meant to be dumped: it is what the dump
 // refuses, and it checks that the refusal left it alone.
 // Verdict: the main loop counted; the FIFO carried every byte in order; the
 // process still runs under its filter; the child is still there, and ends
-// when killed.
+// when killed; the UNIX socket still sends.
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,6 +26,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "tests/e2e/programs/common.h"
@@ -51,6 +55,7 @@ int main(int argc, char** argv) {
   const std::string what = env != nullptr ? env : "";
   int pipe_fds[2] = {-1, -1};
   pid_t child = -1;
+  int unix_fd = -1;
   if (what == "fifo") {
     const std::string path = out_dir + "/fifo";
     if (mkfifo(path.c_str(), 0600) != 0) crpp::e2e::Die("mkfifo");
@@ -74,8 +79,17 @@ int main(int argc, char** argv) {
       if (getppid() != parent) _exit(0);
       for (;;) pause();
     }
+  } else if (what == "unix_peer") {
+    const char* peer = getenv("CRPP_E2E_UNIX_PEER");
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", peer != nullptr ? peer : "");
+    unix_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (unix_fd < 0 || connect(unix_fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      crpp::e2e::Die("connect to CRPP_E2E_UNIX_PEER");
+    }
   } else {
-    fprintf(stderr, "refused: CRPP_E2E_REFUSED must be fifo, seccomp or child\n");
+    fprintf(stderr, "refused: CRPP_E2E_REFUSED must be fifo, seccomp, child or unix_peer\n");
     exit(2);
   }
   crpp::e2e::Ready();
@@ -97,6 +111,9 @@ int main(int argc, char** argv) {
   } else if (what == "seccomp") {
     v.Expect(prctl(PR_GET_SECCOMP, 0, 0, 0, 0) == SECCOMP_MODE_FILTER,
              "the process no longer runs under its seccomp filter");
+  } else if (what == "unix_peer") {
+    v.Expect(send(unix_fd, "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1,
+             "the UNIX socket no longer sends: %s", strerror(errno));
   } else {
     v.Expect(kill(child, 0) == 0, "the child %d is gone", child);
     kill(child, SIGKILL);
