@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -42,7 +43,23 @@ struct HeldSocket {
   // waiting in its queue, else the kernel's peer.
   uint32_t peer = 0;
   size_t pending_rank = 0;  // place in the listening socket's queue
+  // A datagram socket connected to one outside the tree (--external).
+  std::optional<DiagInfo> external_peer;
 };
+
+// UNIX sockets that are not ours but that --external lets sockets of
+// ours be connected to: the flag CRIU marks them with (uflags).
+constexpr uint32_t kUskExtern = 1;
+
+// `--external unix[INO]` names the socket of the tree or its peer outside.
+bool ExternalAllowed(const DumpContext& ctx, uint32_t ino, uint32_t peer) {
+  for (const std::string& e : ctx.external) {
+    if (e == absl::StrFormat("unix[%d]", ino) || e == absl::StrFormat("unix[%d]", peer)) {
+      return true;
+    }
+  }
+  return false;
+}
 
 using Sockets = std::map<uint32_t, HeldSocket>;
 
@@ -163,12 +180,21 @@ absl::StatusOr<Sockets> Collect(const DumpContext& ctx) {
     auto peer = all.find(d.peer);
     if (peer == all.end()) {
       auto outside = diag->sockets.find(d.peer);
+      // A datagram socket can be connected again by name to a bound one.
+      bool by_name =
+          d.type == SOCK_DGRAM && outside != diag->sockets.end() && !outside->second.name.empty();
+      if (by_name && ExternalAllowed(ctx, ino, d.peer)) {
+        s.external_peer = outside->second;
+        continue;
+      }
       return Refuse(
           s, absl::StrFormat(
-                 "connected to socket %d (%s), which no task of the dumped tree holds: "
-                 "external UNIX sockets are not supported yet",
-                 d.peer,
-                 outside == diag->sockets.end() ? "gone" : PrintableName(outside->second.name)));
+                 "connected to socket %d (%s), which no task of the dumped tree holds: %s", d.peer,
+                 outside == diag->sockets.end() ? "gone" : PrintableName(outside->second.name),
+                 by_name ? absl::StrFormat("dump with --external unix[%d] to connect to it again "
+                                           "by name at restore",
+                                           d.peer)
+                         : std::string("external UNIX sockets are not supported yet")));
     }
     const HeldSocket& p = peer->second;
     if (d.type == SOCK_DGRAM) {
@@ -214,6 +240,12 @@ absl::StatusOr<criu::file_entry> Entry(const HeldSocket& s, std::vector<std::str
     auto q = unix_sk::PeekQueue(*copy, s.d.type, what);
     if (!q.ok()) return q.status();
     queue = std::move(*q);
+  }
+  if (s.external_peer && !queue.empty()) {
+    // Only its peer may send to it, and that one is not ours.
+    return absl::UnimplementedError(absl::StrFormat(
+        "%s: %d messages queued in a socket connected outside the tree: not supported yet", what,
+        queue.size()));
   }
   criu::file_entry e;
   e.set_type(criu::UNIXSK);
@@ -261,6 +293,35 @@ absl::Status UnixSockets::Dump(DumpContext& ctx) {
   std::stable_sort(order.begin(), order.end(), [](const HeldSocket* a, const HeldSocket* b) {
     return a->pending_rank < b->pending_rank;
   });
+  std::set<uint32_t> outside;  // external peers written
+  for (const HeldSocket* s : order) {
+    if (!s->external_peer || !outside.insert(s->external_peer->ino).second) continue;
+    // The socket outside, by name, for restore to connect to.
+    const DiagInfo& x = *s->external_peer;
+    criu::file_entry e;
+    e.set_type(criu::UNIXSK);
+    e.set_id(0);
+    auto* u = e.mutable_usk();
+    u->set_id(0);
+    u->set_ino(x.ino);
+    u->set_type(x.type);
+    u->set_state(x.state);
+    u->set_flags(0);
+    u->set_uflags(kUskExtern);
+    u->set_backlog(0);
+    u->set_peer(x.peer);
+    *u->mutable_fown() = NoOwner();
+    auto* o = u->mutable_opts();
+    o->set_so_sndbuf(0);
+    o->set_so_rcvbuf(0);
+    o->set_so_snd_tmo_sec(0);
+    o->set_so_snd_tmo_usec(0);
+    o->set_so_rcv_tmo_sec(0);
+    o->set_so_rcv_tmo_usec(0);
+    u->set_name(x.name);
+    ctx.files->Add(std::move(e));
+    log::Info("unix: socket %d (%s) outside the tree, external", x.ino, PrintableName(x.name));
+  }
   for (const HeldSocket* s : order) {
     std::vector<std::string> queue;
     auto e = Entry(*s, queue);

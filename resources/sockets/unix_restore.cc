@@ -27,6 +27,10 @@ namespace {
 
 using unix_sk::PrintableName;
 
+// CRIU's uflags bit for a socket outside the tree (not restored; ours
+// connect to it by name).
+constexpr uint32_t kUskExtern = 1;
+
 struct Sock {
   const criu::unix_sk_entry* e = nullptr;
   int fd = -1;
@@ -39,6 +43,8 @@ struct Sock {
 // files bound here removed, so a failed restore leaves nothing behind.
 struct Made {
   std::map<uint32_t, Sock> by_ino;
+  // Sockets outside the tree (--external) some of ours connect to by name.
+  std::map<uint32_t, const criu::unix_sk_entry*> external;
   std::vector<uint32_t> order;  // inodes in file id order
   std::vector<std::string> bound_paths;
   bool done = false;
@@ -243,6 +249,10 @@ absl::Status MakeAll(Made& m) {
     Sock& s = m.by_ino[ino];
     const criu::unix_sk_entry& e = *s.e;
     Sock* peer = Find(m, e.peer());
+    if (auto x = m.external.find(e.peer()); x != m.external.end() && e.type() == SOCK_DGRAM) {
+      if (auto st = Connect(s.fd, e, x->second->name()); !st.ok()) return st;
+      continue;
+    }
     if (peer == nullptr || e.state() != TCP_ESTABLISHED) continue;
     if (e.type() == SOCK_DGRAM) {
       if (peer->e->name().empty()) continue;  // a socketpair, connected already
@@ -336,6 +346,10 @@ absl::Status UnixSockets::Restore(RestoreContext& ctx) {
     const criu::unix_sk_entry& e = f.usk();
     if (e.name().empty() && e.state() == TCP_LISTEN) {
       return absl::DataLossError(absl::StrFormat("%s: listening but unbound", What(e)));
+    }
+    if (e.uflags() & kUskExtern) {
+      m.external[e.ino()] = &e;
+      continue;
     }
     m.by_ino[e.ino()].e = &e;
     m.order.push_back(e.ino());

@@ -12,6 +12,9 @@
 // The server also holds a stream socketpair of its own: one end O_NONBLOCK
 // with SO_PASSCRED and a set SO_SNDBUF, the other wrote "bye" and shut its
 // writing side down.
+// With CRPP_E2E_UNIX_EXTERNAL=PATH in the environment, the server also
+// connects a datagram socket to PATH (a socket outside the tree, dumped
+// with --external) and sends "external-after" through it at the verdict.
 // Verdict (root, then each child on SIGUSR2): every socket reads exactly
 // what was queued in it, in order and with message boundaries, and nothing
 // more; options, flags and the shutdown hold; the pending connection is
@@ -29,6 +32,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -214,6 +218,15 @@ int main(int argc, char** argv) {
   if (abstract_sk < 0 || bind(abstract_sk, reinterpret_cast<sockaddr*>(&aaddr), alen) != 0) {
     Die("bind abstract");
   }
+  int external = -1;
+  if (const char* ext = getenv("CRPP_E2E_UNIX_EXTERNAL"); ext != nullptr) {
+    socklen_t elen;
+    sockaddr_un eaddr = PathAddress(ext, elen);
+    external = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (external < 0 || connect(external, reinterpret_cast<sockaddr*>(&eaddr), elen) != 0) {
+      Die("connect to CRPP_E2E_UNIX_EXTERNAL");
+    }
+  }
   int dg[2], sp[2], own[2], rep[2];
   if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, dg) != 0 ||
       socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0 ||
@@ -231,6 +244,7 @@ int main(int argc, char** argv) {
   if (client1 < 0) Die("fork");
   if (client1 == 0) {
     for (int fd : {listener, abstract_sk, dg[0], sp[0], own[0], own[1], rep[0], a1}) close(fd);
+    if (external >= 0) close(external);
     if (!SendAll(c1, Pattern(3, kToServer))) _exit(3);
     for (const std::string& m : Messages(1)) send(dg[1], m.data(), m.size(), 0);
     for (const std::string& m : Messages(3)) send(sp[1], m.data(), m.size(), 0);
@@ -247,6 +261,7 @@ int main(int argc, char** argv) {
   if (client2 < 0) Die("fork");
   if (client2 == 0) {
     for (int fd : {listener, abstract_sk, dg[0], sp[0], own[0], own[1], rep[0], a1}) close(fd);
+    if (external >= 0) close(external);
     Client2(c2, rep[1]);
   }
   close(c2);
@@ -307,6 +322,10 @@ int main(int argc, char** argv) {
   v.Expect(a3 >= 0 && SendAll(c3, "new") && ReadExactly(a3, 3) == "new" && SendAll(a3, "wen") &&
                ReadExactly(c3, 3) == "wen",
            "a new client cannot talk to the server");
+  if (external >= 0) {
+    v.Expect(send(external, "external-after", 14, MSG_DONTWAIT) == 14,
+             "the socket connected outside the tree cannot send: %s", strerror(errno));
+  }
   std::string reports;
   while (WaitReadable(rep[0], 5000)) {
     char buf[4096];
