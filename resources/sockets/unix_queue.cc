@@ -158,11 +158,18 @@ absl::StatusOr<criu::sk_opts_entry> ReadOptions(int sock, const std::string& wha
   return o;
 }
 
-absl::Status SetSendBuffer(int sock, uint32_t bytes, const std::string& what) {
-  // The kernel doubles what it is given; FORCE passes the sysctl limits.
-  int half = static_cast<int>(bytes / 2);
-  if (setsockopt(sock, SOL_SOCKET, SO_SNDBUFFORCE, &half, sizeof half) != 0) {
-    return Errno(what, "setting SO_SNDBUF");
+// Sets a buffer size as getsockopt reports it (the kernel doubles what it
+// is given), past the sysctl limits with `forced` if need be.
+absl::Status SetBuffer(int sock, int opt, int forced, uint32_t bytes, const std::string& what,
+                       const char* name) {
+  int half = static_cast<int>(bytes / 2), now = 0;
+  socklen_t len = sizeof now;
+  if (setsockopt(sock, SOL_SOCKET, opt, &half, sizeof half) == 0 &&
+      getsockopt(sock, SOL_SOCKET, opt, &now, &len) == 0 && static_cast<uint32_t>(now) == bytes) {
+    return absl::OkStatus();
+  }
+  if (setsockopt(sock, SOL_SOCKET, forced, &half, sizeof half) != 0) {
+    return Errno(what, absl::StrFormat("setting %s to %d", name, bytes).c_str());
   }
   return absl::OkStatus();
 }
@@ -181,8 +188,8 @@ absl::Status ApplyOptions(int sock, const criu::sk_opts_entry& o, const std::str
     }
     return absl::OkStatus();
   };
-  absl::Status s = SetSendBuffer(sock, o.so_sndbuf(), what);
-  if (s.ok()) s = set_int(SO_RCVBUFFORCE, static_cast<int>(o.so_rcvbuf() / 2), "SO_RCVBUF");
+  absl::Status s = SetBuffer(sock, SO_SNDBUF, SO_SNDBUFFORCE, o.so_sndbuf(), what, "SO_SNDBUF");
+  if (s.ok()) s = SetBuffer(sock, SO_RCVBUF, SO_RCVBUFFORCE, o.so_rcvbuf(), what, "SO_RCVBUF");
   if (s.ok()) s = set_tv(SO_SNDTIMEO, o.so_snd_tmo_sec(), o.so_snd_tmo_usec(), "SO_SNDTIMEO");
   if (s.ok()) s = set_tv(SO_RCVTIMEO, o.so_rcv_tmo_sec(), o.so_rcv_tmo_usec(), "SO_RCVTIMEO");
   if (s.ok() && o.so_passcred()) s = set_int(SO_PASSCRED, 1, "SO_PASSCRED");

@@ -28,8 +28,6 @@ absl::StatusOr<std::vector<std::string>> PeekQueue(int sock, int type, const std
 absl::StatusOr<criu::sk_opts_entry> ReadOptions(int sock, const std::string& what);
 // Sets them again on `sock`; the buffer sizes are set as they were read.
 absl::Status ApplyOptions(int sock, const criu::sk_opts_entry& opts, const std::string& what);
-// Sets SO_SNDBUF (as getsockopt reports it: twice what is asked).
-absl::Status SetSendBuffer(int sock, uint32_t bytes, const std::string& what);
 
 }  // namespace crpp::resources::unix_sk
 

@@ -83,8 +83,21 @@ absl::StatusOr<int> NewSocket(const criu::unix_sk_entry& e) {
   return fd;
 }
 
+// True if a socket of `type` answers at `path` (a live one, not a stale
+// file left by a socket that closed).
+bool Answers(const std::string& path, uint32_t type) {
+  int probe = socket(AF_UNIX, static_cast<int>(type) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (probe < 0) return false;
+  sockaddr_un a;
+  socklen_t len = Address(path, a);
+  int r = connect(probe, reinterpret_cast<sockaddr*>(&a), len);
+  int err = errno;
+  close(probe);
+  return r == 0 || err == EAGAIN;
+}
+
 // Binds `fd` to the entry's name, replacing a stale socket file at its path
-// and giving the file its mode and owner back.
+// (not a live socket's) and giving the file its mode and owner back.
 absl::Status Bind(Made& m, int fd, const criu::unix_sk_entry& e) {
   const std::string& name = e.name();
   if (name.empty()) return absl::OkStatus();
@@ -98,6 +111,10 @@ absl::Status Bind(Made& m, int fd, const criu::unix_sk_entry& e) {
       if (!S_ISSOCK(st.st_mode)) {
         return absl::FailedPreconditionError(
             absl::StrFormat("%s: %s exists and is not a socket", What(e), name));
+      }
+      if (Answers(name, e.type())) {
+        return absl::FailedPreconditionError(
+            absl::StrFormat("%s: a live socket is bound to %s", What(e), name));
       }
       if (unlink(name.c_str()) != 0) return Errno(e, "removing the stale socket file");
     }
