@@ -3,6 +3,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <string_view>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -102,8 +104,22 @@ absl::StatusOr<Sockets> Collect(const DumpContext& ctx) {
       auto link = proc::ReadLink(absl::StrFormat("/proc/%d/fd/%d", t.pid, fd));
       if (!link.ok()) return link.status();
       uint32_t ino = SocketInode(*link);
+      if (ino == 0) continue;
       auto d = diag->sockets.find(ino);
-      if (ino == 0 || d == diag->sockets.end()) continue;  // not a UNIX socket: not ours
+      if (d == diag->sockets.end()) {
+        // Not a UNIX socket of our network namespace: another family is
+        // the fds plugin's to refuse; a UNIX one elsewhere is refused here.
+        char proto[32] = {0};
+        std::string path = absl::StrFormat("/proc/%d/fd/%d", t.pid, fd);
+        if (getxattr(path.c_str(), "system.sockprotoname", proto, sizeof proto - 1) > 0 &&
+            std::string_view(proto).starts_with("UNIX")) {
+          return absl::UnimplementedError(absl::StrFormat(
+              "pid %d fd %d: UNIX socket %d is not in the dumper's network namespace: not "
+              "supported yet",
+              t.pid, fd, ino));
+        }
+        continue;
+      }
       HeldSocket& s = all[ino];
       if (s.holders.empty()) {
         auto info = proc::ReadFdInfo(t.pid, fd);
