@@ -24,6 +24,7 @@ uint32_t FileTable::Add(criu::file_entry entry) {
   // The payload carries the id too (reg.id, pipe.id, ...), as CRIU writes it.
   if (entry.has_reg()) entry.mutable_reg()->set_id(id);
   if (entry.has_pipe()) entry.mutable_pipe()->set_id(id);
+  if (entry.has_usk()) entry.mutable_usk()->set_id(id);
   entries_.push_back(std::move(entry));
   return id;
 }

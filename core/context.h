@@ -114,6 +114,9 @@ struct DumpContext {
   pid_t root_pid = 0;
   std::string images_dir;  // where images are written
   bool shell_job = false;
+  // --external values ("unix[INO]", ...): what outside the tree the dump
+  // may refer to.
+  std::vector<std::string> external;
   // Every process of the tree, parents before their children; tree[0] is the
   // root. Set by the dump driver; empty in tests of plugins that need no task.
   std::vector<TreeTask> tree;

@@ -12,6 +12,7 @@
 #include "resources/mm/shmem.h"
 #include "resources/pipes/fifo.h"
 #include "resources/pipes/pipes.h"
+#include "resources/sockets/unix.h"
 #include "resources/task/core.h"
 #include "resources/tree/tree.h"
 
@@ -19,8 +20,8 @@ namespace crpp {
 
 using DefaultResources =
     Registry<resources::Inventory, resources::Tree, resources::Pipes, resources::Fifos,
-             resources::Shmem, resources::Inotify, resources::Fds, resources::Memory,
-             resources::TaskCore, resources::FileTableImage>;
+             resources::UnixSockets, resources::Shmem, resources::Inotify, resources::Fds,
+             resources::Memory, resources::TaskCore, resources::FileTableImage>;
 
 }  // namespace crpp
 

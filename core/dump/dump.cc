@@ -255,6 +255,7 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
   ctx.root_pid = pid;
   ctx.images_dir = req.images_dir;
   ctx.shell_job = req.shell_job;
+  ctx.external = req.external;
   ctx.files = &files;
   ctx.stats = &stats;
 

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/context.h"
@@ -19,6 +20,9 @@ struct DumpRequest {
   bool leave_running = false;  // -R
   bool leave_stopped = false;  // -s
   bool shell_job = false;
+  // --external values ("unix[INO]", ...): resources outside the tree the
+  // dump may refer to.
+  std::vector<std::string> external;
   // For tests: fail on purpose right after the plugin of this name ran, before
   // the next one starts ("" = never), to prove that a failed dump leaves the
   // target running. A name that is no plugin's is refused.

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,10 +31,11 @@ struct FdFile {
   std::string path;
   struct stat st;
   proc::FdInfo info;
+  std::string protocol;  // of a socket: "UNIX-STREAM", "TCP", ...
 };
 
 absl::StatusOr<FdFile> Inspect(pid_t pid, int fd) {
-  FdFile f{fd, {}, {}, {}};
+  FdFile f{fd, {}, {}, {}, {}};
   std::string link = absl::StrFormat("/proc/%d/fd/%d", pid, fd);
   auto target = proc::ReadLink(link);
   if (!target.ok()) return target.status();
@@ -44,6 +46,11 @@ absl::StatusOr<FdFile> Inspect(pid_t pid, int fd) {
   auto info = proc::ReadFdInfo(pid, fd);
   if (!info.ok()) return info.status();
   f.info = *info;
+  if (S_ISSOCK(f.st.st_mode)) {
+    char proto[64] = {0};
+    ssize_t n = getxattr(link.c_str(), "system.sockprotoname", proto, sizeof proto - 1);
+    f.protocol = n > 0 ? std::string(proto, strnlen(proto, static_cast<size_t>(n))) : "unknown";
+  }
   return f;
 }
 
@@ -67,7 +74,10 @@ std::string Unsupported(const FdFile& f, bool shell_job) {
     return "";
   }
   if (S_ISFIFO(m)) return "";  // the pipes and fifos plugins have them
-  if (S_ISSOCK(m)) return "a socket (" + f.path + "): not supported yet";
+  if (S_ISSOCK(m)) {
+    if (f.protocol.rfind("UNIX", 0) == 0) return "";  // the unix plugin has it
+    return "a " + f.protocol + " socket (" + f.path + "): only UNIX sockets are supported yet";
+  }
   if (f.path == "anon_inode:inotify") return "";  // the inotify plugin has it
   if (f.path.rfind("anon_inode:", 0) == 0) return "an " + f.path + " fd: not supported yet";
   return "of an unsupported kind (" + f.path + ")";
@@ -127,6 +137,9 @@ absl::Status Fds::Dump(DumpContext& ctx) {
     DumpContext::FdRef ref;
     if (auto it = ctx.fd_ids.find({pid, fd}); it != ctx.fd_ids.end()) {
       ref = it->second;
+    } else if (S_ISSOCK(f->st.st_mode)) {
+      return absl::InternalError(
+          absl::StrFormat("pid %d fd %d: the socket %s was not dumped", pid, fd, f->path));
     } else {
       ref.id = ctx.files->FindDescription(pid, fd, f->st.st_dev, f->st.st_ino);
       ref.type = criu::REG;

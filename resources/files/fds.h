@@ -4,7 +4,8 @@
 // Supported: regular files and directories (path, flags, position; the size
 // is checked at restore), character devices by path (/dev/null, ...), and
 // with --shell-job the terminal, which restore replaces by the restoring
-// shell's terminal. Anything else is refused at dump with its fd and kind.
+// shell's terminal; pipes and UNIX sockets by the ids their plugins gave. Anything else is refused
+// at dump with its fd and kind.
 #ifndef CRPP_RESOURCES_FILES_FDS_H_
 #define CRPP_RESOURCES_FILES_FDS_H_
 
@@ -13,6 +14,7 @@
 #include "absl/status/status.h"
 #include "core/registry.h"
 #include "resources/pipes/pipes.h"
+#include "resources/sockets/unix.h"
 #include "resources/tree/tree.h"
 
 namespace crpp::resources {
@@ -21,7 +23,7 @@ struct Fds {
   static constexpr std::string_view kName = "fds";
   static constexpr Stage kStage = Stage::kFiles;
   static constexpr std::string_view kImages[] = {"FDINFO", "FS"};
-  using Depends = DependsOn<Tree, Pipes>;
+  using Depends = DependsOn<Tree, Pipes, UnixSockets>;
   static absl::Status Precheck(DumpContext& ctx);
   static absl::Status Dump(DumpContext& ctx);
   static absl::Status Restore(RestoreContext& ctx);

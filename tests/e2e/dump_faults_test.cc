@@ -6,7 +6,8 @@
 //   (the ptrace layer's test hook fails the Nth one), also with a signal sent
 //   to the target in the middle of the dump: it must not be lost;
 // - refused before the target is touched: no such pid, a zombie, what the
-//   precheck refuses (a fanotify fd, seccomp, a child), an images directory
+//   precheck refuses (a fanotify fd, seccomp, a child's TCP socket, a shared fd
+//   table, a UNIX peer outside the tree), an images directory
 //   that does not exist or cannot be written, an unknown fail_after;
 // - while writing the images: a full disk, an image path taken by a directory.
 // After each, the program must run (not stopped, its loop advancing), look the
@@ -20,7 +21,9 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -61,9 +64,16 @@ struct PluginImage {
   std::string_view image;  // "PID" stands for the target's pid; "": none of its own
 };
 constexpr PluginImage kPlugins[] = {
-    {"inventory", "inventory.img"}, {"tree", "pstree.img"},   {"pipes", "pipes-data.img"},
-    {"fifos", "fifo-data.img"},     {"shmem", "memfd.img"},   {"inotify", ""},
-    {"fds", "fdinfo-1.img"},        {"memory", "mm-PID.img"}, {"core", "core-PID.img"},
+    {"inventory", "inventory.img"},
+    {"tree", "pstree.img"},
+    {"pipes", "pipes-data.img"},
+    {"fifos", "fifo-data.img"},
+    {"unix", "sk-queues.img"},
+    {"shmem", "memfd.img"},
+    {"inotify", ""},
+    {"fds", "fdinfo-1.img"},
+    {"memory", "mm-PID.img"},
+    {"core", "core-PID.img"},
     {"files", "files.img"},
 };
 
@@ -319,6 +329,9 @@ BOOST_AUTO_TEST_CASE(fail_after_each_plugin_signals) {
   FailAfterEachPlugin("signals", /*send_sigusr2=*/true);
 }
 BOOST_AUTO_TEST_CASE(fail_after_each_plugin_threads) { FailAfterEachPlugin("threads"); }
+// Sockets with data queued everywhere: a failed dump must not lose a byte
+// nor leave a peek offset behind.
+BOOST_AUTO_TEST_CASE(fail_after_each_plugin_unix_server) { FailAfterEachPlugin("unix_server"); }
 
 // Every injected syscall of a whole dump, one failure per dump.
 BOOST_AUTO_TEST_CASE(fail_each_injected_syscall_registers) {
@@ -470,9 +483,45 @@ void RefusedAtPrecheck(const std::string& what, const std::string& reason) {
 
 BOOST_AUTO_TEST_CASE(refused_fanotify) { RefusedAtPrecheck("fanotify", "anon_inode:[fanotify]"); }
 BOOST_AUTO_TEST_CASE(refused_seccomp) { RefusedAtPrecheck("seccomp", "runs under seccomp"); }
-BOOST_AUTO_TEST_CASE(refused_child) { RefusedAtPrecheck("child", "is a socket"); }
+// The child's TCP socket: UNIX sockets are dumped, other families not yet.
+BOOST_AUTO_TEST_CASE(refused_child) { RefusedAtPrecheck("child", "is a TCP socket (socket:["); }
 BOOST_AUTO_TEST_CASE(refused_shared_fds) {
   RefusedAtPrecheck("shared_fds", "share their fd table (CLONE_FILES)");
+}
+
+// A UNIX socket connected to one outside the dumped tree (a listening
+// socket of this test's, its connection not accepted) is refused before the
+// target is stopped, naming the pid, the fd and the peer's name.
+BOOST_AUTO_TEST_CASE(refused_unix_peer_outside_tree) {
+  const std::string path = absl::StrCat("/tmp/crpp-dump-faults-", getpid(), ".sock");
+  unlink(path.c_str());
+  const int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+  BOOST_REQUIRE(listener >= 0);
+  BOOST_REQUIRE(bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  BOOST_REQUIRE(listen(listener, 4) == 0);
+  {
+    SessionOptions options;
+    options.env = {"CRPP_E2E_REFUSED=unix_peer", "CRPP_E2E_UNIX_PEER=" + path};
+    Session s("refused_unix_peer", "refused", options);
+    const std::string before = StartAndView(s);
+    crpp::DumpRequest req = Request(s, FreshDir(s, "images"));
+    Dumped d = DumpLogged(s, req, "unix_peer");
+    RequireFailed(s, d, absl::StatusCode::kUnimplemented, "which no task of the dumped tree holds");
+    BOOST_CHECK_MESSAGE(
+        absl::StrContains(d.status.message(), absl::StrCat("pid ", s.pid(), " fd ")),
+        "the error names no pid and fd: " << d.status);
+    BOOST_CHECK_MESSAGE(absl::StrContains(d.status.message(), "(" + path + ")"),
+                        "the error does not name the peer: " << d.status);
+    BOOST_CHECK_MESSAGE(!Froze(d), "the target was frozen: the log says\n" << d.log);
+    BOOST_TEST(std::filesystem::is_empty(req.images_dir));
+    RequireUntouched(s, before);
+    RequireOkVerdict(s);
+  }
+  close(listener);
+  unlink(path.c_str());
 }
 
 // A request that cannot work is refused before the target is touched.

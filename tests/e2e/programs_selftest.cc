@@ -6,7 +6,10 @@
 #include <elf.h>
 #include <signal.h>
 #include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <sys/user.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -187,6 +190,46 @@ BOOST_AUTO_TEST_CASE(inotify) {
 BOOST_AUTO_TEST_CASE(threads) {
   Session s("threads");
   RunStandalone(s);
+}
+
+BOOST_AUTO_TEST_CASE(unix_server) {
+  Session s("unix_server");
+  RunStandalone(s);
+}
+
+// What a restore that loses a queued byte would do: one byte of the 3000
+// waiting in the server's accepted connection is read away from outside
+// (through a copy of the socket taken with pidfd_getfd).
+BOOST_AUTO_TEST_CASE(unix_server_catches_a_lost_byte) {
+  Session s("unix_server_lost_byte", "unix_server");
+  E2E_REQUIRE_OK(s, s.Start());
+  const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, s.pid(), 0));
+  BOOST_REQUIRE(pidfd >= 0);
+  std::ifstream path_file(s.out_dir() + "/socket_path");
+  std::string path;
+  std::getline(path_file, path);
+  bool taken = false;
+  for (const auto& e :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(s.pid()) + "/fd")) {
+    const int fd = static_cast<int>(
+        syscall(SYS_pidfd_getfd, pidfd, std::stoi(e.path().filename().string()), 0));
+    if (fd < 0) continue;
+    sockaddr_un name{};
+    socklen_t len = sizeof name;
+    int listening = 1;
+    socklen_t ol = sizeof listening;
+    char byte;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&name), &len) == 0 &&
+        name.sun_family == AF_UNIX && path == name.sun_path &&
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ol) == 0 && listening == 0) {
+      taken = recv(fd, &byte, 1, MSG_DONTWAIT) == 1;
+    }
+    close(fd);
+    if (taken) break;
+  }
+  close(pidfd);
+  BOOST_REQUIRE_MESSAGE(taken, "no accepted connection bound to " << path);
+  RequireFailVerdict(s, {"stream: 2999 bytes queued, want the 3000 sent"});
 }
 
 // A worker thread (the second thread created: worker-1) whose registers a

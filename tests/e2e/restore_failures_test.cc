@@ -10,7 +10,9 @@
 // Then the intact images restore and the program's verdict is OK: nothing but
 // the damage was in the way.
 #define BOOST_TEST_MODULE restore_failures
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -334,4 +336,44 @@ BOOST_AUTO_TEST_CASE(tree_child_core_image_deleted) {
   // DamagedImages restored the intact images after the failure: the pids
   // were all free again.
   BOOST_TEST(tree.size() == 4u);
+}
+
+// The messages queued in the UNIX sockets are cut short: the restore fails
+// naming sk-queues.img.
+BOOST_AUTO_TEST_CASE(sk_queues_image_truncated) {
+  DamagedImages("sk_queues_truncated", "unix_server", [](const std::string& dir, pid_t) {
+    const std::string queues = dir + "/sk-queues.img";
+    const std::string data = ReadFile(queues);
+    BOOST_REQUIRE(data.size() > 100000);
+    WriteFile(queues, data.substr(0, data.size() - 1000));
+    return Expected{{"unix: restore: ", queues}};
+  });
+}
+
+// A live socket is bound at the path of the listening socket: the restore
+// does not take its path away, fails naming it and leaves nothing behind;
+// once that socket is gone, the images restore.
+BOOST_AUTO_TEST_CASE(unix_socket_path_in_use) {
+  int live = -1;
+  std::string path;
+  DamagedImages(
+      "unix_socket_path_in_use", "unix_server",
+      [&](const std::string& dir, pid_t) {
+        // The path the server listens at (unix_server.cc): DIR is
+        // SESSION/damaged, the program's OUTDIR is SESSION/out.
+        path = ReadFile(dir + "/../out/socket_path");
+        BOOST_REQUIRE(!path.empty());
+        unlink(path.c_str());  // the stale socket file of the dumped server
+        live = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+        BOOST_REQUIRE(bind(live, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        BOOST_REQUIRE(listen(live, 4) == 0);
+        return Expected{{"unix: restore: ", "a live socket is bound to " + path}};
+      },
+      [&] {
+        BOOST_TEST(Exists(path), "the restore removed the live socket's file");
+        close(live);
+      });
 }

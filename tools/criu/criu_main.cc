@@ -99,6 +99,14 @@ int DumpCommand(const Options& o) {
   req.leave_running = o.leave_running;
   req.leave_stopped = o.leave_stopped;
   req.shell_job = o.shell_job;
+  for (const std::string& e : o.external) {
+    // unix[INO]: a UNIX socket outside the tree (resources/sockets/unix.h).
+    if (!e.starts_with("unix[") || !e.ends_with("]")) {
+      return Fail("dump", absl::UnimplementedError(absl::StrFormat(
+                              "--external %s: only unix[INO] is supported yet", e)));
+    }
+  }
+  req.external = o.external;
   auto stats = Dump(req);
   if (!stats.ok()) return Fail("dump", stats.status());
   if (auto s = WritePidfile(o, req.pid); !s.ok()) return Fail("dump", s);
@@ -189,7 +197,7 @@ int Main(int argc, char** argv) {
     }
     case Command::kDump: {
       auto supported = Supported({"tree", "leave-running", "leave-stopped", "shell-job", "pidfile",
-                                  "display-stats", "timeout"});
+                                  "external", "display-stats", "timeout"});
       if (auto s = CheckSupported(o, supported); !s.ok()) return Fail(name, s);
       return DumpCommand(o);
     }

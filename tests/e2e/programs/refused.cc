@@ -2,14 +2,16 @@
 // by CRPP_E2E_REFUSED in the environment, and counts like the counter program:
 //   fanotify a fanotify fd (of the notification class, no marks);
 //   seccomp a seccomp filter (one that allows every syscall);
-//   child   a child process that holds a socket and waits (it dies with us:
-//           PR_SET_PDEATHSIG);
-//   shared_fds a child made by clone(CLONE_FILES): it shares our fd table.
+//   child   a child process that holds a TCP socket and waits (it dies with
+//           us: PR_SET_PDEATHSIG);
+//   shared_fds a child made by clone(CLONE_FILES): it shares our fd table;
+//   unix_peer  a stream UNIX socket connected to the listening socket at
+//           CRPP_E2E_UNIX_PEER, which a process outside the tree holds.
 // Unlike the other programs it is not meant to be dumped: it is what the dump
 // refuses, and it checks that the refusal left it alone.
 // Verdict: the main loop counted; the fanotify fd is still one; the process
 // still runs under its filter; the child is still there, and ends
-// when killed.
+// when killed; the UNIX socket still sends.
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -19,6 +21,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +29,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "tests/e2e/programs/common.h"
@@ -41,6 +45,7 @@ int main(int argc, char** argv) {
   const std::string what = env != nullptr ? env : "";
   int fanotify = -1;
   pid_t child = -1;
+  int unix_fd = -1;
   if (what == "fanotify") {
     fanotify = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC, O_RDONLY);
     if (fanotify < 0) crpp::e2e::Die("fanotify_init");
@@ -56,8 +61,7 @@ int main(int argc, char** argv) {
     child = fork();
     if (child < 0) crpp::e2e::Die("fork");
     if (child == 0) {
-      int sv[2];
-      if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) _exit(3);
+      if (socket(AF_INET, SOCK_STREAM, 0) < 0) _exit(3);
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() != parent) _exit(0);
       for (;;) pause();
@@ -71,8 +75,19 @@ int main(int argc, char** argv) {
       if (getppid() != parent) _exit(0);
       for (;;) pause();
     }
+  } else if (what == "unix_peer") {
+    const char* peer = getenv("CRPP_E2E_UNIX_PEER");
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", peer != nullptr ? peer : "");
+    unix_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (unix_fd < 0 || connect(unix_fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      crpp::e2e::Die("connect to CRPP_E2E_UNIX_PEER");
+    }
   } else {
-    fprintf(stderr, "refused: CRPP_E2E_REFUSED must be fanotify, seccomp, child or shared_fds\n");
+    fprintf(stderr,
+            "refused: CRPP_E2E_REFUSED must be fanotify, seccomp, child, shared_fds or "
+            "unix_peer\n");
     exit(2);
   }
   crpp::e2e::Ready();
@@ -92,6 +107,9 @@ int main(int argc, char** argv) {
   } else if (what == "seccomp") {
     v.Expect(prctl(PR_GET_SECCOMP, 0, 0, 0, 0) == SECCOMP_MODE_FILTER,
              "the process no longer runs under its seccomp filter");
+  } else if (what == "unix_peer") {
+    v.Expect(send(unix_fd, "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1,
+             "the UNIX socket no longer sends: %s", strerror(errno));
   } else {
     v.Expect(kill(child, 0) == 0, "the child %d is gone", child);
     kill(child, SIGKILL);
