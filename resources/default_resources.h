@@ -5,6 +5,10 @@
 #define CRPP_RESOURCES_DEFAULT_RESOURCES_H_
 
 #include "core/registry.h"
+#include "resources/events/eventfd.h"
+#include "resources/events/eventpoll.h"
+#include "resources/events/signalfd.h"
+#include "resources/events/timerfd.h"
 #include "resources/files/fds.h"
 #include "resources/inventory/inventory.h"
 #include "resources/mm/memory.h"
@@ -15,7 +19,8 @@
 namespace crpp {
 
 using DefaultResources =
-    Registry<resources::Inventory, resources::Tree, resources::Pipes, resources::Fds,
+    Registry<resources::Inventory, resources::Tree, resources::Pipes, resources::EventFd,
+             resources::TimerFd, resources::SignalFd, resources::EventPoll, resources::Fds,
              resources::Memory, resources::TaskCore, resources::FileTableImage>;
 
 }  // namespace crpp

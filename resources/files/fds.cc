@@ -47,6 +47,12 @@ absl::StatusOr<FdFile> Inspect(pid_t pid, int fd) {
   return f;
 }
 
+// The anon_inode kinds a plugin of resources/events dumps (into ctx.fd_ids).
+bool IsEventFdKind(std::string_view link) {
+  return link == "anon_inode:[eventfd]" || link == "anon_inode:[timerfd]" ||
+         link == "anon_inode:[signalfd]" || link == "anon_inode:[eventpoll]";
+}
+
 // Why an fd cannot be dumped yet, or "" if it can.
 std::string Unsupported(const FdFile& f, bool shell_job) {
   mode_t m = f.st.st_mode;
@@ -70,6 +76,7 @@ std::string Unsupported(const FdFile& f, bool shell_job) {
     return "a named FIFO (" + f.path + "): not supported yet";
   }
   if (S_ISSOCK(m)) return "a socket (" + f.path + "): not supported yet";
+  if (IsEventFdKind(f.path)) return "";  // the events plugins have it
   if (f.path.rfind("anon_inode:", 0) == 0) return "an " + f.path + " fd: not supported yet";
   return "of an unsupported kind (" + f.path + ")";
 }
@@ -128,6 +135,9 @@ absl::Status Fds::Dump(DumpContext& ctx) {
     DumpContext::FdRef ref;
     if (auto it = ctx.fd_ids.find({pid, fd}); it != ctx.fd_ids.end()) {
       ref = it->second;
+    } else if (IsEventFdKind(f->path)) {
+      return absl::InternalError(
+          absl::StrFormat("pid %d fd %d (%s): no plugin dumped it", pid, fd, f->path));
     } else {
       ref.id = ctx.files->FindDescription(pid, fd, f->st.st_dev, f->st.st_ino);
       ref.type = criu::REG;

@@ -156,6 +156,11 @@ BOOST_AUTO_TEST_CASE(files) {
   RunStandalone(s);
 }
 
+BOOST_AUTO_TEST_CASE(events) {
+  Session s("events");
+  RunStandalone(s);
+}
+
 BOOST_AUTO_TEST_CASE(mappings) {
   Session s("mappings");
   RunStandalone(s);
