@@ -5,14 +5,19 @@
 //   seccomp a seccomp filter (one that allows every syscall);
 //   child   a child process that holds a socket and waits (it dies with us:
 //           PR_SET_PDEATHSIG).
+//   epoll_foreign  an epoll shared with a child, watching an eventfd (count
+//           1) that only the child holds: the dump refuses it only once the
+//           tree is stopped (the child is what it needs to see).
 // Unlike the other programs it is not meant to be dumped: it is what the dump
 // refuses, and it checks that the refusal left it alone.
 // Verdict: the main loop counted; the FIFO carried every byte in order; the
 // process still runs under its filter; the child is still there, and ends
-// when killed.
+// when killed; the epoll still reports the child's eventfd.
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -30,6 +35,7 @@
 namespace {
 
 volatile uint64_t g_counter = 0;
+constexpr uint64_t kEpollTag = 0xe90011;
 // Sends the next byte through the pipe and reads it back; notes the first
 // failure in ERROR.
 void PipeRoundTrip(const int (&fds)[2], uint8_t& next, std::string& error) {
@@ -51,6 +57,7 @@ int main(int argc, char** argv) {
   const std::string what = env != nullptr ? env : "";
   int pipe_fds[2] = {-1, -1};
   pid_t child = -1;
+  int epoll = -1;
   if (what == "fifo") {
     const std::string path = out_dir + "/fifo";
     if (mkfifo(path.c_str(), 0600) != 0) crpp::e2e::Die("mkfifo");
@@ -75,8 +82,30 @@ int main(int argc, char** argv) {
       if (getppid() != parent) _exit(0);
       for (;;) pause();
     }
+  } else if (what == "epoll_foreign") {
+    epoll = epoll_create1(0);
+    int ready[2];
+    if (epoll < 0 || pipe(ready) != 0) crpp::e2e::Die("epoll_create1");
+    const pid_t parent = getpid();
+    child = fork();
+    if (child < 0) crpp::e2e::Die("fork");
+    if (child == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      // Numbered above every fd of the parent.
+      int efd = fcntl(eventfd(1, 0), F_DUPFD, 100);
+      struct epoll_event ev = {};
+      ev.events = EPOLLIN;
+      ev.data.u64 = kEpollTag;
+      if (efd < 0 || epoll_ctl(epoll, EPOLL_CTL_ADD, efd, &ev) != 0) _exit(3);
+      if (write(ready[1], "r", 1) != 1 || getppid() != parent) _exit(0);
+      for (;;) pause();
+    }
+    char c;
+    if (read(ready[0], &c, 1) != 1) crpp::e2e::Die("the child did not set up the epoll");
+    close(ready[0]);
+    close(ready[1]);
   } else {
-    fprintf(stderr, "refused: CRPP_E2E_REFUSED must be fifo, seccomp or child\n");
+    fprintf(stderr, "refused: CRPP_E2E_REFUSED must be fifo, seccomp, child or epoll_foreign\n");
     exit(2);
   }
   crpp::e2e::Ready();
@@ -99,6 +128,11 @@ int main(int argc, char** argv) {
     v.Expect(prctl(PR_GET_SECCOMP, 0, 0, 0, 0) == SECCOMP_MODE_FILTER,
              "the process no longer runs under its seccomp filter");
   } else {
+    if (what == "epoll_foreign") {
+      struct epoll_event ev = {};
+      v.Expect(epoll_wait(epoll, &ev, 1, 0) == 1 && ev.data.u64 == kEpollTag,
+               "the epoll no longer reports the child's eventfd");
+    }
     v.Expect(kill(child, 0) == 0, "the child %d is gone", child);
     kill(child, SIGKILL);
     int status = 0;
