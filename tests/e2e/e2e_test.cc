@@ -263,6 +263,13 @@ BOOST_AUTO_TEST_CASE(events) {
   DumpRestoreVerify(s);
 }
 
+// dump -R of the events: the dump reads the counters, the timers and the
+// pending signal without consuming any of them.
+BOOST_AUTO_TEST_CASE(events_leave_running) {
+  Session s("events_leave_running", "events");
+  LeaveRunning(s);
+}
+
 // The events program dumped and restored 20 times in a row: no fd more, and
 // the counts, timers and the pending signal still right.
 BOOST_AUTO_TEST_CASE(events_cycles) {

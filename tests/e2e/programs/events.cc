@@ -3,6 +3,10 @@
 //   semaphore eventfd with count 3, EFD_SEMAPHORE (O_NONBLOCK);
 //   periodic  timerfd on CLOCK_MONOTONIC firing every 20 ms (O_NONBLOCK);
 //   oneshot   timerfd on CLOCK_MONOTONIC, 1 hour away;
+//   expired   timerfd on CLOCK_MONOTONIC that fired once (1 ms) and was not
+//             read: its tick waits to be read;
+//   absolute  timerfd on CLOCK_REALTIME set with TFD_TIMER_ABSTIME |
+//             TFD_TIMER_CANCEL_ON_SET for 1 hour from now;
 //   sigfd     signalfd for SIGUSR2, with SIGUSR2 blocked and one pending;
 //   epoll     watching a pipe holding "x", the counter, the periodic and the
 //             one-shot timerfd (level-triggered, EPOLLIN, a tag each).
@@ -14,7 +18,9 @@
 // semaphore reads 1 three times and then nothing; the periodic timer keeps
 // its 20 ms interval and fires; the one-shot is still a one-shot with no more
 // time left than it had at "ready" and not less than that minus the time
-// since; the signalfd has the mask {SIGUSR2} and reads the pending SIGUSR2
+// since; the expired timer reads 1 tick, once, and stays disarmed; the
+// absolute one keeps its settime flags (fdinfo) and has at most 1 hour
+// left; the signalfd has the mask {SIGUSR2} and reads the pending SIGUSR2
 // (sent by this process), once.
 #include <fcntl.h>
 #include <poll.h>
@@ -45,7 +51,8 @@ constexpr uint64_t kPipeTag = 0x1001, kCounterTag = 0x1002, kPeriodicTag = 0x100
 constexpr uint64_t kChildAdds = 100;
 
 struct Fds {
-  int counter, counter_dup, semaphore, periodic, oneshot, sigfd, epoll, pipe_r, pipe_w, request;
+  int counter, counter_dup, semaphore, periodic, oneshot, expired, absolute, sigfd, epoll, pipe_r,
+      pipe_w, request;
 };
 
 int64_t Ns(const timespec& t) { return static_cast<int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec; }
@@ -87,6 +94,19 @@ Fds SetUp() {
   if (timerfd_settime(f.periodic, 0, &its, nullptr) != 0) crpp::e2e::Die("timerfd_settime");
   its = {{0, 0}, {kOneShotSec, 0}};
   if (timerfd_settime(f.oneshot, 0, &its, nullptr) != 0) crpp::e2e::Die("timerfd_settime");
+  f.expired = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
+  f.absolute = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK);
+  if (f.expired < 0 || f.absolute < 0) crpp::e2e::Die("timerfd_create");
+  its = {{0, 0}, {0, 1000000}};
+  if (timerfd_settime(f.expired, 0, &its, nullptr) != 0) crpp::e2e::Die("timerfd_settime");
+  if (!Readable(f.expired, 1000)) crpp::e2e::Die("the 1 ms timer did not fire");
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  its = {{0, 0}, {now.tv_sec + kOneShotSec, now.tv_nsec}};
+  if (timerfd_settime(f.absolute, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &its, nullptr) !=
+      0) {
+    crpp::e2e::Die("timerfd_settime");
+  }
   sigset_t usr2;
   sigemptyset(&usr2);
   sigaddset(&usr2, SIGUSR2);
@@ -122,19 +142,20 @@ Fds SetUp() {
   }
 }
 
-// The sigmask line of /proc/self/fdinfo/FD (hex), or ~0 if there is none.
-uint64_t SignalFdMask(int fd) {
+// The number on the line of /proc/self/fdinfo/FD that FORMAT (a sscanf
+// format for one uint64_t) matches, or ~0 if there is none.
+uint64_t FdInfoNumber(int fd, const char* format) {
   char path[64];
   snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
   FILE* in = fopen(path, "r");
   if (in == nullptr) return ~0ull;
   char line[256];
-  uint64_t mask = ~0ull;
+  uint64_t value = ~0ull;
   while (fgets(line, sizeof line, in) != nullptr) {
-    if (sscanf(line, "sigmask: %" SCNx64, &mask) == 1) break;
+    if (sscanf(line, format, &value) == 1) break;
   }
   fclose(in);
-  return mask;
+  return value;
 }
 
 void CheckEpoll(const Fds& f, crpp::e2e::Verdict& v) {
@@ -206,10 +227,25 @@ void CheckTimers(const Fds& f, int64_t oneshot_left_ns, int64_t ready_ms, crpp::
            "one-shot: %" PRId64 " ms left, had %" PRId64 " ms at ready, %" PRId64 " ms ago",
            left / 1000000, oneshot_left_ns / 1000000, since_ready_ns / 1000000);
   v.Note("oneshot_left=%" PRId64 "s", left / 1000000000);
+
+  ticks = 0;
+  v.Expect(Read64(f.expired, ticks) && ticks == 1, "expired: read %" PRIu64 " ticks (want 1): %s",
+           ticks, strerror(errno));
+  v.Expect(!Read64(f.expired, ticks) && errno == EAGAIN, "expired: a second tick");
+  timerfd_gettime(f.expired, &its);
+  v.Expect(Ns(its.it_value) == 0 && Ns(its.it_interval) == 0, "expired: armed again");
+
+  const uint64_t flags = FdInfoNumber(f.absolute, "settime flags: %" SCNo64);
+  v.Expect(flags == (TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET),
+           "absolute: settime flags %#" PRIo64, flags);
+  timerfd_gettime(f.absolute, &its);
+  v.Expect(Ns(its.it_value) > 0 && its.it_value.tv_sec < kOneShotSec,
+           "absolute: %ld s left (want less than %ld)", static_cast<long>(its.it_value.tv_sec),
+           static_cast<long>(kOneShotSec));
 }
 
 void CheckSignalFd(const Fds& f, crpp::e2e::Verdict& v) {
-  const uint64_t mask = SignalFdMask(f.sigfd);
+  const uint64_t mask = FdInfoNumber(f.sigfd, "sigmask: %" SCNx64);
   v.Expect(mask == 1ull << (SIGUSR2 - 1), "signalfd mask %#" PRIx64, mask);
   struct signalfd_siginfo si = {};
   ssize_t n = read(f.sigfd, &si, sizeof si);
