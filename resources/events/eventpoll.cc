@@ -12,11 +12,11 @@
 #include <set>
 
 #include "absl/strings/str_format.h"
+#include "core.pb.h"
 #include "core/images/image_io.h"
 #include "core/images/magic.h"
 #include "core/log.h"
 #include "core/proc/proc.h"
-#include "core.pb.h"
 #include "pstree.pb.h"
 #include "resources/events/common.h"
 
@@ -132,22 +132,31 @@ absl::StatusOr<std::map<uint32_t, std::map<uint32_t, uint32_t>>> Owners(
   return out;
 }
 
+absl::Status Add(int epoll, int number, epoll_event ev) {
+  if (epoll_ctl(epoll, EPOLL_CTL_ADD, number, &ev) != 0) {
+    return events::Errno(absl::StrFormat("EPOLL_CTL_ADD of fd %d (events %#x)", number, ev.events));
+  }
+  return absl::OkStatus();
+}
+
 // Adds the description held at `held` to `epoll` as fd `number`: it is put at
-// that number for the call (what was there is put back after).
+// that number for the call (what was there is put back after, fd flags too).
 absl::Status AddAs(int epoll, int held, int number, epoll_event ev, int fd_base) {
+  if (held == number) return Add(epoll, number, ev);
   int saved = -1;
-  if (fcntl(number, F_GETFD) >= 0) {
+  int saved_flags = fcntl(number, F_GETFD);
+  if (saved_flags >= 0) {
     saved = fcntl(number, F_DUPFD_CLOEXEC, fd_base);
     if (saved < 0) return events::Errno(absl::StrFormat("setting fd %d aside", number));
   }
   absl::Status s;
   if (dup3(held, number, O_CLOEXEC) < 0) {
     s = events::Errno(absl::StrFormat("putting the target at fd %d", number));
-  } else if (epoll_ctl(epoll, EPOLL_CTL_ADD, number, &ev) != 0) {
-    s = events::Errno(absl::StrFormat("EPOLL_CTL_ADD of fd %d (events %#x)", number, ev.events));
+  } else {
+    s = Add(epoll, number, ev);
   }
   if (saved >= 0) {
-    if (dup3(saved, number, 0) < 0 && s.ok()) {
+    if ((dup3(saved, number, 0) < 0 || fcntl(number, F_SETFD, saved_flags) != 0) && s.ok()) {
       s = events::Errno(absl::StrFormat("putting fd %d back", number));
     }
     close(saved);
