@@ -23,10 +23,16 @@
 namespace crpp::resources {
 namespace {
 
+constexpr std::string_view kLink = "anon_inode:[eventpoll]";
+
 // Kinds whose descriptions exist in the root before the epolls are made.
 bool Watchable(int type) {
   return type == criu::PIPE || type == criu::EVENTFD || type == criu::TIMERFD ||
          type == criu::SIGNALFD;
+}
+bool WatchableLink(std::string_view link) {
+  return link.starts_with("pipe:[") || link == "anon_inode:[eventfd]" ||
+         link == "anon_inode:[timerfd]" || link == "anon_inode:[signalfd]";
 }
 
 // One "tfd:" line: "N events: X data: Y  pos:P ino:I sdev:D" (hex but N, P).
@@ -53,50 +59,75 @@ absl::StatusOr<criu::eventpoll_tfd_entry> ParseTarget(const std::string& line,
   return t;
 }
 
+// The targets of the epoll F, checked and appended to EP. FD_IDS (null at
+// precheck) has the descriptions the other plugins dumped.
+absl::Status Targets(const events::Found& f,
+                     const std::map<std::pair<pid_t, int>, DumpContext::FdRef>* fd_ids,
+                     criu::eventpoll_file_entry& ep) {
+  // f is the first fd of the epoll in tree order: its task owns it.
+  const std::string where = events::Where(f.pid, f.fd);
+  std::set<uint32_t> seen;
+  for (const auto& [key, value] : f.info.lines) {
+    if (key != "tfd") continue;
+    auto t = ParseTarget(value, where);
+    if (!t.ok()) return t.status();
+    const int tfd = static_cast<int>(t->tfd());
+    if (!seen.insert(t->tfd()).second) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "%s is an epoll watching two files both registered as fd %d: not supported", where, tfd));
+    }
+    kcmp_epoll_slot slot = {static_cast<uint32_t>(f.fd), t->tfd(), 0};
+    long same = syscall(SYS_kcmp, f.pid, f.pid, KCMP_EPOLL_TFD, tfd,
+                        reinterpret_cast<unsigned long>(&slot));
+    if (same != 0) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "%s is an epoll watching a file registered as fd %d, which is not that file in pid %d "
+          "(it was closed, or the epoll is shared and another process added it): not supported",
+          where, tfd, f.pid));
+    }
+    auto link = proc::ReadLink(absl::StrFormat("/proc/%d/fd/%d", f.pid, tfd));
+    if (!link.ok()) return link.status();
+    bool watchable = WatchableLink(*link);
+    if (fd_ids != nullptr) {
+      auto ref = fd_ids->find({f.pid, tfd});
+      watchable = watchable && ref != fd_ids->end() && Watchable(ref->second.type);
+    }
+    if (!watchable) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "%s is an epoll watching fd %d (%s): only pipes, eventfds, timerfds and signalfds can "
+          "be watched for now",
+          where, tfd, *link));
+    }
+    *ep.add_tfd() = std::move(*t);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::Status EventPoll::Precheck(DumpContext& ctx) {
+  // The same walk on a table of its own: nothing is recorded.
+  FileTable scratch;
+  DumpContext probe;
+  probe.tree = ctx.tree;
+  probe.files = &scratch;
+  return events::ForEachDescription(probe, kLink, criu::EVENTPOLL,
+                                    [](const events::Found& f, criu::file_entry& e) {
+                                      return Targets(f, nullptr, *e.mutable_epfd());
+                                    });
+}
 
 absl::Status EventPoll::Dump(DumpContext& ctx) {
   return events::ForEachDescription(
-      ctx, "anon_inode:[eventpoll]", criu::EVENTPOLL,
+      ctx, kLink, criu::EVENTPOLL,
       [&ctx](const events::Found& f, criu::file_entry& e) -> absl::Status {
-        // f is the first fd of the epoll in tree order: its task owns it.
-        const std::string where = events::Where(f.pid, f.fd);
         auto* ep = e.mutable_epfd();
         ep->set_id(0);
         ep->set_flags(f.flags);
         *ep->mutable_fown() = events::NoOwner();
-        std::set<uint32_t> seen;
-        for (const auto& [key, value] : f.info.lines) {
-          if (key != "tfd") continue;
-          auto t = ParseTarget(value, where);
-          if (!t.ok()) return t.status();
-          const int tfd = static_cast<int>(t->tfd());
-          if (!seen.insert(t->tfd()).second) {
-            return absl::UnimplementedError(absl::StrFormat(
-                "%s is an epoll watching two files both registered as fd %d: not supported", where,
-                tfd));
-          }
-          kcmp_epoll_slot slot = {static_cast<uint32_t>(f.fd), t->tfd(), 0};
-          long same = syscall(SYS_kcmp, f.pid, f.pid, KCMP_EPOLL_TFD, tfd,
-                              reinterpret_cast<unsigned long>(&slot));
-          if (same != 0) {
-            return absl::UnimplementedError(absl::StrFormat(
-                "%s is an epoll watching a file registered as fd %d, which is not that file in "
-                "pid %d (it was closed, or the epoll is shared and another process added it): "
-                "not supported",
-                where, tfd, f.pid));
-          }
-          auto ref = ctx.fd_ids.find({f.pid, tfd});
-          if (ref == ctx.fd_ids.end() || !Watchable(ref->second.type)) {
-            auto link = proc::ReadLink(absl::StrFormat("/proc/%d/fd/%d", f.pid, tfd));
-            return absl::UnimplementedError(absl::StrFormat(
-                "%s is an epoll watching fd %d (%s): only pipes, eventfds, timerfds and "
-                "signalfds can be watched for now",
-                where, tfd, link.ok() ? *link : "?"));
-          }
-          *ep->add_tfd() = std::move(*t);
-        }
-        log::Info("eventpoll: %s: %d targets, flags %#o", where, ep->tfd_size(), f.flags);
+        if (auto s = Targets(f, &ctx.fd_ids, *ep); !s.ok()) return s;
+        log::Info("eventpoll: %s: %d targets, flags %#o", events::Where(f.pid, f.fd),
+                  ep->tfd_size(), f.flags);
         return absl::OkStatus();
       });
 }

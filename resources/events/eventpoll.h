@@ -4,13 +4,13 @@
 // and its data, from the "tfd:" lines of /proc/PID/fdinfo/N.
 //
 // A target is named, as in CRIU, by its fd number in the epoll's owner: the
-// first process of the tree (pstree order) holding the epoll. Dump checks
-// with kcmp(KCMP_EPOLL_TFD) that the owner's fd of that number is the very
-// file watched, and refuses the epoll otherwise (a target registered by
-// another process, or closed and its number reused since), as it refuses
-// targets that are not pipes, eventfds, timerfds or signalfds (watched
-// regular files cannot exist; sockets, ttys and nested epolls are not
-// supported yet).
+// first process of the tree (pstree order) holding the epoll. The precheck
+// (before the tree is stopped) and the dump check with kcmp(KCMP_EPOLL_TFD)
+// that the owner's fd of that number is the very file watched, and refuse
+// the epoll otherwise (a target registered by another process, or closed and
+// its number reused since), as they refuse targets that are not pipes,
+// eventfds, timerfds or signalfds (watched regular files cannot exist;
+// sockets, ttys and nested epolls are not supported yet).
 //
 // Restore, in the root before the other processes are forked: epoll_create1,
 // then each target is added under its own fd number: the root puts the
@@ -41,6 +41,8 @@ struct EventPoll {
   static constexpr bool kNoImages = true;  // its entries go to files.img
   // Its targets must be dumped (ctx.fd_ids) and restored (inherited) first.
   using Depends = DependsOn<Tree, Pipes, EventFd, TimerFd, SignalFd>;
+  // Refuses what Dump would, before the tree is stopped.
+  static absl::Status Precheck(DumpContext& ctx);
   static absl::Status Dump(DumpContext& ctx);
   static absl::Status Restore(RestoreContext& ctx);
 };

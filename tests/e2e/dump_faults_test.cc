@@ -6,10 +6,9 @@
 //   (the ptrace layer's test hook fails the Nth one), also with a signal sent
 //   to the target in the middle of the dump: it must not be lost;
 // - refused before the target is touched: no such pid, a zombie, what the
-//   precheck refuses (a FIFO, seccomp, a child), an images directory
+//   precheck refuses (a FIFO, seccomp, a child, an epoll watching a file
+//   another process added), an images directory
 //   that does not exist or cannot be written, an unknown fail_after;
-// - refused by the dump once the tree is stopped: an epoll shared with a
-//   child that watches a file only the child holds;
 // - while writing the images: a full disk, an image path taken by a directory.
 // After each, the program must run (not stopped, its loop advancing), look the
 // same from outside (memory map, signal masks, no tracer: OutsideView) and
@@ -485,23 +484,10 @@ BOOST_AUTO_TEST_CASE(refused_fifo) { RefusedAtPrecheck("fifo", "is a named FIFO"
 BOOST_AUTO_TEST_CASE(refused_seccomp) { RefusedAtPrecheck("seccomp", "runs under seccomp"); }
 BOOST_AUTO_TEST_CASE(refused_child) { RefusedAtPrecheck("child", "is a socket"); }
 
-// What only the stopped tree shows is refused by the dump itself: the
-// target is let go as it was.
-void RefusedAtDump(const std::string& what, const std::string& reason) {
-  SessionOptions options;
-  options.env = {"CRPP_E2E_REFUSED=" + what};
-  Session s("refused_" + what, "refused", options);
-  const std::string before = StartAndView(s);
-  Dumped d = DumpLogged(s, Request(s, FreshDir(s, "images")), what);
-  RequireFailed(s, d, absl::StatusCode::kUnimplemented, reason);
-  RequireUntouched(s, before);
-  RequireOkVerdict(s);
-}
-
 // An epoll shared with a child that added a target of its own under an fd
 // number the epoll's first holder does not have.
 BOOST_AUTO_TEST_CASE(refused_epoll_foreign_target) {
-  RefusedAtDump("epoll_foreign", "is an epoll watching a file registered as fd 100");
+  RefusedAtPrecheck("epoll_foreign", "is an epoll watching a file registered as fd 100");
 }
 
 // A request that cannot work is refused before the target is touched.

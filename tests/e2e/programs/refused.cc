@@ -6,8 +6,8 @@
 //   child   a child process that holds a socket and waits (it dies with us:
 //           PR_SET_PDEATHSIG).
 //   epoll_foreign  an epoll shared with a child, watching an eventfd (count
-//           1) that only the child holds: the dump refuses it only once the
-//           tree is stopped (the child is what it needs to see).
+//           1) that only the child holds, registered under an fd number
+//           (100) the parent, the epoll's first holder, does not have.
 // Unlike the other programs it is not meant to be dumped: it is what the dump
 // refuses, and it checks that the refusal left it alone.
 // Verdict: the main loop counted; the FIFO carried every byte in order; the
