@@ -214,8 +214,12 @@ absl::Status EventPoll::Restore(RestoreContext& ctx) {
     if (owner == owners->end()) {
       return absl::DataLossError(what + ": no process of pstree.img holds it");
     }
-    int epoll = epoll_create1(EPOLL_CLOEXEC);
-    if (epoll < 0) return events::Errno(what + ": epoll_create1");
+    // Above the numbers the targets borrow (Inherit would move it there anyway).
+    int created = epoll_create1(EPOLL_CLOEXEC);
+    if (created < 0) return events::Errno(what + ": epoll_create1");
+    int epoll = fcntl(created, F_DUPFD_CLOEXEC, ctx.fd_base);
+    close(created);
+    if (epoll < 0) return events::Errno(what + ": moving it up");
     absl::Status s;
     if (fcntl(epoll, F_SETFL, f.epfd().flags() & O_NONBLOCK) != 0) {
       s = events::Errno(what + ": its flags");
@@ -229,6 +233,13 @@ absl::Status EventPoll::Restore(RestoreContext& ctx) {
         s = absl::DataLossError(absl::StrFormat(
             "%s: its target fd %d is not a pipe, eventfd, timerfd or signalfd of its owner", what,
             t.tfd()));
+        break;
+      }
+      if (static_cast<int>(t.tfd()) >= ctx.fd_base) {
+        s = absl::UnimplementedError(absl::StrFormat(
+            "%s: its target fd %d is in the restore engine's range (raise RLIMIT_NOFILE for criu "
+            "restore)",
+            what, t.tfd()));
         break;
       }
       epoll_event ev = {};

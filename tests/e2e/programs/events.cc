@@ -8,8 +8,9 @@
 //   absolute  timerfd on CLOCK_REALTIME set with TFD_TIMER_ABSTIME |
 //             TFD_TIMER_CANCEL_ON_SET for 1 hour from now;
 //   sigfd     signalfd for SIGUSR2, with SIGUSR2 blocked and one pending;
-//   epoll     watching a pipe holding "x", the counter, the periodic and the
-//             one-shot timerfd (level-triggered, EPOLLIN, a tag each).
+//   epoll     watching a pipe holding "x" (its read end is fd 0), the
+//             counter, the periodic and the one-shot timerfd
+//             (level-triggered, EPOLLIN, a tag each).
 // The child holds every one of them (fork) and waits on the `request`
 // eventfd: when it reads 1 from it, it adds 100 to the counter and exits.
 // Verdict (root): epoll reports exactly the pipe, the counter and the
@@ -116,7 +117,11 @@ Fds SetUp() {
   if (kill(getpid(), SIGUSR2) != 0) crpp::e2e::Die("kill");
   int p[2];
   if (pipe(p) != 0) crpp::e2e::Die("pipe");
-  f.pipe_r = p[0];
+  // The read end as fd 0 (stdin was /dev/null): a low number, which the
+  // restore of the epoll must borrow in a root that may use it itself.
+  if (dup2(p[0], 0) != 0) crpp::e2e::Die("dup2");
+  close(p[0]);
+  f.pipe_r = 0;
   f.pipe_w = p[1];
   if (write(f.pipe_w, "x", 1) != 1) crpp::e2e::Die("write");
   f.epoll = epoll_create1(0);
