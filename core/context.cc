@@ -25,6 +25,13 @@ uint32_t FileTable::Add(criu::file_entry entry) {
   if (entry.has_reg()) entry.mutable_reg()->set_id(id);
   if (entry.has_pipe()) entry.mutable_pipe()->set_id(id);
   if (entry.has_usk()) entry.mutable_usk()->set_id(id);
+  if (entry.has_efd()) entry.mutable_efd()->set_id(id);
+  if (entry.has_tfd()) entry.mutable_tfd()->set_id(id);
+  if (entry.has_sgfd()) entry.mutable_sgfd()->set_id(id);
+  if (entry.has_epfd()) {
+    entry.mutable_epfd()->set_id(id);
+    for (auto& t : *entry.mutable_epfd()->mutable_tfd()) t.set_id(id);  // the epoll's id
+  }
   entries_.push_back(std::move(entry));
   return id;
 }

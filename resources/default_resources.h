@@ -5,6 +5,10 @@
 #define CRPP_RESOURCES_DEFAULT_RESOURCES_H_
 
 #include "core/registry.h"
+#include "resources/events/eventfd.h"
+#include "resources/events/eventpoll.h"
+#include "resources/events/signalfd.h"
+#include "resources/events/timerfd.h"
 #include "resources/files/fds.h"
 #include "resources/fsnotify/inotify.h"
 #include "resources/inventory/inventory.h"
@@ -20,7 +24,8 @@ namespace crpp {
 
 using DefaultResources =
     Registry<resources::Inventory, resources::Tree, resources::Pipes, resources::Fifos,
-             resources::UnixSockets, resources::Shmem, resources::Inotify, resources::Fds,
+             resources::UnixSockets, resources::EventFd, resources::TimerFd, resources::SignalFd,
+             resources::EventPoll, resources::Shmem, resources::Inotify, resources::Fds,
              resources::Memory, resources::TaskCore, resources::FileTableImage>;
 
 }  // namespace crpp

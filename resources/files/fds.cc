@@ -54,6 +54,12 @@ absl::StatusOr<FdFile> Inspect(pid_t pid, int fd) {
   return f;
 }
 
+// The anon_inode kinds a plugin of resources/events dumps (into ctx.fd_ids).
+bool IsEventFdKind(std::string_view link) {
+  return link == "anon_inode:[eventfd]" || link == "anon_inode:[timerfd]" ||
+         link == "anon_inode:[signalfd]" || link == "anon_inode:[eventpoll]";
+}
+
 // Why an fd cannot be dumped yet, or "" if it can.
 std::string Unsupported(const FdFile& f, bool shell_job) {
   mode_t m = f.st.st_mode;
@@ -79,6 +85,7 @@ std::string Unsupported(const FdFile& f, bool shell_job) {
     return "a " + f.protocol + " socket (" + f.path + "): only UNIX sockets are supported yet";
   }
   if (f.path == "anon_inode:inotify") return "";  // the inotify plugin has it
+  if (IsEventFdKind(f.path)) return "";           // the events plugins have it
   if (f.path.rfind("anon_inode:", 0) == 0) return "an " + f.path + " fd: not supported yet";
   return "of an unsupported kind (" + f.path + ")";
 }
@@ -140,6 +147,9 @@ absl::Status Fds::Dump(DumpContext& ctx) {
     } else if (S_ISSOCK(f->st.st_mode)) {
       return absl::InternalError(
           absl::StrFormat("pid %d fd %d: the socket %s was not dumped", pid, fd, f->path));
+    } else if (IsEventFdKind(f->path)) {
+      return absl::InternalError(
+          absl::StrFormat("pid %d fd %d (%s): no plugin dumped it", pid, fd, f->path));
     } else {
       ref.id = ctx.files->FindDescription(pid, fd, f->st.st_dev, f->st.st_ino);
       ref.type = criu::REG;

@@ -7,7 +7,8 @@
 //   to the target in the middle of the dump: it must not be lost;
 // - refused before the target is touched: no such pid, a zombie, what the
 //   precheck refuses (a fanotify fd, seccomp, a child's TCP socket, a shared fd
-//   table, a UNIX peer outside the tree), an images directory
+//   table, a UNIX peer outside the tree, an epoll watching a file another process
+//   added), an images directory
 //   that does not exist or cannot be written, an unknown fail_after;
 // - while writing the images: a full disk, an image path taken by a directory.
 // After each, the program must run (not stopped, its loop advancing), look the
@@ -58,7 +59,8 @@ using crpp::e2e::SessionOptions;
 using crpp::ptrace::Task;
 
 // The plugins of the default registry in the order they dump, each with an
-// image it writes and no plugin before it does.
+// image it writes and no plugin before it does ("" for the plugins whose
+// entries go to files.img only).
 struct PluginImage {
   std::string_view plugin;
   std::string_view image;  // "PID" stands for the target's pid; "": none of its own
@@ -69,6 +71,10 @@ constexpr PluginImage kPlugins[] = {
     {"pipes", "pipes-data.img"},
     {"fifos", "fifo-data.img"},
     {"unix", "sk-queues.img"},
+    {"eventfd", ""},
+    {"timerfd", ""},
+    {"signalfd", ""},
+    {"eventpoll", ""},
     {"shmem", "memfd.img"},
     {"inotify", ""},
     {"fds", "fdinfo-1.img"},
@@ -332,6 +338,9 @@ BOOST_AUTO_TEST_CASE(fail_after_each_plugin_threads) { FailAfterEachPlugin("thre
 // Sockets with data queued everywhere: a failed dump must not lose a byte
 // nor leave a peek offset behind.
 BOOST_AUTO_TEST_CASE(fail_after_each_plugin_unix_server) { FailAfterEachPlugin("unix_server"); }
+// Every event-style fd, shared with a child: the events program's verdict
+// reads the counters, the ticks and the pending signal from the inside.
+BOOST_AUTO_TEST_CASE(fail_after_each_plugin_events) { FailAfterEachPlugin("events"); }
 
 // Every injected syscall of a whole dump, one failure per dump.
 BOOST_AUTO_TEST_CASE(fail_each_injected_syscall_registers) {
@@ -522,6 +531,12 @@ BOOST_AUTO_TEST_CASE(refused_unix_peer_outside_tree) {
   }
   close(listener);
   unlink(path.c_str());
+}
+
+// An epoll shared with a child that added a target of its own under an fd
+// number the epoll's first holder does not have.
+BOOST_AUTO_TEST_CASE(refused_epoll_foreign_target) {
+  RefusedAtPrecheck("epoll_foreign", "is an epoll watching a file registered as fd 100");
 }
 
 // A request that cannot work is refused before the target is touched.

@@ -385,3 +385,39 @@ BOOST_AUTO_TEST_CASE(unix_external) {
   close(outside);
   unlink(path.c_str());
 }
+
+// eventfds (one a semaphore), timerfds (periodic and one-shot), a signalfd
+// with a signal pending and an epoll watching a pipe and some of them, each
+// shared with a child (events.cc).
+BOOST_AUTO_TEST_CASE(events) {
+  Session s("events");
+  DumpRestoreVerify(s);
+}
+
+// dump -R of the events: the dump reads the counters, the timers and the
+// pending signal without consuming any of them.
+BOOST_AUTO_TEST_CASE(events_leave_running) {
+  Session s("events_leave_running", "events");
+  LeaveRunning(s);
+}
+
+// The events program dumped and restored 20 times in a row: no fd more, and
+// the counts, timers and the pending signal still right.
+BOOST_AUTO_TEST_CASE(events_cycles) {
+  Session s("events_cycles", "events");
+  E2E_REQUIRE_OK(s, s.Start());
+  auto fds = [&s] {
+    std::error_code ec;
+    auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(s.pid()) + "/fd", ec);
+    return ec ? -1 : static_cast<int>(std::distance(it, std::filesystem::directory_iterator()));
+  };
+  const int fds_at_start = fds();
+  for (int i = 0; i < 20; ++i) {
+    E2E_REQUIRE_OK(s, s.Dump());
+    E2E_REQUIRE_OK(s, s.Restore());
+  }
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  BOOST_TEST(fds_at_start > 0);
+  BOOST_TEST(fds() == fds_at_start);
+  RequireVerdict(s, false, "restored 20 times");
+}

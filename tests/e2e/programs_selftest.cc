@@ -159,6 +159,11 @@ BOOST_AUTO_TEST_CASE(files) {
   RunStandalone(s);
 }
 
+BOOST_AUTO_TEST_CASE(events) {
+  Session s("events");
+  RunStandalone(s);
+}
+
 BOOST_AUTO_TEST_CASE(mappings) {
   Session s("mappings");
   RunStandalone(s);

@@ -31,6 +31,9 @@
 #include "absl/strings/str_join.h"
 #include "core/images/image_io.h"
 #include "core/images/magic.h"
+// <signal.h>'s deprecated sigmask() macro would rewrite the proto accessor.
+#undef sigmask
+#include "fdinfo.pb.h"
 #include "mm.pb.h"
 #include "tests/e2e/harness.h"
 
@@ -319,6 +322,41 @@ BOOST_AUTO_TEST_CASE(nonexistent_images_dir) {
 
 // (c) A task below the root fails: the whole half-restored tree goes, the
 // root and every other task of it included.
+// files.img rewritten with CHANGE applied to its entries.
+void EditFiles(const std::string& dir, const std::function<void(criu::file_entry&)>& change) {
+  const std::string path = dir + "/files.img";
+  auto entries = crpp::images::ReadAll<criu::file_entry>(path, crpp::images::Files());
+  BOOST_REQUIRE_MESSAGE(entries.ok(), entries.status());
+  auto w = crpp::images::TypedImageWriter<criu::file_entry>::Create(path, crpp::images::Files());
+  BOOST_REQUIRE(w.ok());
+  for (auto& e : *entries) {
+    change(e);
+    BOOST_REQUIRE(w->Write(e).ok());
+  }
+  BOOST_REQUIRE(w->Close().ok());
+}
+
+// A timerfd on a clock that does not exist: the root fails before any other
+// task of the events program (it has a child) is forked.
+BOOST_AUTO_TEST_CASE(timerfd_bad_clock) {
+  DamagedImages("timerfd_bad_clock", "events", [](const std::string& dir, pid_t) {
+    EditFiles(dir, [](criu::file_entry& e) {
+      if (e.has_tfd()) e.mutable_tfd()->set_clockid(99);
+    });
+    return Expected{{"timerfd: restore: ", "clock 99): timerfd_create: Invalid argument"}};
+  });
+}
+
+// An epoll target under an fd number its owner does not have.
+BOOST_AUTO_TEST_CASE(epoll_target_missing) {
+  DamagedImages("epoll_target_missing", "events", [](const std::string& dir, pid_t) {
+    EditFiles(dir, [](criu::file_entry& e) {
+      if (e.has_epfd()) e.mutable_epfd()->mutable_tfd(0)->set_tfd(77);
+    });
+    return Expected{{"eventpoll: restore: ", "its target fd 77 is not a pipe"}};
+  });
+}
+
 BOOST_AUTO_TEST_CASE(tree_child_core_image_deleted) {
   std::vector<pid_t> tree;
   DamagedImages("tree_child_core_deleted", "pipeline", [&tree](const std::string& dir, pid_t pid) {

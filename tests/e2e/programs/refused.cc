@@ -6,16 +6,22 @@
 //           us: PR_SET_PDEATHSIG);
 //   shared_fds a child made by clone(CLONE_FILES): it shares our fd table;
 //   unix_peer  a stream UNIX socket connected to the listening socket at
-//           CRPP_E2E_UNIX_PEER, which a process outside the tree holds.
+//           CRPP_E2E_UNIX_PEER, which a process outside the tree holds;
+//   epoll_foreign  an epoll shared with a child, watching an eventfd (count
+//           1) that only the child holds, registered under an fd number
+//           (100) the parent, the epoll's first holder, does not have.
 // Unlike the other programs it is not meant to be dumped: it is what the dump
 // refuses, and it checks that the refusal left it alone.
 // Verdict: the main loop counted; the fanotify fd is still one; the process
 // still runs under its filter; the child is still there, and ends
-// when killed; the UNIX socket still sends.
+// when killed; the UNIX socket still sends; the epoll still reports the
+// child's eventfd.
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/fanotify.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -37,6 +43,7 @@
 namespace {
 
 volatile uint64_t g_counter = 0;
+constexpr uint64_t kEpollTag = 0xe90011;
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -46,6 +53,7 @@ int main(int argc, char** argv) {
   int fanotify = -1;
   pid_t child = -1;
   int unix_fd = -1;
+  int epoll = -1;
   if (what == "fanotify") {
     fanotify = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC, O_RDONLY);
     if (fanotify < 0) crpp::e2e::Die("fanotify_init");
@@ -84,10 +92,32 @@ int main(int argc, char** argv) {
     if (unix_fd < 0 || connect(unix_fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
       crpp::e2e::Die("connect to CRPP_E2E_UNIX_PEER");
     }
+  } else if (what == "epoll_foreign") {
+    epoll = epoll_create1(0);
+    int ready[2];
+    if (epoll < 0 || pipe(ready) != 0) crpp::e2e::Die("epoll_create1");
+    const pid_t parent = getpid();
+    child = fork();
+    if (child < 0) crpp::e2e::Die("fork");
+    if (child == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      // Numbered above every fd of the parent.
+      int efd = fcntl(eventfd(1, 0), F_DUPFD, 100);
+      struct epoll_event ev = {};
+      ev.events = EPOLLIN;
+      ev.data.u64 = kEpollTag;
+      if (efd < 0 || epoll_ctl(epoll, EPOLL_CTL_ADD, efd, &ev) != 0) _exit(3);
+      if (write(ready[1], "r", 1) != 1 || getppid() != parent) _exit(0);
+      for (;;) pause();
+    }
+    char c;
+    if (read(ready[0], &c, 1) != 1) crpp::e2e::Die("the child did not set up the epoll");
+    close(ready[0]);
+    close(ready[1]);
   } else {
     fprintf(stderr,
-            "refused: CRPP_E2E_REFUSED must be fanotify, seccomp, child, shared_fds or "
-            "unix_peer\n");
+            "refused: CRPP_E2E_REFUSED must be fanotify, seccomp, child, shared_fds, "
+            "unix_peer or epoll_foreign\n");
     exit(2);
   }
   crpp::e2e::Ready();
@@ -111,6 +141,11 @@ int main(int argc, char** argv) {
     v.Expect(send(unix_fd, "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1,
              "the UNIX socket no longer sends: %s", strerror(errno));
   } else {
+    if (what == "epoll_foreign") {
+      struct epoll_event ev = {};
+      v.Expect(epoll_wait(epoll, &ev, 1, 0) == 1 && ev.data.u64 == kEpollTag,
+               "the epoll no longer reports the child's eventfd");
+    }
     v.Expect(kill(child, 0) == 0, "the child %d is gone", child);
     kill(child, SIGKILL);
     int status = 0;

@@ -1,0 +1,113 @@
+#include "resources/events/common.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <sstream>
+
+#include "absl/strings/str_format.h"
+#include "core/images/image_io.h"
+#include "core/images/magic.h"
+#include "core/proc/proc.h"
+#include "core/strings.h"
+
+namespace crpp::resources::events {
+
+const std::string* FdInfoLines::Find(std::string_view key) const {
+  for (const auto& [k, v] : lines) {
+    if (k == key) return &v;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<uint64_t> FdInfoLines::Number(std::string_view key, int base,
+                                             const std::string& what) const {
+  const std::string* v = Find(key);
+  uint64_t n = 0;
+  if (v == nullptr || !ParseInt(std::string_view(*v), n, base)) {
+    return absl::DataLossError(absl::StrFormat("%s: fdinfo has no number \"%s\" (%s)", what, key,
+                                               v == nullptr ? "missing" : *v));
+  }
+  return n;
+}
+
+absl::StatusOr<FdInfoLines> ReadFdInfoLines(pid_t pid, int fd) {
+  auto text = proc::ReadFile(absl::StrFormat("/proc/%d/fdinfo/%d", pid, fd));
+  if (!text.ok()) return text.status();
+  FdInfoLines out;
+  std::istringstream in(*text);
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string_view l(line);
+    out.lines.emplace_back(std::string(Trim(l.substr(0, colon))),
+                           std::string(Trim(l.substr(colon + 1))));
+  }
+  return out;
+}
+
+std::string Where(pid_t pid, int fd) { return absl::StrFormat("pid %d fd %d", pid, fd); }
+
+absl::Status Errno(const std::string& what) {
+  return absl::InternalError(absl::StrFormat("%s: %s", what, strerror(errno)));
+}
+
+criu::fown_entry NoOwner() {
+  criu::fown_entry o;
+  o.set_uid(0);
+  o.set_euid(0);
+  o.set_signum(0);
+  o.set_pid_type(0);
+  o.set_pid(0);
+  return o;
+}
+
+absl::Status ForEachDescription(DumpContext& ctx, std::string_view link, criu::fd_types type,
+                                const Describe& describe) {
+  for (const TreeTask& t : ctx.tree) {
+    if (t.zombie()) continue;
+    auto fds = proc::ListFds(t.pid);
+    if (!fds.ok()) return fds.status();
+    for (int fd : *fds) {
+      const std::string link_path = absl::StrFormat("/proc/%d/fd/%d", t.pid, fd);
+      auto target = proc::ReadLink(link_path);
+      if (!target.ok()) return target.status();
+      if (*target != link) continue;
+      struct stat st;
+      if (stat(link_path.c_str(), &st) != 0) return Errno(Where(t.pid, fd) + ": stat");
+      uint32_t id = ctx.files->FindDescription(t.pid, fd, st.st_dev, st.st_ino);
+      if (id == 0) {
+        auto info = ReadFdInfoLines(t.pid, fd);
+        if (!info.ok()) return info.status();
+        auto flags = info->Number("flags", 8, Where(t.pid, fd));
+        if (!flags.ok()) return flags.status();
+        Found found{t.pid, fd, static_cast<uint32_t>(*flags) & ~static_cast<uint32_t>(O_CLOEXEC),
+                    std::move(*info)};
+        criu::file_entry e;
+        e.set_type(type);
+        e.set_id(0);
+        if (auto s = describe(found, e); !s.ok()) return s;
+        id = ctx.files->Add(std::move(e));
+        ctx.files->AddDescription(id, t.pid, fd, st.st_dev, st.st_ino);
+      }
+      ctx.fd_ids[{t.pid, fd}] = {id, type};
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<criu::file_entry>> ReadEntries(const std::string& images_dir,
+                                                          criu::fd_types type) {
+  auto files = images::ReadAll<criu::file_entry>(images_dir + "/files.img", images::Files());
+  if (!files.ok()) return files.status();
+  std::vector<criu::file_entry> out;
+  for (auto& f : *files) {
+    if (f.type() == type) out.push_back(std::move(f));
+  }
+  return out;
+}
+
+}  // namespace crpp::resources::events
