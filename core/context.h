@@ -114,6 +114,9 @@ struct DumpContext {
   pid_t root_pid = 0;
   std::string images_dir;  // where images are written
   bool shell_job = false;
+  bool file_locks = false;            // --file-locks: dump the locks tasks hold
+  bool link_remap = false;            // --link-remap
+  uint64_t ghost_limit = 1ull << 20;  // --ghost-limit: largest deleted file dumped
   // Every process of the tree, parents before their children; tree[0] is the
   // root. Set by the dump driver; empty in tests of plugins that need no task.
   std::vector<TreeTask> tree;

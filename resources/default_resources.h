@@ -6,6 +6,8 @@
 
 #include "core/registry.h"
 #include "resources/files/fds.h"
+#include "resources/files/ghost.h"
+#include "resources/files/locks.h"
 #include "resources/inventory/inventory.h"
 #include "resources/mm/memory.h"
 #include "resources/pipes/pipes.h"
@@ -15,8 +17,9 @@
 namespace crpp {
 
 using DefaultResources =
-    Registry<resources::Inventory, resources::Tree, resources::Pipes, resources::Fds,
-             resources::Memory, resources::TaskCore, resources::FileTableImage>;
+    Registry<resources::Inventory, resources::Tree, resources::Pipes, resources::Ghosts,
+             resources::Fds, resources::Memory, resources::TaskCore, resources::FileLocks,
+             resources::FileTableImage>;
 
 }  // namespace crpp
 

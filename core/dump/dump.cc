@@ -255,6 +255,9 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
   ctx.root_pid = pid;
   ctx.images_dir = req.images_dir;
   ctx.shell_job = req.shell_job;
+  ctx.file_locks = req.file_locks;
+  ctx.link_remap = req.link_remap;
+  ctx.ghost_limit = req.ghost_limit;
   ctx.files = &files;
   ctx.stats = &stats;
 

@@ -19,6 +19,9 @@ struct DumpRequest {
   bool leave_running = false;  // -R
   bool leave_stopped = false;  // -s
   bool shell_job = false;
+  bool file_locks = false;            // --file-locks
+  bool link_remap = false;            // --link-remap
+  uint64_t ghost_limit = 1ull << 20;  // --ghost-limit
   // For tests: fail on purpose right after the plugin of this name ran, before
   // the next one starts ("" = never), to prove that a failed dump leaves the
   // target running. A name that is no plugin's is refused.

@@ -61,9 +61,9 @@ struct PluginImage {
   std::string_view image;  // "PID" stands for the target's pid
 };
 constexpr PluginImage kPlugins[] = {
-    {"inventory", "inventory.img"}, {"tree", "pstree.img"},   {"pipes", "pipes-data.img"},
-    {"fds", "fdinfo-1.img"},        {"memory", "mm-PID.img"}, {"core", "core-PID.img"},
-    {"files", "files.img"},
+    {"inventory", "inventory.img"}, {"tree", "pstree.img"},          {"pipes", "pipes-data.img"},
+    {"ghosts", "remap-fpath.img"},  {"fds", "fdinfo-1.img"},         {"memory", "mm-PID.img"},
+    {"core", "core-PID.img"},       {"file-locks", "filelocks.img"}, {"files", "files.img"},
 };
 
 std::string ImageName(const PluginImage& p, pid_t pid) {

@@ -99,6 +99,9 @@ int DumpCommand(const Options& o) {
   req.leave_running = o.leave_running;
   req.leave_stopped = o.leave_stopped;
   req.shell_job = o.shell_job;
+  req.file_locks = o.file_locks;
+  req.link_remap = o.link_remap;
+  req.ghost_limit = o.ghost_limit;
   auto stats = Dump(req);
   if (!stats.ok()) return Fail("dump", stats.status());
   if (auto s = WritePidfile(o, req.pid); !s.ok()) return Fail("dump", s);
@@ -184,12 +187,13 @@ int Main(int argc, char** argv) {
     }
     case Command::kDump: {
       auto supported = Supported({"tree", "leave-running", "leave-stopped", "shell-job", "pidfile",
-                                  "display-stats", "timeout"});
+                                  "display-stats", "timeout", "file-locks", "ghost-limit"});
       if (auto s = CheckSupported(o, supported); !s.ok()) return Fail(name, s);
       return DumpCommand(o);
     }
     case Command::kRestore: {
-      auto supported = Supported({"restore-detached", "pidfile", "shell-job", "display-stats"});
+      auto supported =
+          Supported({"restore-detached", "pidfile", "shell-job", "display-stats", "file-locks"});
       if (auto s = CheckSupported(o, supported); !s.ok()) return Fail(name, s);
       return RestoreCommand(o);
     }
