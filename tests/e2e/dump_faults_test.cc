@@ -468,6 +468,16 @@ void RefusedAtPrecheck(const std::string& what, const std::string& reason) {
 
 BOOST_AUTO_TEST_CASE(refused_fifo) { RefusedAtPrecheck("fifo", "is a named FIFO"); }
 BOOST_AUTO_TEST_CASE(refused_seccomp) { RefusedAtPrecheck("seccomp", "runs under seccomp"); }
+BOOST_AUTO_TEST_CASE(refused_deleted_dir) {
+  RefusedAtPrecheck("deleted_dir", "/gone (deleted), removed while open: not supported");
+}
+BOOST_AUTO_TEST_CASE(refused_linked_deleted) {
+  RefusedAtPrecheck("linked_deleted", "other hard link(s): restoring it needs --link-remap");
+}
+BOOST_AUTO_TEST_CASE(refused_big_ghost) {
+  RefusedAtPrecheck("big_ghost",
+                    "more than the ghost limit of 1048576 (raise it with --ghost-limit)");
+}
 BOOST_AUTO_TEST_CASE(refused_child) { RefusedAtPrecheck("child", "is a socket"); }
 
 // A request that cannot work is refused before the target is touched.

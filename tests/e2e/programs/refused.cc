@@ -4,7 +4,11 @@
 //           sends a byte through it and reads it back;
 //   seccomp a seccomp filter (one that allows every syscall);
 //   child   a child process that holds a socket and waits (it dies with us:
-//           PR_SET_PDEATHSIG).
+//           PR_SET_PDEATHSIG);
+//   deleted_dir  a directory (OUTDIR/gone) held open and removed;
+//   linked_deleted  a file (OUTDIR/linked) held open and unlinked while a
+//           second hard link (OUTDIR/linked.other) keeps it;
+//   big_ghost  a deleted file of 2 MiB, more than the default ghost limit.
 // Unlike the other programs it is not meant to be dumped: it is what the dump
 // refuses, and it checks that the refusal left it alone.
 // Verdict: the main loop counted; the FIFO carried every byte in order; the
@@ -51,6 +55,7 @@ int main(int argc, char** argv) {
   const std::string what = env != nullptr ? env : "";
   int pipe_fds[2] = {-1, -1};
   pid_t child = -1;
+  int held_fd = -1;
   if (what == "fifo") {
     const std::string path = out_dir + "/fifo";
     if (mkfifo(path.c_str(), 0600) != 0) crpp::e2e::Die("mkfifo");
@@ -75,8 +80,24 @@ int main(int argc, char** argv) {
       if (getppid() != parent) _exit(0);
       for (;;) pause();
     }
+  } else if (what == "deleted_dir") {
+    const std::string path = out_dir + "/gone";
+    if (mkdir(path.c_str(), 0700) != 0) crpp::e2e::Die("mkdir");
+    held_fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (held_fd < 0 || rmdir(path.c_str()) != 0) crpp::e2e::Die("deleted_dir");
+  } else if (what == "linked_deleted" || what == "big_ghost") {
+    const std::string path = out_dir + "/linked";
+    held_fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (held_fd < 0) crpp::e2e::Die("open");
+    if (what == "linked_deleted" && link(path.c_str(), (path + ".other").c_str()) != 0) {
+      crpp::e2e::Die("link");
+    }
+    if (what == "big_ghost" && ftruncate(held_fd, 2 << 20) != 0) crpp::e2e::Die("ftruncate");
+    if (unlink(path.c_str()) != 0) crpp::e2e::Die("unlink");
   } else {
-    fprintf(stderr, "refused: CRPP_E2E_REFUSED must be fifo, seccomp or child\n");
+    fprintf(stderr,
+            "refused: CRPP_E2E_REFUSED must be fifo, seccomp, child, deleted_dir, "
+            "linked_deleted or big_ghost\n");
     exit(2);
   }
   crpp::e2e::Ready();
@@ -98,6 +119,10 @@ int main(int argc, char** argv) {
   } else if (what == "seccomp") {
     v.Expect(prctl(PR_GET_SECCOMP, 0, 0, 0, 0) == SECCOMP_MODE_FILTER,
              "the process no longer runs under its seccomp filter");
+  } else if (held_fd >= 0) {
+    struct stat st = {};
+    v.Expect(fstat(held_fd, &st) == 0 && st.st_nlink == (what == "linked_deleted" ? 1u : 0u),
+             "the held file is not as it was (nlink %ju)", (uintmax_t)st.st_nlink);
   } else {
     v.Expect(kill(child, 0) == 0, "the child %d is gone", child);
     kill(child, SIGKILL);
