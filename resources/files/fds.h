@@ -4,7 +4,9 @@
 // Supported: regular files and directories (path, flags, position; the size
 // is checked at restore), character devices by path (/dev/null, ...), and
 // with --shell-job the terminal, which restore replaces by the restoring
-// shell's terminal. Anything else is refused at dump with its fd and kind.
+// shell's terminal. Deleted regular files are the Ghosts plugin's (ghost.h):
+// it puts them in ctx.fd_ids before this plugin runs. Anything else (a
+// directory removed while open, ...) is refused at dump with its fd and kind.
 #ifndef CRPP_RESOURCES_FILES_FDS_H_
 #define CRPP_RESOURCES_FILES_FDS_H_
 

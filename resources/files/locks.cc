@@ -1,13 +1,13 @@
 #include "resources/files/locks.h"
 
 #include <fcntl.h>
+#include <linux/kcmp.h>
 #include <sys/file.h>
-#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -157,7 +157,22 @@ absl::Status FileLocks::Dump(DumpContext& ctx) {
   // A lock seen through several fds (dup'ed, or one description shared by
   // several processes) is taken once: flock and OFD locks belong to the
   // description, POSIX locks to the description's process.
-  std::set<std::string> seen;
+  struct Seen {
+    pid_t pid;
+    int fd;
+    Lock lock;
+  };
+  std::vector<Seen> seen;
+  auto already = [&seen](pid_t pid, int fd, const Lock& l) {
+    for (const Seen& s : seen) {
+      if (s.lock.kind != l.kind || s.lock.type != l.type || s.lock.start != l.start ||
+          s.lock.end != l.end || (l.kind == kPosix && s.pid != pid)) {
+        continue;
+      }
+      if (syscall(SYS_kcmp, s.pid, pid, KCMP_FILE, s.fd, fd) == 0) return true;
+    }
+    return false;
+  };
   size_t count = 0;
   for (pid_t pid : tasks) {
     auto fds = proc::ListFds(pid);
@@ -167,18 +182,9 @@ absl::Status FileLocks::Dump(DumpContext& ctx) {
       if (!locks.ok()) return locks.status();
       if (locks->empty()) continue;
       if (!ctx.file_locks) return RefuseWithoutOption(pid, fd, locks->front());
-      struct stat st;
-      if (stat(absl::StrFormat("/proc/%d/fd/%d", pid, fd).c_str(), &st) != 0) {
-        return absl::NotFoundError(
-            absl::StrFormat("pid %d fd %d: stat: %s", pid, fd, strerror(errno)));
-      }
-      uint32_t file_id = ctx.files->FindDescription(pid, fd, st.st_dev, st.st_ino);
-      std::string description = file_id != 0 ? absl::StrFormat("id %d", file_id)
-                                             : absl::StrFormat("pid %d fd %d", pid, fd);
       for (const Lock& l : *locks) {
-        std::string key = absl::StrFormat("%s %d %d %d %d %d", description, l.kind,
-                                          l.kind == kPosix ? pid : 0, l.type, l.start, l.end);
-        if (!seen.insert(key).second) continue;
+        if (already(pid, fd, l)) continue;
+        seen.push_back({pid, fd, l});
         criu::file_lock_entry e;
         e.set_flag(l.kind);
         e.set_type(static_cast<uint32_t>(l.type));

@@ -1,4 +1,6 @@
 #define BOOST_TEST_MODULE inventory
+#include "resources/inventory/inventory.h"
+
 #include <sys/stat.h>
 
 #include <boost/test/unit_test.hpp>
@@ -6,7 +8,6 @@
 #include "core/engine.h"
 #include "core/images/image_io.h"
 #include "inventory.pb.h"
-#include "resources/inventory/inventory.h"
 #include "tests/testing/files.h"
 
 namespace crpp {
