@@ -223,6 +223,7 @@ void FailAfterEachPlugin(const std::string& program, bool send_sigusr2 = false) 
       const std::string before = StartAndView(s);
       crpp::DumpRequest req = Request(s, FreshDir(s, "images"));
       req.fail_after = plugin;
+      req.file_locks = true;  // the locks program holds some
       Dumped d = DumpLogged(s, req, plugin);
       RequireFailed(s, d, absl::StatusCode::kAborted, "dump failed on purpose after " + plugin);
       BOOST_CHECK_MESSAGE(Froze(d), "the target was never frozen: the log says\n" << d.log);
@@ -317,6 +318,10 @@ BOOST_AUTO_TEST_CASE(fail_after_each_plugin_signals) {
   FailAfterEachPlugin("signals", /*send_sigusr2=*/true);
 }
 BOOST_AUTO_TEST_CASE(fail_after_each_plugin_threads) { FailAfterEachPlugin("threads"); }
+// Deleted files (one shared with a child) and file locks: still there, held
+// and intact after each failed dump.
+BOOST_AUTO_TEST_CASE(fail_after_each_plugin_ghost) { FailAfterEachPlugin("ghost"); }
+BOOST_AUTO_TEST_CASE(fail_after_each_plugin_locks) { FailAfterEachPlugin("locks"); }
 
 // Every injected syscall of a whole dump, one failure per dump.
 BOOST_AUTO_TEST_CASE(fail_each_injected_syscall_registers) {
