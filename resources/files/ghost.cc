@@ -47,8 +47,8 @@ struct Unlinked {
   struct stat st;
 };
 
-// Whether `pid`'s `fd` is a deleted regular file (nullopt-like: path empty
-// when it is not); a deleted file that another hard link keeps, or one too
+// What `pid`'s `fd` is if it is a deleted regular file; `path` stays empty
+// when it is not. A deleted file that another hard link keeps, or one too
 // large for the limit, is refused here.
 absl::StatusOr<Unlinked> LookAt(pid_t pid, int fd, uint64_t limit) {
   Unlinked u{};
