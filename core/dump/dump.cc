@@ -309,6 +309,7 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
   if (!s.ok()) {
     // Nothing lost: put every task back exactly as it was, running.
     (void)ReleaseAll(held, ptrace::Leave::kRunning);
+    for (const std::string& path : ctx.remove_on_failure) unlink(path.c_str());
     return s;
   }
   ptrace::Leave leave = req.leave_running   ? ptrace::Leave::kRunning
@@ -317,6 +318,7 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
   stats.frozen_us = Micros(frozen_at);
   if (auto ws = WriteDumpStats(req.images_dir, stats); !ws.ok()) {
     (void)ReleaseAll(held, ptrace::Leave::kRunning);
+    for (const std::string& path : ctx.remove_on_failure) unlink(path.c_str());
     return ws;
   }
   if (auto r = ReleaseAll(held, leave); !r.ok()) return r;

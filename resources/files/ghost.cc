@@ -45,12 +45,13 @@ uint32_t KernelDev(dev_t d) { return (major(d) << 20) | minor(d); }
 struct Unlinked {
   std::string path;  // the old path, without " (deleted)"
   struct stat st;
+  bool linked = false;  // other hard links keep it (--link-remap)
 };
 
 // What `pid`'s `fd` is if it is a deleted regular file; `path` stays empty
 // when it is not. A deleted file that another hard link keeps, or one too
 // large for the limit, is refused here.
-absl::StatusOr<Unlinked> LookAt(pid_t pid, int fd, uint64_t limit) {
+absl::StatusOr<Unlinked> LookAt(pid_t pid, int fd, const DumpContext& ctx) {
   Unlinked u{};
   std::string link = absl::StrFormat("/proc/%d/fd/%d", pid, fd);
   auto target = proc::ReadLink(link);
@@ -61,21 +62,22 @@ absl::StatusOr<Unlinked> LookAt(pid_t pid, int fd, uint64_t limit) {
   }
   if (!S_ISREG(u.st.st_mode)) return u;  // directories and the rest: the Fds plugin says
   std::string path = target->substr(0, target->size() - kDeleted.size());
-  if (u.st.st_nlink != 0) {
+  u.linked = u.st.st_nlink != 0;
+  if (u.linked && !ctx.link_remap) {
     return absl::UnimplementedError(absl::StrFormat(
         "pid %d fd %d is %s, unlinked from that path but kept by %d other hard link(s): "
-        "restoring it needs --link-remap, which crpp does not support yet",
+        "dump with --link-remap to link it back under a temporary name",
         pid, fd, path, u.st.st_nlink));
   }
   if (path.empty() || path[0] != '/') {
     return absl::UnimplementedError(
         absl::StrFormat("pid %d fd %d is a deleted file without a path (%s)", pid, fd, *target));
   }
-  if (static_cast<uint64_t>(u.st.st_size) > limit) {
+  if (!u.linked && static_cast<uint64_t>(u.st.st_size) > ctx.ghost_limit) {
     return absl::UnimplementedError(absl::StrFormat(
         "pid %d fd %d is the deleted file %s of %d bytes, more than the ghost limit of %d "
         "(raise it with --ghost-limit)",
-        pid, fd, path, u.st.st_size, limit));
+        pid, fd, path, u.st.st_size, ctx.ghost_limit));
   }
   u.path = std::move(path);
   return u;
@@ -126,6 +128,33 @@ absl::Status WriteGhost(const std::string& dir, uint32_t ghost_id, const struct 
   return (*w)->Close();
 }
 
+// --link-remap: gives the inode `pid`'s `fd` holds (unlinked from `path`,
+// kept by other links) a name of its own next to `path`, once per inode,
+// and returns that name's file id. The dump driver removes the name again if
+// the dump fails; a successful restore does (Ghosts::RemoveLinks).
+absl::StatusOr<uint32_t> LinkBack(DumpContext& ctx, pid_t pid, int fd, const std::string& path,
+                                  std::map<std::pair<dev_t, ino_t>, uint32_t>& links) {
+  struct stat st;
+  std::string proc = absl::StrFormat("/proc/%d/fd/%d", pid, fd);
+  if (stat(proc.c_str(), &st) != 0) return Errno(absl::StrFormat("pid %d fd %d: stat", pid, fd));
+  auto [it, fresh] = links.try_emplace({st.st_dev, st.st_ino}, 0);
+  if (!fresh) return it->second;
+  std::string dir = path.substr(0, path.rfind('/'));
+  std::string link;
+  for (int n = 0;; ++n) {
+    link = n == 0 ? absl::StrFormat("%s/link_remap.%d", dir, ctx.files->entries().size())
+                  : absl::StrFormat("%s/link_remap.%d.%d", dir, ctx.files->entries().size(), n);
+    if (linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, link.c_str(), AT_SYMLINK_FOLLOW) == 0) break;
+    if (errno != EEXIST || n == 100) {
+      return Errno(absl::StrFormat("pid %d fd %d: linking %s back as %s", pid, fd, path, link));
+    }
+  }
+  ctx.remove_on_failure.push_back(link);
+  it->second = ctx.files->AddPath(link, O_RDONLY);
+  log::Info("ghosts: %s (deleted, %d other links) linked back as %s", path, st.st_nlink, link);
+  return it->second;
+}
+
 }  // namespace
 
 absl::Status Ghosts::Precheck(DumpContext& ctx) {
@@ -134,7 +163,7 @@ absl::Status Ghosts::Precheck(DumpContext& ctx) {
     auto fds = proc::ListFds(t.pid);
     if (!fds.ok()) return fds.status();
     for (int fd : *fds) {
-      if (auto u = LookAt(t.pid, fd, ctx.ghost_limit); !u.ok()) return u.status();
+      if (auto u = LookAt(t.pid, fd, ctx); !u.ok()) return u.status();
     }
   }
   return absl::OkStatus();
@@ -146,12 +175,13 @@ absl::Status Ghosts::Dump(DumpContext& ctx) {
       ctx.images_dir + "/remap-fpath.img", RemapKind());
   if (!remaps.ok()) return remaps.status();
   std::map<std::pair<dev_t, ino_t>, uint32_t> ghost_ids;  // inode -> its ghost image
+  std::map<std::pair<dev_t, ino_t>, uint32_t> links;      // inode -> its link's file id
   for (const TreeTask& t : ctx.tree) {
     if (t.zombie()) continue;
     auto fds = proc::ListFds(t.pid);
     if (!fds.ok()) return fds.status();
     for (int fd : *fds) {
-      auto u = LookAt(t.pid, fd, ctx.ghost_limit);
+      auto u = LookAt(t.pid, fd, ctx);
       if (!u.ok()) return u.status();
       if (u->path.empty()) continue;
       uint32_t id = ctx.files->FindDescription(t.pid, fd, u->st.st_dev, u->st.st_ino);
@@ -178,6 +208,17 @@ absl::Status Ghosts::Dump(DumpContext& ctx) {
         id = ctx.files->Add(std::move(e));
         ctx.files->AddDescription(id, t.pid, fd, u->st.st_dev, u->st.st_ino);
 
+        criu::remap_file_path_entry r;
+        r.set_orig_id(id);
+        if (u->linked) {
+          auto link_id = LinkBack(ctx, t.pid, fd, u->path, links);
+          if (!link_id.ok()) return link_id.status();
+          r.set_remap_id(*link_id);
+          r.set_remap_type(criu::LINKED);
+          if (auto s = remaps->Write(r); !s.ok()) return s;
+          ctx.fd_ids[{t.pid, fd}] = {id, criu::REG};
+          continue;
+        }
         auto [it, fresh] = ghost_ids.try_emplace({u->st.st_dev, u->st.st_ino}, 0);
         if (fresh) {
           it->second = static_cast<uint32_t>(ghost_ids.size());
@@ -187,8 +228,6 @@ absl::Status Ghosts::Dump(DumpContext& ctx) {
           log::Info("ghosts: %s (deleted, %d bytes) is ghost %d", u->path, data->size(),
                     it->second);
         }
-        criu::remap_file_path_entry r;
-        r.set_orig_id(id);
         r.set_remap_id(it->second);
         r.set_remap_type(criu::GHOST);
         if (auto s = remaps->Write(r); !s.ok()) return s;
@@ -278,74 +317,143 @@ absl::Status CreateFile(const std::string& path, const Ghost& g) {
 
 }  // namespace
 
-absl::Status Ghosts::Restore(RestoreContext& ctx) {
-  std::string remap_path = ctx.images_dir + "/remap-fpath.img";
-  if (access(remap_path.c_str(), F_OK) != 0) return absl::OkStatus();  // nothing was deleted
+namespace {
+
+using Descriptions = std::vector<std::pair<uint32_t, const criu::reg_file_entry*>>;
+
+// Opens every description of a deleted file at `path` with its flags and
+// offset and hands it to the tasks (RestoreContext::Inherit).
+absl::Status OpenAll(RestoreContext& ctx, const std::string& path, const std::string& name,
+                     const Descriptions& descriptions) {
+  for (const auto& [file_id, reg] : descriptions) {
+    int fd = open(path.c_str(), static_cast<int>(reg->flags() & ~kNotReopenFlags) | O_CLOEXEC);
+    if (fd < 0) {
+      return Errno(absl::StrFormat("deleted file %s (file id %d): reopening it", name, file_id));
+    }
+    if (lseek(fd, static_cast<off_t>(reg->pos()), SEEK_SET) < 0) {
+      absl::Status s = Errno(absl::StrFormat("deleted file %s: seek to %d", name, reg->pos()));
+      close(fd);
+      return s;
+    }
+    if (auto s = ctx.Inherit(file_id, fd); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RestoreGhost(RestoreContext& ctx, uint32_t ghost_id,
+                          const Descriptions& descriptions) {
+  auto g = ReadGhost(ctx.images_dir, ghost_id);
+  if (!g.ok()) return g.status();
+  const std::string& name = descriptions.front().second->name();
+  size_t slash = name.rfind('/');
+  if (slash == std::string::npos) {
+    return absl::DataLossError(absl::StrFormat("ghost file %x: bad path %s", ghost_id, name));
+  }
+  // A temporary name in the file's old directory, then its old name if
+  // that is free, so the restored fds show the path they showed.
+  std::string path = absl::StrFormat("%s/.crpp-ghost-%x-%d", name.substr(0, slash), ghost_id,
+                                     static_cast<int>(getpid()));
+  if (auto s = CreateFile(path, *g); !s.ok()) {
+    return absl::Status(s.code(), absl::StrFormat("deleted file %s: %s", name, s.message()));
+  }
+  if (renameat2(AT_FDCWD, path.c_str(), AT_FDCWD, name.c_str(), RENAME_NOREPLACE) == 0) {
+    path = name;
+  }
+  absl::Status status = OpenAll(ctx, path, name, descriptions);
+  // The tasks hold it now: it is deleted again, as it was.
+  if (unlink(path.c_str()) != 0 && status.ok()) status = Errno("unlinking " + path);
+  if (status.ok()) {
+    log::Info("ghosts: %s restored deleted (%d bytes, %d descriptions)", name, g->data.size(),
+              descriptions.size());
+  }
+  return status;
+}
+
+// --link-remap: the file is still there under the name the dump gave it;
+// it is opened under its old name (linked there for the time it takes) when
+// that is free. The dump's name goes once the restore succeeded.
+absl::Status RestoreLinked(RestoreContext& ctx, const std::string& link,
+                           const Descriptions& descriptions) {
+  const std::string& name = descriptions.front().second->name();
+  std::string path = link;
+  if (::link(link.c_str(), name.c_str()) == 0) path = name;
+  absl::Status status = OpenAll(ctx, path, name, descriptions);
+  if (path == name && unlink(name.c_str()) != 0 && status.ok()) {
+    status = Errno("unlinking " + name);
+  }
+  if (status.ok()) log::Info("ghosts: %s restored deleted through %s", name, link);
+  return status;
+}
+
+struct Remaps {
+  std::vector<criu::file_entry> files;
+  std::map<uint32_t, Descriptions> ghosts;    // ghost id -> descriptions
+  std::map<std::string, Descriptions> links;  // link's path -> descriptions
+};
+
+absl::StatusOr<Remaps> ReadRemaps(const std::string& dir) {
+  Remaps out;
+  std::string remap_path = dir + "/remap-fpath.img";
+  if (access(remap_path.c_str(), F_OK) != 0) return out;  // nothing was deleted
   auto remaps = images::ReadAll<criu::remap_file_path_entry>(remap_path, RemapKind());
   if (!remaps.ok()) return remaps.status();
-  if (remaps->empty()) return absl::OkStatus();
-  auto files = images::ReadAll<criu::file_entry>(ctx.images_dir + "/files.img", images::Files());
+  if (remaps->empty()) return out;
+  auto files = images::ReadAll<criu::file_entry>(dir + "/files.img", images::Files());
   if (!files.ok()) return files.status();
+  out.files = std::move(*files);
   std::map<uint32_t, const criu::reg_file_entry*> regs;
-  for (const auto& f : *files) {
+  for (const auto& f : out.files) {
     if (f.has_reg()) regs[f.id()] = &f.reg();
   }
-  // ghost id -> (file id, its reg entry) of each description of that file
-  std::map<uint32_t, std::vector<std::pair<uint32_t, const criu::reg_file_entry*>>> by_ghost;
   for (const auto& r : *remaps) {
-    if (r.remap_type() != criu::GHOST) {
-      return absl::UnimplementedError(
-          absl::StrFormat("remap-fpath.img: file id %d is remapped as %s: not supported yet",
-                          r.orig_id(), criu::remap_type_Name(r.remap_type())));
-    }
     auto it = regs.find(r.orig_id());
     if (it == regs.end()) {
       return absl::DataLossError(absl::StrFormat(
           "remap-fpath.img: file id %d is no regular file of files.img", r.orig_id()));
     }
-    by_ghost[r.remap_id()].emplace_back(it->first, it->second);
+    if (r.remap_type() == criu::GHOST) {
+      out.ghosts[r.remap_id()].emplace_back(it->first, it->second);
+    } else if (r.remap_type() == criu::LINKED) {
+      auto link = regs.find(r.remap_id());
+      if (link == regs.end()) {
+        return absl::DataLossError(absl::StrFormat(
+            "remap-fpath.img: file id %d is linked to file id %d, which files.img lacks",
+            r.orig_id(), r.remap_id()));
+      }
+      out.links[link->second->name()].emplace_back(it->first, it->second);
+    } else {
+      return absl::UnimplementedError(
+          absl::StrFormat("remap-fpath.img: file id %d is remapped as %s: not supported yet",
+                          r.orig_id(), criu::remap_type_Name(r.remap_type())));
+    }
   }
-  for (const auto& [ghost_id, descriptions] : by_ghost) {
-    auto g = ReadGhost(ctx.images_dir, ghost_id);
-    if (!g.ok()) return g.status();
-    const std::string& name = descriptions.front().second->name();
-    size_t slash = name.rfind('/');
-    if (slash == std::string::npos) {
-      return absl::DataLossError(absl::StrFormat("ghost file %x: bad path %s", ghost_id, name));
-    }
-    // A temporary name in the file's old directory, then its old name if
-    // that is free, so the restored fds show the path they showed.
-    std::string path = absl::StrFormat("%s/.crpp-ghost-%x-%d", name.substr(0, slash), ghost_id,
-                                       static_cast<int>(getpid()));
-    if (auto s = CreateFile(path, *g); !s.ok()) {
-      return absl::Status(s.code(), absl::StrFormat("deleted file %s: %s", name, s.message()));
-    }
-    if (renameat2(AT_FDCWD, path.c_str(), AT_FDCWD, name.c_str(), RENAME_NOREPLACE) == 0) {
-      path = name;
-    }
-    absl::Status status;
-    for (const auto& [file_id, reg] : descriptions) {
-      int fd = open(path.c_str(), static_cast<int>(reg->flags() & ~kNotReopenFlags) | O_CLOEXEC);
-      if (fd < 0) {
-        status =
-            Errno(absl::StrFormat("deleted file %s (file id %d): reopening it", name, file_id));
-        break;
-      }
-      if (lseek(fd, static_cast<off_t>(reg->pos()), SEEK_SET) < 0) {
-        status = Errno(absl::StrFormat("deleted file %s: seek to %d", name, reg->pos()));
-        close(fd);
-        break;
-      }
-      status = ctx.Inherit(file_id, fd);
-      if (!status.ok()) break;
-    }
-    // The tasks hold it now: it is deleted again, as it was.
-    if (unlink(path.c_str()) != 0 && status.ok()) status = Errno("unlinking " + path);
-    if (!status.ok()) return status;
-    log::Info("ghosts: %s restored deleted (%d bytes, %d descriptions)", name, g->data.size(),
-              descriptions.size());
+  return out;
+}
+
+}  // namespace
+
+absl::Status Ghosts::Restore(RestoreContext& ctx) {
+  auto remaps = ReadRemaps(ctx.images_dir);
+  if (!remaps.ok()) return remaps.status();
+  for (const auto& [ghost_id, descriptions] : remaps->ghosts) {
+    if (auto s = RestoreGhost(ctx, ghost_id, descriptions); !s.ok()) return s;
+  }
+  for (const auto& [link, descriptions] : remaps->links) {
+    if (auto s = RestoreLinked(ctx, link, descriptions); !s.ok()) return s;
   }
   return absl::OkStatus();
+}
+
+absl::Status Ghosts::RemoveLinks(const std::string& images_dir) {
+  auto remaps = ReadRemaps(images_dir);
+  if (!remaps.ok()) return remaps.status();
+  absl::Status status;
+  for (const auto& [link, descriptions] : remaps->links) {
+    if (unlink(link.c_str()) != 0 && errno != ENOENT && status.ok()) {
+      status = Errno("removing " + link);
+    }
+  }
+  return status;
 }
 
 }  // namespace crpp::resources

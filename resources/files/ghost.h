@@ -6,9 +6,10 @@
 // Dump walks every task's fds before the Fds plugin: each description of an
 // unlinked file gets its files.img entry here (ctx.fd_ids), once even when
 // several processes share it; each unlinked inode gets one ghost image, up to
-// --ghost-limit bytes. Refused at dump: a file unlinked from its path that
-// still has other hard links (crpp has no --link-remap yet) and a file larger
-// than the limit; directories removed while open are refused by Fds.
+// --ghost-limit bytes. A file unlinked from its path that other hard links
+// keep is linked back next to it (link_remap.N, a LINKED remap) with
+// --link-remap, and refused without it; a ghost larger than the limit is
+// refused; directories removed while open are refused by Fds.
 //
 // Restore, in the root before the other tasks are forked: each ghost is
 // written into its old directory under a temporary name, renamed to its old
@@ -19,6 +20,7 @@
 #ifndef CRPP_RESOURCES_FILES_GHOST_H_
 #define CRPP_RESOURCES_FILES_GHOST_H_
 
+#include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -37,6 +39,9 @@ struct Ghosts {
   static absl::Status Precheck(DumpContext& ctx);
   static absl::Status Dump(DumpContext& ctx);
   static absl::Status Restore(RestoreContext& ctx);
+  // After a successful restore: removes the names --link-remap gave files at
+  // dump (a failed restore keeps them, for the next try).
+  static absl::Status RemoveLinks(const std::string& images_dir);
 };
 
 }  // namespace crpp::resources

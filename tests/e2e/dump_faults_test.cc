@@ -323,6 +323,26 @@ BOOST_AUTO_TEST_CASE(fail_after_each_plugin_threads) { FailAfterEachPlugin("thre
 BOOST_AUTO_TEST_CASE(fail_after_each_plugin_ghost) { FailAfterEachPlugin("ghost"); }
 BOOST_AUTO_TEST_CASE(fail_after_each_plugin_locks) { FailAfterEachPlugin("locks"); }
 
+// --link-remap links a deleted file back at dump: a dump that fails after
+// that (at its very end) removes the link again.
+BOOST_AUTO_TEST_CASE(failed_dump_removes_link_remap_links) {
+  SessionOptions options;
+  options.env = {"CRPP_E2E_GHOST_LINKED=1"};
+  Session s("ghost_linked_fail_after_files", "ghost", options);
+  const std::string before = StartAndView(s);
+  crpp::DumpRequest req = Request(s, FreshDir(s, "images"));
+  req.link_remap = true;
+  req.fail_after = "files";
+  Dumped d = DumpLogged(s, req, "files");
+  RequireFailed(s, d, absl::StatusCode::kAborted, "dump failed on purpose after files");
+  BOOST_CHECK_MESSAGE(d.log.find("linked back as") != std::string::npos, d.log);
+  for (const auto& e : std::filesystem::directory_iterator(s.out_dir())) {
+    BOOST_TEST(!e.path().filename().string().starts_with("link_remap"), e.path());
+  }
+  RequireUntouched(s, before);
+  RequireOkVerdict(s);
+}
+
 // Every injected syscall of a whole dump, one failure per dump.
 BOOST_AUTO_TEST_CASE(fail_each_injected_syscall_registers) {
   FailEachInjectedSyscall("registers", false, 1000);
@@ -477,7 +497,7 @@ BOOST_AUTO_TEST_CASE(refused_deleted_dir) {
   RefusedAtPrecheck("deleted_dir", "/gone (deleted), removed while open: not supported");
 }
 BOOST_AUTO_TEST_CASE(refused_linked_deleted) {
-  RefusedAtPrecheck("linked_deleted", "other hard link(s): restoring it needs --link-remap");
+  RefusedAtPrecheck("linked_deleted", "other hard link(s): dump with --link-remap");
 }
 BOOST_AUTO_TEST_CASE(refused_big_ghost) {
   RefusedAtPrecheck("big_ghost",

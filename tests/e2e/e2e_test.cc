@@ -307,6 +307,22 @@ BOOST_AUTO_TEST_CASE(ghost_cycles) {
   RequireVerdict(s, false, "restored 20 times");
 }
 
+// A deleted file that another hard link keeps: --link-remap links it back
+// at dump, restore opens it under its old name and removes the link, three
+// times in a row.
+BOOST_AUTO_TEST_CASE(ghost_link_remap) {
+  SessionOptions options;
+  options.env = {"CRPP_E2E_GHOST_LINKED=1"};
+  Session s("ghost_link_remap", "ghost", options);
+  E2E_REQUIRE_OK(s, s.Start());
+  for (int i = 0; i < 3; ++i) {
+    E2E_REQUIRE_OK(s, s.Dump({"--link-remap"}));
+    E2E_REQUIRE_OK(s, s.Restore());
+  }
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  RequireVerdict(s, false, "restored 3 times");
+}
+
 // flock, POSIX and OFD locks dumped and taken again (locks.cc).
 BOOST_AUTO_TEST_CASE(locks) {
   Session s("locks");

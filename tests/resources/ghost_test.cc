@@ -174,6 +174,46 @@ BOOST_AUTO_TEST_CASE(a_taken_name_leaves_the_ghost_under_a_temporary_one_removed
   close(fd);
 }
 
+BOOST_AUTO_TEST_CASE(link_remap_links_it_back_and_restore_removes_the_link) {
+  const std::string dir = FreshDir("ghost-linked"), images = FreshDir("ghost-linked-images");
+  const std::string path = dir + "/file", keep = dir + "/keep";
+  Holder h([&] { HoldDeleted(path, "0123456789", O_RDWR, 4, keep); });
+  FileTable files;
+  DumpContext d = ContextFor(h.pid(), images, files);
+  d.link_remap = true;
+  BOOST_REQUIRE(resources::Ghosts::Precheck(d).ok());
+  absl::Status s = resources::Ghosts::Dump(d);
+  BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+  BOOST_REQUIRE(resources::FileTableImage::Dump(d).ok());
+  BOOST_REQUIRE_EQUAL(d.remove_on_failure.size(), 1u);
+  const std::string link = d.remove_on_failure[0];
+  BOOST_TEST(link.starts_with(dir + "/link_remap."));
+  struct stat kept, linked;
+  BOOST_REQUIRE(stat(keep.c_str(), &kept) == 0 && stat(link.c_str(), &linked) == 0);
+  BOOST_TEST(kept.st_ino == linked.st_ino);
+  BOOST_TEST(!std::filesystem::exists(images + "/ghost-file-1.img"));
+  h.Stop();
+
+  RestoreContext r;
+  r.images_dir = images;
+  r.fd_base = 600;
+  s = resources::Ghosts::Restore(r);
+  BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+  BOOST_REQUIRE_EQUAL(r.inherited.size(), 1u);
+  const int fd = r.inherited.begin()->second;
+  BOOST_TEST(LinkOf(fd) == path + " (deleted)");
+  BOOST_TEST(lseek(fd, 0, SEEK_CUR) == 4);
+  struct stat st;
+  BOOST_REQUIRE(fstat(fd, &st) == 0);
+  BOOST_TEST(st.st_ino == kept.st_ino);
+  BOOST_TEST(std::filesystem::exists(link), "the link goes only once the restore succeeded");
+  BOOST_REQUIRE(resources::Ghosts::RemoveLinks(images).ok());
+  BOOST_TEST(Names(dir) == std::vector<std::string>{"keep"}, boost::test_tools::per_element());
+  BOOST_REQUIRE(fstat(fd, &st) == 0);
+  BOOST_TEST(st.st_nlink == 1u);
+  close(fd);
+}
+
 BOOST_AUTO_TEST_CASE(refused_another_hard_link_and_over_the_limit) {
   const std::string dir = FreshDir("ghost-refused"), images = FreshDir("ghost-refused-images");
   {

@@ -186,8 +186,9 @@ int Main(int argc, char** argv) {
       return Check(o);
     }
     case Command::kDump: {
-      auto supported = Supported({"tree", "leave-running", "leave-stopped", "shell-job", "pidfile",
-                                  "display-stats", "timeout", "file-locks", "ghost-limit"});
+      auto supported =
+          Supported({"tree", "leave-running", "leave-stopped", "shell-job", "pidfile",
+                     "display-stats", "timeout", "file-locks", "ghost-limit", "link-remap"});
       if (auto s = CheckSupported(o, supported); !s.ok()) return Fail(name, s);
       return DumpCommand(o);
     }

@@ -7,12 +7,18 @@
 // - OUTDIR/ghost.log, opened O_WRONLY|O_APPEND, then unlinked: a 16-byte
 //   record appended every iteration;
 // - OUTDIR/direct.data, not deleted, opened O_RDWR|O_DIRECT (when the file
-//   system allows it).
+//   system allows it);
+// - with CRPP_E2E_GHOST_LINKED=1 in the environment (dumped with
+//   --link-remap): OUTDIR/linked.data, opened O_RDWR at offset 3 and unlinked
+//   while a second hard link, OUTDIR/linked.keep, keeps it.
 // Verdict: the data fd is still a deleted file named ghost.data (nlink 0)
 // with its contents, its offset continues where the loop left it and the
 // next read continues there, the count is past the data; the child, asked
 // through a pipe, sees the same offset and count (one description); the log
-// is still appended to, with O_APPEND; direct.data keeps O_DIRECT.
+// is still appended to, with O_APPEND; direct.data keeps O_DIRECT; the
+// linked file is still linked.data (deleted), the inode of linked.keep, at
+// its offset, and no link_remap.* name is left in OUTDIR.
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -22,6 +28,7 @@
 #include <cinttypes>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -83,6 +90,18 @@ int main(int argc, char** argv) {
   const bool direct = direct_fd >= 0;
   if (!direct) direct_fd = open(direct_path.c_str(), O_RDWR | O_CREAT, 0600);
   if (direct_fd < 0) crpp::e2e::Die("open direct.data");
+
+  const bool linked = getenv("CRPP_E2E_GHOST_LINKED") != nullptr;
+  const std::string linked_path = dir + "/linked.data", keep_path = dir + "/linked.keep";
+  int linked_fd = -1;
+  if (linked) {
+    linked_fd = open(linked_path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (linked_fd < 0 || write(linked_fd, "linked data", 11) != 11) crpp::e2e::Die("linked");
+    if (link(linked_path.c_str(), keep_path.c_str()) != 0) crpp::e2e::Die("link");
+    if (unlink(linked_path.c_str()) != 0 || lseek(linked_fd, 3, SEEK_SET) != 3) {
+      crpp::e2e::Die("unlink linked.data");
+    }
+  }
 
   int ask[2], answer[2];
   if (pipe(ask) != 0 || pipe(answer) != 0) crpp::e2e::Die("pipe");
@@ -178,7 +197,26 @@ int main(int argc, char** argv) {
   if (direct) {
     v.Expect(fcntl(direct_fd, F_GETFL) & O_DIRECT, "direct.data lost O_DIRECT");
   }
-  v.Note("reads=%" PRIu64 " offset=%lld records=%" PRIu64 " o_direct=%s", count, (long long)at,
-         records, direct ? "yes" : "unsupported here");
+  if (linked) {
+    const std::string lp = FdPath(linked_fd);
+    v.Expect(lp == linked_path + " (deleted)", "the linked fd is %s", lp.c_str());
+    struct stat keep = {};
+    fstat(linked_fd, &st);
+    v.Expect(stat(keep_path.c_str(), &keep) == 0 && keep.st_ino == st.st_ino && st.st_nlink == 1,
+             "the linked fd is no longer the inode of linked.keep alone (nlink %ju)",
+             (uintmax_t)st.st_nlink);
+    char buf[16] = {};
+    v.Expect(lseek(linked_fd, 0, SEEK_CUR) == 3 && read(linked_fd, buf, 8) == 8 &&
+                 std::string(buf) == "ked data",
+             "the linked fd's offset or contents changed");
+    if (DIR* d = opendir(dir.c_str())) {
+      while (dirent* e = readdir(d)) {
+        v.Expect(strncmp(e->d_name, "link_remap", 10) != 0, "%s is left in OUTDIR", e->d_name);
+      }
+      closedir(d);
+    }
+  }
+  v.Note("reads=%" PRIu64 " offset=%lld records=%" PRIu64 " o_direct=%s linked=%s", count,
+         (long long)at, records, direct ? "yes" : "unsupported here", linked ? "yes" : "no");
   v.Finish();
 }
