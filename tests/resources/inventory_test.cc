@@ -1,6 +1,4 @@
 #define BOOST_TEST_MODULE inventory
-#include "resources/inventory/inventory.h"
-
 #include <sys/stat.h>
 
 #include <boost/test/unit_test.hpp>
@@ -8,6 +6,7 @@
 #include "core/engine.h"
 #include "core/images/image_io.h"
 #include "inventory.pb.h"
+#include "resources/inventory/inventory.h"
 #include "tests/testing/files.h"
 
 namespace crpp {
