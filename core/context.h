@@ -117,6 +117,12 @@ struct DumpContext {
   // --external values ("unix[INO]", ...): what outside the tree the dump
   // may refer to.
   std::vector<std::string> external;
+  bool file_locks = false;            // --file-locks: dump the locks tasks hold
+  bool link_remap = false;            // --link-remap
+  uint64_t ghost_limit = 1ull << 20;  // --ghost-limit: largest deleted file dumped
+  // Files a plugin created outside the images directory (--link-remap's
+  // links): the dump driver removes them if the dump fails.
+  std::vector<std::string> remove_on_failure;
   // Every process of the tree, parents before their children; tree[0] is the
   // root. Set by the dump driver; empty in tests of plugins that need no task.
   std::vector<TreeTask> tree;

@@ -256,6 +256,9 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
   ctx.images_dir = req.images_dir;
   ctx.shell_job = req.shell_job;
   ctx.external = req.external;
+  ctx.file_locks = req.file_locks;
+  ctx.link_remap = req.link_remap;
+  ctx.ghost_limit = req.ghost_limit;
   ctx.files = &files;
   ctx.stats = &stats;
 
@@ -307,6 +310,7 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
   if (!s.ok()) {
     // Nothing lost: put every task back exactly as it was, running.
     (void)ReleaseAll(held, ptrace::Leave::kRunning);
+    for (const std::string& path : ctx.remove_on_failure) unlink(path.c_str());
     return s;
   }
   ptrace::Leave leave = req.leave_running   ? ptrace::Leave::kRunning
@@ -315,6 +319,7 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
   stats.frozen_us = Micros(frozen_at);
   if (auto ws = WriteDumpStats(req.images_dir, stats); !ws.ok()) {
     (void)ReleaseAll(held, ptrace::Leave::kRunning);
+    for (const std::string& path : ctx.remove_on_failure) unlink(path.c_str());
     return ws;
   }
   if (auto r = ReleaseAll(held, leave); !r.ok()) return r;

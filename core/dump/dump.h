@@ -23,6 +23,9 @@ struct DumpRequest {
   // --external values ("unix[INO]", ...): resources outside the tree the
   // dump may refer to.
   std::vector<std::string> external;
+  bool file_locks = false;            // --file-locks
+  bool link_remap = false;            // --link-remap
+  uint64_t ghost_limit = 1ull << 20;  // --ghost-limit
   // For tests: fail on purpose right after the plugin of this name ran, before
   // the next one starts ("" = never), to prove that a failed dump leaves the
   // target running. A name that is no plugin's is refused.

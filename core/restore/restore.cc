@@ -27,6 +27,7 @@
 #include "core/restore/restore_task.h"
 #include "core/strings.h"
 #include "pstree.pb.h"
+#include "resources/files/ghost.h"
 #include "resources/task/core.h"
 #include "restorer/restorer_args.h"
 #include "stats.pb.h"
@@ -573,6 +574,9 @@ absl::StatusOr<RestoreResult> Restore(const RestoreRequest& request) {
     if (auto cb = request.on_running(r.pid); !cb.ok()) return cb;
   }
   restoring.Succeeded();
+  if (auto s = resources::Ghosts::RemoveLinks(tree.images_dir); !s.ok()) {
+    log::Warn("restore: %s", s.ToString());
+  }
   log::Info("restore: %d tasks below pid %d run (%d us)", tree.tasks.size(), r.pid, r.restore_us);
   return r;
 }

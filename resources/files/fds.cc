@@ -66,7 +66,9 @@ std::string Unsupported(const FdFile& f, bool shell_job) {
   if (S_ISREG(m) || S_ISDIR(m)) {
     if (S_ISREG(m) && f.path.rfind("/memfd:", 0) == 0) return "";  // the shmem plugin has it
     if (std::string_view(f.path).ends_with(" (deleted)")) {
-      return "an unlinked (deleted) file: not supported yet";
+      if (S_ISDIR(m)) return "the directory " + f.path + ", removed while open: not supported";
+      // Deleted regular files are the ghosts plugin's (ghost.h).
+      return "an unlinked (deleted) file the ghosts plugin did not take";
     }
     if (f.path.empty() || f.path[0] != '/') return "a file without a path (" + f.path + ")";
     return "";
@@ -114,6 +116,9 @@ absl::Status Fds::Precheck(DumpContext& ctx) {
   for (int fd : *fds) {
     auto f = Inspect(ctx.pid, fd);
     if (!f.ok()) return f.status();
+    if (S_ISREG(f->st.st_mode) && std::string_view(f->path).ends_with(" (deleted)")) {
+      continue;  // the ghosts plugin checks these
+    }
     std::string why = Unsupported(*f, ctx.shell_job);
     if (!why.empty()) {
       return absl::UnimplementedError(absl::StrFormat("pid %d fd %d is %s", ctx.pid, fd, why));
@@ -134,16 +139,19 @@ absl::Status Fds::Dump(DumpContext& ctx) {
   for (int fd : *fds) {
     auto f = Inspect(pid, fd);
     if (!f.ok()) return f.status();
-    if (std::string why = Unsupported(*f, ctx.shell_job); !why.empty()) {
-      return absl::UnimplementedError(absl::StrFormat("pid %d fd %d is %s", pid, fd, why));
-    }
-    // Descriptions a tree-wide plugin (pipes) has already put in the table;
-    // and fds made by dup() or inherited across fork(), which share one open
-    // file description (and its offset): kcmp tells, and they share one file
-    // id so restore shares it again.
+    // Descriptions a tree-wide plugin (pipes, ghosts) has already put in the
+    // table; and fds made by dup() or inherited across fork(), which share
+    // one open file description (and its offset): kcmp tells, and they share
+    // one file id so restore shares it again.
     DumpContext::FdRef ref;
-    if (auto it = ctx.fd_ids.find({pid, fd}); it != ctx.fd_ids.end()) {
-      ref = it->second;
+    auto known = ctx.fd_ids.find({pid, fd});
+    if (known == ctx.fd_ids.end()) {
+      if (std::string why = Unsupported(*f, ctx.shell_job); !why.empty()) {
+        return absl::UnimplementedError(absl::StrFormat("pid %d fd %d is %s", pid, fd, why));
+      }
+    }
+    if (known != ctx.fd_ids.end()) {
+      ref = known->second;
     } else if (S_ISSOCK(f->st.st_mode)) {
       return absl::InternalError(
           absl::StrFormat("pid %d fd %d: the socket %s was not dumped", pid, fd, f->path));

@@ -4,8 +4,11 @@
 // Supported: regular files and directories (path, flags, position; the size
 // is checked at restore), character devices by path (/dev/null, ...), and
 // with --shell-job the terminal, which restore replaces by the restoring
-// shell's terminal; pipes and UNIX sockets by the ids their plugins gave. Anything else is refused
-// at dump with its fd and kind.
+// shell's terminal; pipes, FIFOs, UNIX sockets, event fds, memfds and inotify
+// instances by the ids their plugins gave. Deleted regular files are the
+// Ghosts plugin's (ghost.h): it puts them in ctx.fd_ids before this plugin
+// runs. Anything else (a directory removed while open, ...) is refused at dump
+// with its fd and kind.
 #ifndef CRPP_RESOURCES_FILES_FDS_H_
 #define CRPP_RESOURCES_FILES_FDS_H_
 

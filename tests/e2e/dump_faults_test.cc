@@ -77,9 +77,11 @@ constexpr PluginImage kPlugins[] = {
     {"eventpoll", ""},
     {"shmem", "memfd.img"},
     {"inotify", ""},
+    {"ghosts", "remap-fpath.img"},
     {"fds", "fdinfo-1.img"},
     {"memory", "mm-PID.img"},
     {"core", "core-PID.img"},
+    {"file-locks", "filelocks.img"},
     {"files", "files.img"},
 };
 
@@ -240,6 +242,7 @@ void FailAfterEachPlugin(const std::string& program, bool send_sigusr2 = false) 
       const std::string before = StartAndView(s);
       crpp::DumpRequest req = Request(s, FreshDir(s, "images"));
       req.fail_after = plugin;
+      req.file_locks = true;  // the locks program holds some
       Dumped d = DumpLogged(s, req, plugin);
       RequireFailed(s, d, absl::StatusCode::kAborted, "dump failed on purpose after " + plugin);
       BOOST_CHECK_MESSAGE(Froze(d), "the target was never frozen: the log says\n" << d.log);
@@ -341,6 +344,30 @@ BOOST_AUTO_TEST_CASE(fail_after_each_plugin_unix_server) { FailAfterEachPlugin("
 // Every event-style fd, shared with a child: the events program's verdict
 // reads the counters, the ticks and the pending signal from the inside.
 BOOST_AUTO_TEST_CASE(fail_after_each_plugin_events) { FailAfterEachPlugin("events"); }
+// Deleted files (one shared with a child) and file locks: still there, held
+// and intact after each failed dump.
+BOOST_AUTO_TEST_CASE(fail_after_each_plugin_ghost) { FailAfterEachPlugin("ghost"); }
+BOOST_AUTO_TEST_CASE(fail_after_each_plugin_locks) { FailAfterEachPlugin("locks"); }
+
+// --link-remap links a deleted file back at dump: a dump that fails after
+// that (at its very end) removes the link again.
+BOOST_AUTO_TEST_CASE(failed_dump_removes_link_remap_links) {
+  SessionOptions options;
+  options.env = {"CRPP_E2E_GHOST_LINKED=1"};
+  Session s("ghost_linked_fail_after_files", "ghost", options);
+  const std::string before = StartAndView(s);
+  crpp::DumpRequest req = Request(s, FreshDir(s, "images"));
+  req.link_remap = true;
+  req.fail_after = "files";
+  Dumped d = DumpLogged(s, req, "files");
+  RequireFailed(s, d, absl::StatusCode::kAborted, "dump failed on purpose after files");
+  BOOST_CHECK_MESSAGE(d.log.find("linked back as") != std::string::npos, d.log);
+  for (const auto& e : std::filesystem::directory_iterator(s.out_dir())) {
+    BOOST_TEST(!e.path().filename().string().starts_with("link_remap"), e.path());
+  }
+  RequireUntouched(s, before);
+  RequireOkVerdict(s);
+}
 
 // Every injected syscall of a whole dump, one failure per dump.
 BOOST_AUTO_TEST_CASE(fail_each_injected_syscall_registers) {
@@ -537,6 +564,16 @@ BOOST_AUTO_TEST_CASE(refused_unix_peer_outside_tree) {
 // number the epoll's first holder does not have.
 BOOST_AUTO_TEST_CASE(refused_epoll_foreign_target) {
   RefusedAtPrecheck("epoll_foreign", "is an epoll watching a file registered as fd 100");
+}
+BOOST_AUTO_TEST_CASE(refused_deleted_dir) {
+  RefusedAtPrecheck("deleted_dir", "/gone (deleted), removed while open: not supported");
+}
+BOOST_AUTO_TEST_CASE(refused_linked_deleted) {
+  RefusedAtPrecheck("linked_deleted", "other hard link(s): dump with --link-remap");
+}
+BOOST_AUTO_TEST_CASE(refused_big_ghost) {
+  RefusedAtPrecheck("big_ghost",
+                    "more than the ghost limit of 1048576 (raise it with --ghost-limit)");
 }
 
 // A request that cannot work is refused before the target is touched.

@@ -3,7 +3,9 @@
 // with the same pid, and has the restored process check itself from the
 // inside. BUILD.bazel runs each case as its own test (--run_test=CASE).
 #define BOOST_TEST_MODULE e2e
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -14,6 +16,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -420,4 +423,133 @@ BOOST_AUTO_TEST_CASE(events_cycles) {
   BOOST_TEST(fds_at_start > 0);
   BOOST_TEST(fds() == fds_at_start);
   RequireVerdict(s, false, "restored 20 times");
+}
+
+// Deleted files held open, one shared with a child; O_APPEND and O_DIRECT
+// (ghost.cc).
+BOOST_AUTO_TEST_CASE(ghost) {
+  Session s("ghost");
+  DumpRestoreVerify(s);
+}
+
+namespace {
+
+// The names in DIR that `keep` does not accept.
+std::vector<std::string> Unexpected(const std::string& dir,
+                                    const std::function<bool(const std::string&)>& keep) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    std::string name = e.path().filename().string();
+    if (!keep(name)) out.push_back(name);
+  }
+  if (ec) out.push_back("(cannot list " + dir + ": " + ec.message() + ")");
+  return out;
+}
+
+}  // namespace
+
+// The deleted files dumped and restored 20 times: still deleted, contents and
+// offsets intact, and no file left behind in OUTDIR or the images dirs.
+BOOST_AUTO_TEST_CASE(ghost_cycles) {
+  Session s("ghost_cycles", "ghost");
+  E2E_REQUIRE_OK(s, s.Start());
+  for (int i = 0; i < 20; ++i) {
+    E2E_REQUIRE_OK(s, s.Dump());
+    E2E_REQUIRE_OK(s, s.Restore());
+  }
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  for (const std::string& name : Unexpected(
+           s.out_dir(), [](const std::string& n) { return n == "report" || n == "direct.data"; })) {
+    BOOST_ERROR("left in OUTDIR: " << name);
+  }
+  for (int n = 1; n <= s.dumps(); ++n) {
+    for (const std::string& name : Unexpected(s.ImagesDir(n), [](const std::string& f) {
+           return f.ends_with(".img") || f.ends_with(".log") || f == "pid" ||
+                  f.starts_with("stats-");
+         })) {
+      BOOST_ERROR("left in images-" << n << ": " << name);
+    }
+  }
+  RequireVerdict(s, false, "restored 20 times");
+}
+
+// A deleted file that another hard link keeps: --link-remap links it back
+// at dump, restore opens it under its old name and removes the link, three
+// times in a row.
+BOOST_AUTO_TEST_CASE(ghost_link_remap) {
+  SessionOptions options;
+  options.env = {"CRPP_E2E_GHOST_LINKED=1"};
+  Session s("ghost_link_remap", "ghost", options);
+  E2E_REQUIRE_OK(s, s.Start());
+  for (int i = 0; i < 3; ++i) {
+    E2E_REQUIRE_OK(s, s.Dump({"--link-remap"}));
+    E2E_REQUIRE_OK(s, s.Restore());
+  }
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  RequireVerdict(s, false, "restored 3 times");
+}
+
+// flock, POSIX and OFD locks dumped and taken again (locks.cc).
+BOOST_AUTO_TEST_CASE(locks) {
+  Session s("locks");
+  E2E_REQUIRE_OK(s, s.Start());
+  E2E_REQUIRE_OK(s, s.Dump({"--file-locks"}));
+  E2E_REQUIRE_OK(s, s.Restore({"--file-locks"}));
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  RequireVerdict(s, false, "restored");
+}
+
+// Without --file-locks, criu dump refuses a task that holds locks, names the
+// option, and leaves it running with its locks.
+BOOST_AUTO_TEST_CASE(locks_refused_without_option) {
+  Session s("locks_refused_without_option", "locks");
+  E2E_REQUIRE_OK(s, s.Start());
+  const std::string images = s.dir() + "/images-refused";
+  std::filesystem::create_directories(images);
+  auto run = s.RunCriuAnyway("dump-refused", {"dump", "-t", std::to_string(s.pid()), "-D", images,
+                                              "-v4", "-o", "dump.log"});
+  E2E_REQUIRE_OK(s, run.status());
+  BOOST_CHECK_MESSAGE(WIFEXITED(run->wait_status) && WEXITSTATUS(run->wait_status) == 1,
+                      "criu dump ended with " << crpp::e2e::DescribeWaitStatus(run->wait_status));
+  BOOST_CHECK_MESSAGE(
+      run->output.find("--file-locks") != std::string::npos &&
+          run->output.find("pid " + std::to_string(s.pid()) + " fd ") != std::string::npos,
+      "criu dump said: " << run->output);
+  std::cout << s.dir() << ": " << run->output;
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  RequireVerdict(s, false, "original after the refused dump");
+}
+
+// The locks dumped and restored 20 times in a row.
+BOOST_AUTO_TEST_CASE(locks_cycles) {
+  Session s("locks_cycles", "locks");
+  E2E_REQUIRE_OK(s, s.Start());
+  for (int i = 0; i < 20; ++i) {
+    E2E_REQUIRE_OK(s, s.Dump({"--file-locks"}));
+    E2E_REQUIRE_OK(s, s.Restore({"--file-locks"}));
+  }
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  RequireVerdict(s, false, "restored 20 times");
+}
+
+// Someone outside takes a lock between dump and restore: the restore fails,
+// naming the lock, and leaves nothing behind; once it is free, restore works.
+BOOST_AUTO_TEST_CASE(locks_conflict) {
+  Session s("locks_conflict", "locks");
+  E2E_REQUIRE_OK(s, s.Start());
+  E2E_REQUIRE_OK(s, s.Dump({"--file-locks"}));
+  const int fd = open((s.out_dir() + "/flock.lock").c_str(), O_RDWR | O_CLOEXEC);
+  BOOST_REQUIRE(fd >= 0);
+  BOOST_REQUIRE(flock(fd, LOCK_EX | LOCK_NB) == 0);
+  const absl::Status refused = s.Restore({"--file-locks"});
+  BOOST_CHECK_MESSAGE(!refused.ok() && refused.ToString().find("flock write lock is held by "
+                                                               "someone else") != std::string::npos,
+                      "restore said: " << refused.ToString());
+  std::cout << s.dir() << ": " << refused.ToString() << std::endl;
+  BOOST_CHECK_MESSAGE(kill(s.pid(), 0) != 0, "pid " << s.pid() << " lives after a failed restore");
+  close(fd);
+  E2E_REQUIRE_OK(s, s.Restore({"--file-locks"}));
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  RequireVerdict(s, false, "restored once the lock was free");
 }

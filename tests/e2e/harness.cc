@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -509,6 +510,7 @@ absl::StatusOr<std::string> Session::VerdictLine() {
   if (absl::Status s = Signal(SIGUSR1); !s.ok()) return s;
   const std::string report = out_dir_ + "/report";
   std::string line;
+  std::optional<int> exited;  // the child's wait status, if it was reaped here
   for (int waited = 0;; waited += kPollMs) {
     std::vector<std::string> verdicts = VerdictLines(report);
     if (static_cast<int>(verdicts.size()) > verdicts_seen_) {
@@ -519,6 +521,13 @@ absl::StatusOr<std::string> Session::VerdictLine() {
     if (is_child_ && waitpid(pid_, &status, WNOHANG) == pid_) {
       is_child_ = false;
       Untrack(pid_);
+      // It may have written its verdict and exited since the report was read.
+      verdicts = VerdictLines(report);
+      if (static_cast<int>(verdicts.size()) > verdicts_seen_) {
+        line = verdicts[verdicts_seen_];
+        exited = status;
+        break;
+      }
       return absl::InternalError(absl::StrCat("pid ", pid_, " ended with ",
                                               DescribeWaitStatus(status), " without a verdict"));
     }
@@ -531,7 +540,7 @@ absl::StatusOr<std::string> Session::VerdictLine() {
   ++verdicts_seen_;
   last_verdict_ = line;
   const bool ok = absl::StartsWith(line, "OK");
-  if (!is_child_) {
+  if (!is_child_ && !exited) {
     for (int waited = 0; ProcState(pid_) != 0 && ProcState(pid_) != 'Z'; waited += kPollMs) {
       if (waited >= kGoneTimeoutMs) {
         return absl::InternalError(absl::StrCat("pid ", pid_, " lives on after its verdict"));
@@ -540,7 +549,7 @@ absl::StatusOr<std::string> Session::VerdictLine() {
     }
     return line;
   }
-  absl::StatusOr<int> status = WaitExit(pid_, kGoneTimeoutMs);
+  absl::StatusOr<int> status = exited ? *exited : WaitExit(pid_, kGoneTimeoutMs);
   if (!status.ok()) return status.status();
   is_child_ = false;
   Untrack(pid_);

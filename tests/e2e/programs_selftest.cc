@@ -169,6 +169,16 @@ BOOST_AUTO_TEST_CASE(mappings) {
   RunStandalone(s);
 }
 
+BOOST_AUTO_TEST_CASE(ghost) {
+  Session s("ghost");
+  RunStandalone(s);
+}
+
+BOOST_AUTO_TEST_CASE(locks) {
+  Session s("locks");
+  RunStandalone(s);
+}
+
 BOOST_AUTO_TEST_CASE(registers_catch_a_changed_register) {
   Session s("registers_changed", "registers");
   E2E_REQUIRE_OK(s, s.Start());

@@ -107,6 +107,9 @@ int DumpCommand(const Options& o) {
     }
   }
   req.external = o.external;
+  req.file_locks = o.file_locks;
+  req.link_remap = o.link_remap;
+  req.ghost_limit = o.ghost_limit;
   auto stats = Dump(req);
   if (!stats.ok()) return Fail("dump", stats.status());
   if (auto s = WritePidfile(o, req.pid); !s.ok()) return Fail("dump", s);
@@ -196,14 +199,15 @@ int Main(int argc, char** argv) {
       return Check(o);
     }
     case Command::kDump: {
-      auto supported = Supported({"tree", "leave-running", "leave-stopped", "shell-job", "pidfile",
-                                  "external", "display-stats", "timeout"});
+      auto supported =
+          Supported({"tree", "leave-running", "leave-stopped", "shell-job", "pidfile", "external",
+                     "display-stats", "timeout", "file-locks", "ghost-limit", "link-remap"});
       if (auto s = CheckSupported(o, supported); !s.ok()) return Fail(name, s);
       return DumpCommand(o);
     }
     case Command::kRestore: {
-      auto supported =
-          Supported({"restore-detached", "pidfile", "shell-job", "display-stats", "inherit-fd"});
+      auto supported = Supported({"restore-detached", "pidfile", "shell-job", "display-stats",
+                                  "inherit-fd", "file-locks"});
       if (auto s = CheckSupported(o, supported); !s.ok()) return Fail(name, s);
       return RestoreCommand(o);
     }

@@ -9,7 +9,11 @@
 //           CRPP_E2E_UNIX_PEER, which a process outside the tree holds;
 //   epoll_foreign  an epoll shared with a child, watching an eventfd (count
 //           1) that only the child holds, registered under an fd number
-//           (100) the parent, the epoll's first holder, does not have.
+//           (100) the parent, the epoll's first holder, does not have;
+//   deleted_dir  a directory (OUTDIR/gone) held open and removed;
+//   linked_deleted  a file (OUTDIR/linked) held open and unlinked while a
+//           second hard link (OUTDIR/linked.other) keeps it;
+//   big_ghost  a deleted file of 2 MiB, more than the default ghost limit.
 // Unlike the other programs it is not meant to be dumped: it is what the dump
 // refuses, and it checks that the refusal left it alone.
 // Verdict: the main loop counted; the fanotify fd is still one; the process
@@ -54,6 +58,7 @@ int main(int argc, char** argv) {
   pid_t child = -1;
   int unix_fd = -1;
   int epoll = -1;
+  int held_fd = -1;
   if (what == "fanotify") {
     fanotify = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC, O_RDONLY);
     if (fanotify < 0) crpp::e2e::Die("fanotify_init");
@@ -114,10 +119,24 @@ int main(int argc, char** argv) {
     if (read(ready[0], &c, 1) != 1) crpp::e2e::Die("the child did not set up the epoll");
     close(ready[0]);
     close(ready[1]);
+  } else if (what == "deleted_dir") {
+    const std::string path = out_dir + "/gone";
+    if (mkdir(path.c_str(), 0700) != 0) crpp::e2e::Die("mkdir");
+    held_fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (held_fd < 0 || rmdir(path.c_str()) != 0) crpp::e2e::Die("deleted_dir");
+  } else if (what == "linked_deleted" || what == "big_ghost") {
+    const std::string path = out_dir + "/linked";
+    held_fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (held_fd < 0) crpp::e2e::Die("open");
+    if (what == "linked_deleted" && link(path.c_str(), (path + ".other").c_str()) != 0) {
+      crpp::e2e::Die("link");
+    }
+    if (what == "big_ghost" && ftruncate(held_fd, 2 << 20) != 0) crpp::e2e::Die("ftruncate");
+    if (unlink(path.c_str()) != 0) crpp::e2e::Die("unlink");
   } else {
     fprintf(stderr,
             "refused: CRPP_E2E_REFUSED must be fanotify, seccomp, child, shared_fds, "
-            "unix_peer or epoll_foreign\n");
+            "unix_peer, epoll_foreign, deleted_dir, linked_deleted or big_ghost\n");
     exit(2);
   }
   crpp::e2e::Ready();
@@ -137,6 +156,10 @@ int main(int argc, char** argv) {
   } else if (what == "seccomp") {
     v.Expect(prctl(PR_GET_SECCOMP, 0, 0, 0, 0) == SECCOMP_MODE_FILTER,
              "the process no longer runs under its seccomp filter");
+  } else if (held_fd >= 0) {
+    struct stat st = {};
+    v.Expect(fstat(held_fd, &st) == 0 && st.st_nlink == (what == "linked_deleted" ? 1u : 0u),
+             "the held file is not as it was (nlink %ju)", (uintmax_t)st.st_nlink);
   } else if (what == "unix_peer") {
     v.Expect(send(unix_fd, "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1,
              "the UNIX socket no longer sends: %s", strerror(errno));
