@@ -47,12 +47,7 @@ uint32_t FileTable::AddPath(const std::string& path, uint32_t flags) {
   reg->set_flags(flags);
   reg->set_pos(0);
   reg->set_name(path);
-  auto* fown = reg->mutable_fown();
-  fown->set_uid(0);
-  fown->set_euid(0);
-  fown->set_signum(0);
-  fown->set_pid_type(0);
-  fown->set_pid(0);
+  SetNoOwner(*reg->mutable_fown());
   uint32_t id = Add(std::move(e));
   by_path_[key] = id;
   return id;
@@ -84,5 +79,13 @@ absl::Status RestoreContext::Inherit(uint32_t id, int fd) {
 }
 
 const std::vector<criu::file_entry>& FileTable::entries() const { return entries_; }
+
+void SetNoOwner(criu::fown_entry& owner) {
+  owner.set_uid(0);
+  owner.set_euid(0);
+  owner.set_signum(0);
+  owner.set_pid_type(0);
+  owner.set_pid(0);
+}
 
 }  // namespace crpp

@@ -14,6 +14,7 @@
 
 namespace criu {
 class file_entry;
+class fown_entry;
 }  // namespace criu
 
 namespace crpp {
@@ -90,6 +91,10 @@ class FileTable {
   std::vector<criu::file_entry> entries_;
   std::map<std::pair<std::string, uint32_t>, uint32_t> by_path_;
 };
+
+// The owner part of a files.img entry for a file that has no F_SETOWN owner
+// or signal set (all zero): what every entry carries for now.
+void SetNoOwner(criu::fown_entry& owner);
 
 struct DumpStats {
   uint64_t freezing_us = 0, frozen_us = 0, memdump_us = 0, memwrite_us = 0;

@@ -55,16 +55,6 @@ absl::Status Errno(const std::string& what) {
   return absl::InternalError(absl::StrFormat("%s: %s", what, strerror(errno)));
 }
 
-criu::fown_entry NoOwner() {
-  criu::fown_entry o;
-  o.set_uid(0);
-  o.set_euid(0);
-  o.set_signum(0);
-  o.set_pid_type(0);
-  o.set_pid(0);
-  return o;
-}
-
 absl::Status ForEachDescription(DumpContext& ctx, std::string_view link, criu::fd_types type,
                                 const Describe& describe) {
   for (const TreeTask& t : ctx.tree) {

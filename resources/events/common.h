@@ -52,9 +52,6 @@ using Describe = std::function<absl::Status(const Found&, criu::file_entry&)>;
 absl::Status ForEachDescription(DumpContext& ctx, std::string_view link, criu::fd_types type,
                                 const Describe& describe);
 
-// An owner-less fown_entry (F_SETOWN is not dumped for these kinds).
-criu::fown_entry NoOwner();
-
 // "pid P fd F" for messages.
 std::string Where(pid_t pid, int fd);
 

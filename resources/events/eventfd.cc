@@ -23,7 +23,7 @@ absl::Status EventFd::Dump(DumpContext& ctx) {
         auto* efd = e.mutable_efd();
         efd->set_id(0);
         efd->set_flags(f.flags | (*semaphore ? EFD_SEMAPHORE : 0));
-        *efd->mutable_fown() = events::NoOwner();
+        SetNoOwner(*efd->mutable_fown());
         efd->set_counter(*count);
         log::Info("eventfd: %s: count %d%s, flags %#o", where, *count,
                   *semaphore ? " (semaphore)" : "", f.flags);

@@ -124,7 +124,7 @@ absl::Status EventPoll::Dump(DumpContext& ctx) {
         auto* ep = e.mutable_epfd();
         ep->set_id(0);
         ep->set_flags(f.flags);
-        *ep->mutable_fown() = events::NoOwner();
+        SetNoOwner(*ep->mutable_fown());
         if (auto s = Targets(f, &ctx.fd_ids, *ep); !s.ok()) return s;
         log::Info("eventpoll: %s: %d targets, flags %#o", events::Where(f.pid, f.fd),
                   ep->tfd_size(), f.flags);

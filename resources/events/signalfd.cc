@@ -27,7 +27,7 @@ absl::Status SignalFd::Dump(DumpContext& ctx) {
         auto* s = e.mutable_sgfd();
         s->set_id(0);
         s->set_flags(f.flags);
-        *s->mutable_fown() = events::NoOwner();
+        SetNoOwner(*s->mutable_fown());
         s->set_sigmask(*mask);
         log::Info("signalfd: %s: mask %#x, flags %#o", where, *mask, f.flags);
         return absl::OkStatus();

@@ -74,7 +74,7 @@ absl::Status Describe(const events::Found& f, criu::file_entry& e) {
   auto* t = e.mutable_tfd();
   t->set_id(0);
   t->set_flags(f.flags);
-  *t->mutable_fown() = events::NoOwner();
+  SetNoOwner(*t->mutable_fown());
   t->set_clockid(static_cast<uint32_t>(*clockid));
   t->set_ticks(*ticks);
   t->set_settime_flags(static_cast<uint32_t>(*settime_flags));

@@ -92,16 +92,6 @@ std::string Unsupported(const FdFile& f, bool shell_job) {
   return "of an unsupported kind (" + f.path + ")";
 }
 
-criu::fown_entry NoOwner() {
-  criu::fown_entry o;
-  o.set_uid(0);
-  o.set_euid(0);
-  o.set_signum(0);
-  o.set_pid_type(0);
-  o.set_pid(0);
-  return o;
-}
-
 }  // namespace
 
 bool IsTerminalDevice(unsigned maj) {
@@ -179,7 +169,7 @@ absl::Status Fds::Dump(DumpContext& ctx) {
     reg->set_id(0);
     reg->set_flags(f->info.flags & ~O_CLOEXEC);
     reg->set_pos(f->info.pos);
-    *reg->mutable_fown() = NoOwner();
+    SetNoOwner(*reg->mutable_fown());
     reg->set_name(f->path);
     if (f->info.mnt_id >= 0) reg->set_mnt_id(f->info.mnt_id);
     if (S_ISREG(f->st.st_mode)) reg->set_size(static_cast<uint64_t>(f->st.st_size));

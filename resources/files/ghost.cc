@@ -196,12 +196,7 @@ absl::Status Ghosts::Dump(DumpContext& ctx) {
         reg->set_id(0);
         reg->set_flags(info->flags & ~O_CLOEXEC);
         reg->set_pos(info->pos);
-        auto* o = reg->mutable_fown();
-        o->set_uid(0);
-        o->set_euid(0);
-        o->set_signum(0);
-        o->set_pid_type(0);
-        o->set_pid(0);
+        SetNoOwner(*reg->mutable_fown());
         reg->set_name(u->path);
         if (info->mnt_id >= 0) reg->set_mnt_id(info->mnt_id);
         reg->set_size(static_cast<uint64_t>(u->st.st_size));

@@ -131,12 +131,7 @@ absl::Status Inotify::Dump(DumpContext& ctx) {
         auto* ify = e.mutable_ify();
         ify->set_id(0);
         ify->set_flags(info->flags & ~O_CLOEXEC);
-        auto* o = ify->mutable_fown();
-        o->set_uid(0);
-        o->set_euid(0);
-        o->set_signum(0);
-        o->set_pid_type(0);
-        o->set_pid(0);
+        SetNoOwner(*ify->mutable_fown());
         for (const Watch& w : ParseWatches(*text)) {
           auto path = ResolveWatch(t.pid, w);
           if (!path.ok()) return path.status();

@@ -69,12 +69,7 @@ criu::file_entry MemfdEntry(uint32_t flags, uint64_t pos, uint64_t ino) {
   m->set_id(0);
   m->set_flags(flags);
   m->set_pos(pos);
-  auto* o = m->mutable_fown();
-  o->set_uid(0);
-  o->set_euid(0);
-  o->set_signum(0);
-  o->set_pid_type(0);
-  o->set_pid(0);
+  SetNoOwner(*m->mutable_fown());
   m->set_inode_id(static_cast<uint32_t>(ino));
   return e;
 }

@@ -25,16 +25,6 @@ absl::Status Errno(const std::string& what) {
   return absl::InternalError(absl::StrFormat("%s: %s", what, strerror(errno)));
 }
 
-criu::fown_entry NoOwner() {
-  criu::fown_entry o;
-  o.set_uid(0);
-  o.set_euid(0);
-  o.set_signum(0);
-  o.set_pid_type(0);
-  o.set_pid(0);
-  return o;
-}
-
 // Adds the two files.img entries of one open description of a FIFO: the
 // regular-file entry of its path (how to open it) and the FIFO entry that
 // refers to it. Returns the FIFO entry's id.
@@ -47,7 +37,7 @@ uint32_t AddEntries(DumpContext& ctx, const std::string& path, const struct stat
   reg->set_id(0);
   reg->set_flags(flags);
   reg->set_pos(0);
-  *reg->mutable_fown() = NoOwner();
+  SetNoOwner(*reg->mutable_fown());
   reg->set_name(path);
   reg->set_mode(st.st_mode);
   uint32_t regf_id = ctx.files->Add(std::move(r));

@@ -109,12 +109,7 @@ absl::Status Pipes::Dump(DumpContext& ctx) {
         p->set_id(0);
         p->set_pipe_id(static_cast<uint32_t>(ino));
         p->set_flags(info->flags & ~O_CLOEXEC);
-        auto* o = p->mutable_fown();
-        o->set_uid(0);
-        o->set_euid(0);
-        o->set_signum(0);
-        o->set_pid_type(0);
-        o->set_pid(0);
+        SetNoOwner(*p->mutable_fown());
         id = ctx.files->Add(std::move(e));
         ctx.files->AddDescription(id, t.pid, fd, st.st_dev, st.st_ino);
       }

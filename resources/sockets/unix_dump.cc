@@ -230,16 +230,6 @@ absl::StatusOr<Sockets> Collect(const DumpContext& ctx) {
   return all;
 }
 
-criu::fown_entry NoOwner() {
-  criu::fown_entry o;
-  o.set_uid(0);
-  o.set_euid(0);
-  o.set_signum(0);
-  o.set_pid_type(0);
-  o.set_pid(0);
-  return o;
-}
-
 // The image entry of `s`, with its options and queue read through a copy.
 absl::StatusOr<criu::file_entry> Entry(const HeldSocket& s, std::vector<std::string>& queue) {
   const Holder& h = s.holders.front();
@@ -275,7 +265,7 @@ absl::StatusOr<criu::file_entry> Entry(const HeldSocket& s, std::vector<std::str
   u->set_uflags(0);
   u->set_backlog(s.d.state == TCP_LISTEN ? s.d.wqueue : 0);
   u->set_peer(s.peer);
-  *u->mutable_fown() = NoOwner();
+  SetNoOwner(*u->mutable_fown());
   *u->mutable_opts() = *opts;
   u->set_name(s.d.name);
   if (s.d.shutdown != 0) u->set_shutdown(static_cast<criu::sk_shutdown>(s.d.shutdown & 3));
@@ -326,7 +316,7 @@ absl::Status UnixSockets::Dump(DumpContext& ctx) {
     u->set_uflags(kUskExtern);
     u->set_backlog(0);
     u->set_peer(x.peer);
-    *u->mutable_fown() = NoOwner();
+    SetNoOwner(*u->mutable_fown());
     auto* o = u->mutable_opts();
     o->set_so_sndbuf(0);
     o->set_so_rcvbuf(0);

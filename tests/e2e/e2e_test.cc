@@ -65,6 +65,31 @@ void LeaveRunning(Session& s) {
   RequireVerdict(s, false, "restored");
 }
 
+// Entries of /proc/PID/WHAT ("fd", "task") of the session's program.
+int ProcCount(const Session& s, const char* what) {
+  std::error_code ec;
+  auto it =
+      std::filesystem::directory_iterator("/proc/" + std::to_string(s.pid()) + "/" + what, ec);
+  return ec ? -1 : static_cast<int>(std::distance(it, std::filesystem::directory_iterator()));
+}
+
+// The stress of every feature: dump and restore the started program 20 times
+// in a row (with ARGS for both), then it runs with as many fds and threads as
+// at the start, and its verdict is OK.
+void Cycles(Session& s, const std::vector<std::string>& args = {}) {
+  E2E_REQUIRE_OK(s, s.Start());
+  const int fds_at_start = ProcCount(s, "fd"), threads_at_start = ProcCount(s, "task");
+  for (int i = 0; i < 20; ++i) {
+    E2E_REQUIRE_OK(s, s.Dump(args));
+    E2E_REQUIRE_OK(s, s.Restore(args));
+  }
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  BOOST_TEST(fds_at_start > 0);
+  BOOST_TEST(ProcCount(s, "fd") == fds_at_start);
+  BOOST_TEST(ProcCount(s, "task") == threads_at_start);
+  RequireVerdict(s, false, "restored 20 times");
+}
+
 // Processes that keep every CPU busy while they live.
 class CpuHogs {
  public:
@@ -208,20 +233,7 @@ BOOST_AUTO_TEST_CASE(pipeline) {
 // unbroken, and the root holds no more fds than at the start.
 BOOST_AUTO_TEST_CASE(pipeline_cycles) {
   Session s("pipeline_cycles", "pipeline");
-  E2E_REQUIRE_OK(s, s.Start());
-  auto fds = [&s] {
-    std::error_code ec;
-    auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(s.pid()) + "/fd", ec);
-    return ec ? -1 : static_cast<int>(std::distance(it, std::filesystem::directory_iterator()));
-  };
-  const int fds_at_start = fds();
-  for (int i = 0; i < 20; ++i) {
-    E2E_REQUIRE_OK(s, s.Dump());
-    E2E_REQUIRE_OK(s, s.Restore());
-  }
-  E2E_REQUIRE_OK(s, s.ExpectRunning());
-  BOOST_TEST(fds() == fds_at_start);
-  RequireVerdict(s, false, "restored 20 times");
+  Cycles(s);
 }
 
 // A process of 11 threads: each worker's registers, name, altstack and the
@@ -242,24 +254,7 @@ BOOST_AUTO_TEST_CASE(threads_leave_running) {
 // The threads dumped and restored 20 times in a row; no thread or fd more.
 BOOST_AUTO_TEST_CASE(threads_cycles) {
   Session s("threads_cycles", "threads");
-  E2E_REQUIRE_OK(s, s.Start());
-  auto count = [&s](const char* what) {
-    std::error_code ec;
-    auto it =
-        std::filesystem::directory_iterator("/proc/" + std::to_string(s.pid()) + "/" + what, ec);
-    return ec ? -1 : static_cast<int>(std::distance(it, std::filesystem::directory_iterator()));
-  };
-  const int fds_at_start = count("fd"), threads_at_start = count("task");
-  for (int i = 0; i < 20; ++i) {
-    E2E_REQUIRE_OK(s, s.Dump());
-    E2E_REQUIRE_OK(s, s.Restore());
-  }
-  E2E_REQUIRE_OK(s, s.ExpectRunning());
-  BOOST_TEST(fds_at_start > 0);
-  BOOST_TEST(threads_at_start == 11);
-  BOOST_TEST(count("fd") == fds_at_start);
-  BOOST_TEST(count("task") == threads_at_start);
-  RequireVerdict(s, false, "restored 20 times");
+  Cycles(s);
 }
 
 // Named FIFOs with data in them, one end in each of two processes, one
@@ -271,13 +266,7 @@ BOOST_AUTO_TEST_CASE(fifo) {
 
 BOOST_AUTO_TEST_CASE(fifo_cycles) {
   Session s("fifo_cycles", "fifo");
-  E2E_REQUIRE_OK(s, s.Start());
-  for (int i = 0; i < 20; ++i) {
-    E2E_REQUIRE_OK(s, s.Dump());
-    E2E_REQUIRE_OK(s, s.Restore());
-  }
-  E2E_REQUIRE_OK(s, s.ExpectRunning());
-  RequireVerdict(s, false, "restored 20 times");
+  Cycles(s);
 }
 
 // A memfd and a shared anonymous mapping shared by two processes (one object
@@ -289,13 +278,7 @@ BOOST_AUTO_TEST_CASE(shmem) {
 
 BOOST_AUTO_TEST_CASE(shmem_cycles) {
   Session s("shmem_cycles", "shmem");
-  E2E_REQUIRE_OK(s, s.Start());
-  for (int i = 0; i < 20; ++i) {
-    E2E_REQUIRE_OK(s, s.Dump());
-    E2E_REQUIRE_OK(s, s.Restore());
-  }
-  E2E_REQUIRE_OK(s, s.ExpectRunning());
-  RequireVerdict(s, false, "restored 20 times");
+  Cycles(s);
 }
 
 // An inotify instance shared by two processes, with watches whose numbers
@@ -307,13 +290,7 @@ BOOST_AUTO_TEST_CASE(inotify) {
 
 BOOST_AUTO_TEST_CASE(inotify_cycles) {
   Session s("inotify_cycles", "inotify");
-  E2E_REQUIRE_OK(s, s.Start());
-  for (int i = 0; i < 20; ++i) {
-    E2E_REQUIRE_OK(s, s.Dump());
-    E2E_REQUIRE_OK(s, s.Restore());
-  }
-  E2E_REQUIRE_OK(s, s.ExpectRunning());
-  RequireVerdict(s, false, "restored 20 times");
+  Cycles(s);
 }
 
 // A server with a listening UNIX socket, an accepted client and one still
@@ -329,21 +306,7 @@ BOOST_AUTO_TEST_CASE(unix_server) {
 // each time, and the root holds no more fds than at the start.
 BOOST_AUTO_TEST_CASE(unix_server_cycles) {
   Session s("unix_server_cycles", "unix_server");
-  E2E_REQUIRE_OK(s, s.Start());
-  auto fds = [&s] {
-    std::error_code ec;
-    auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(s.pid()) + "/fd", ec);
-    return ec ? -1 : static_cast<int>(std::distance(it, std::filesystem::directory_iterator()));
-  };
-  const int fds_at_start = fds();
-  for (int i = 0; i < 20; ++i) {
-    E2E_REQUIRE_OK(s, s.Dump());
-    E2E_REQUIRE_OK(s, s.Restore());
-  }
-  E2E_REQUIRE_OK(s, s.ExpectRunning());
-  BOOST_TEST(fds_at_start > 10);
-  BOOST_TEST(fds() == fds_at_start);
-  RequireVerdict(s, false, "restored 20 times");
+  Cycles(s);
 }
 
 // A datagram socket of the server connected to one outside the tree: the
@@ -408,21 +371,7 @@ BOOST_AUTO_TEST_CASE(events_leave_running) {
 // the counts, timers and the pending signal still right.
 BOOST_AUTO_TEST_CASE(events_cycles) {
   Session s("events_cycles", "events");
-  E2E_REQUIRE_OK(s, s.Start());
-  auto fds = [&s] {
-    std::error_code ec;
-    auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(s.pid()) + "/fd", ec);
-    return ec ? -1 : static_cast<int>(std::distance(it, std::filesystem::directory_iterator()));
-  };
-  const int fds_at_start = fds();
-  for (int i = 0; i < 20; ++i) {
-    E2E_REQUIRE_OK(s, s.Dump());
-    E2E_REQUIRE_OK(s, s.Restore());
-  }
-  E2E_REQUIRE_OK(s, s.ExpectRunning());
-  BOOST_TEST(fds_at_start > 0);
-  BOOST_TEST(fds() == fds_at_start);
-  RequireVerdict(s, false, "restored 20 times");
+  Cycles(s);
 }
 
 // Deleted files held open, one shared with a child; O_APPEND and O_DIRECT
@@ -524,13 +473,7 @@ BOOST_AUTO_TEST_CASE(locks_refused_without_option) {
 // The locks dumped and restored 20 times in a row.
 BOOST_AUTO_TEST_CASE(locks_cycles) {
   Session s("locks_cycles", "locks");
-  E2E_REQUIRE_OK(s, s.Start());
-  for (int i = 0; i < 20; ++i) {
-    E2E_REQUIRE_OK(s, s.Dump({"--file-locks"}));
-    E2E_REQUIRE_OK(s, s.Restore({"--file-locks"}));
-  }
-  E2E_REQUIRE_OK(s, s.ExpectRunning());
-  RequireVerdict(s, false, "restored 20 times");
+  Cycles(s, {"--file-locks"});
 }
 
 // Someone outside takes a lock between dump and restore: the restore fails,
