@@ -22,6 +22,9 @@ namespace crpp {
 namespace ptrace {
 class Task;
 }  // namespace ptrace
+namespace infect {
+struct TaskState;
+}  // namespace infect
 namespace proc {
 struct Stat;
 struct Status;
@@ -157,6 +160,10 @@ struct DumpContext {
   // MEMFD file id of a memfd (by inode). Anonymous shared memory is known by
   // its inode, which is its shmid.
   std::map<uint64_t, uint32_t> memfd_ids;
+  // What a task's parasite reported (signal actions, timers, limits, ...),
+  // by pid: read once while the parasite is in for the pages, so the task
+  // plugin need not inject it again.
+  std::map<pid_t, std::shared_ptr<const infect::TaskState>> task_states;
   // Names of the plugins whose Dump ran, in order (for logs and tests).
   std::vector<std::string> ran;
 

@@ -352,9 +352,12 @@ absl::Status TaskCore::Dump(DumpContext& ctx) {
   pid_t pid = ctx.pid;
   ptrace::Task& t = *ctx.task;
   // What only the task itself can tell comes from the parasite, in one
-  // round trip.
+  // round trip: the memory plugin's, when it ran (tests may run this plugin
+  // alone).
   absl::StatusOr<infect::TaskState> state;
-  {
+  if (auto known = ctx.task_states.find(pid); known != ctx.task_states.end()) {
+    state = *known->second;
+  } else {
     auto parasite = infect::Parasite::Infect(t);
     if (!parasite.ok()) return parasite.status();
     state = (*parasite)->GetTaskState();

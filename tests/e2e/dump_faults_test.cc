@@ -391,7 +391,7 @@ BOOST_AUTO_TEST_CASE(signal_during_failed_dump_is_delivered) {
   Session s("signal_during_failed_dump", "signals");
   const std::string before = StartAndView(s);
   {
-    FailNthSyscall fault(20, [](int count, pid_t tid) {
+    FailNthSyscall fault(10, [](int count, pid_t tid) {
       if (count == 5) kill(tid, SIGUSR2);
     });
     Dumped d = DumpLogged(s, Request(s, FreshDir(s, "images")), "signal");
@@ -408,7 +408,7 @@ BOOST_AUTO_TEST_CASE(sigstop_during_failed_dump_is_kept) {
   Session s("sigstop_during_failed_dump", "counter");
   const std::string before = StartAndView(s);
   {
-    FailNthSyscall fault(20, [](int count, pid_t tid) {
+    FailNthSyscall fault(10, [](int count, pid_t tid) {
       if (count == 5) kill(tid, SIGSTOP);
     });
     Dumped d = DumpLogged(s, Request(s, FreshDir(s, "images")), "sigstop");
