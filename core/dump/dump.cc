@@ -217,6 +217,13 @@ absl::Status ReleaseAll(std::vector<Held>& held, ptrace::Leave how) {
     }
     t.reset();
   };
+  if (how == ptrace::Leave::kKilled) {
+    // All at once: the kernel tears the processes down side by side while
+    // they are collected one by one below.
+    for (const Held& h : held) {
+      if (h.task) kill(h.pid, SIGKILL);
+    }
+  }
   for (auto it = held.rbegin(); it != held.rend(); ++it) {
     // The other threads first: a killed main thread is reported (and
     // collected) only once they are gone.
