@@ -19,6 +19,7 @@
 #include "fdinfo.pb.h"
 #include "fs.pb.h"
 #include "pstree.pb.h"
+#include "resources/files/pidfd.h"
 
 namespace crpp::resources {
 namespace {
@@ -88,6 +89,7 @@ std::string Unsupported(const FdFile& f, bool shell_job) {
   }
   if (f.path == "anon_inode:inotify") return "";  // the inotify plugin has it
   if (IsEventFdKind(f.path)) return "";           // the events plugins have it
+  if (IsPidfd(f.path)) return "";                 // pidfd.h
   if (f.path.rfind("anon_inode:", 0) == 0) return "an " + f.path + " fd: not supported yet";
   return "of an unsupported kind (" + f.path + ")";
 }
@@ -148,6 +150,16 @@ absl::Status Fds::Dump(DumpContext& ctx) {
     } else if (IsEventFdKind(f->path)) {
       return absl::InternalError(
           absl::StrFormat("pid %d fd %d (%s): no plugin dumped it", pid, fd, f->path));
+    } else if (IsPidfd(f->path)) {
+      // Opened again by each holder (a description of its own).
+      ref.id = ctx.files->FindDescription(pid, fd, f->st.st_dev, f->st.st_ino);
+      ref.type = criu::PIDFD;
+      if (ref.id == 0) {
+        auto id = DumpPidfd(ctx, pid, fd, f->info.flags & ~O_CLOEXEC, f->st.st_ino);
+        if (!id.ok()) return id.status();
+        ref.id = *id;
+        ctx.files->AddDescription(ref.id, pid, fd, f->st.st_dev, f->st.st_ino);
+      }
     } else {
       ref.id = ctx.files->FindDescription(pid, fd, f->st.st_dev, f->st.st_ino);
       ref.type = criu::REG;
@@ -381,6 +393,12 @@ absl::Status Fds::Restore(RestoreContext& ctx) {
     if (it == by_id.end()) {
       return absl::DataLossError(absl::StrFormat(
           "fdinfo: fd %d refers to file id %d, which files.img lacks", fe.fd(), fe.id()));
+    }
+    if (fe.type() == criu::PIDFD && it->second->has_pidfd()) {
+      auto fd = OpenPidfd(it->second->pidfd(), target);
+      if (!fd.ok()) return fd.status();
+      if (auto s = Place(*fd, target, cloexec, false); !s.ok()) return s;
+      continue;
     }
     if (fe.type() != criu::REG || !it->second->has_reg()) {
       return absl::UnimplementedError(

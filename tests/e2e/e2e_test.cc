@@ -496,3 +496,14 @@ BOOST_AUTO_TEST_CASE(locks_conflict) {
   E2E_REQUIRE_OK(s, s.ExpectRunning());
   RequireVerdict(s, false, "restored once the lock was free");
 }
+
+// pidfds of the program and of its child, one dup'ed (pidfd.cc).
+BOOST_AUTO_TEST_CASE(pidfd) {
+  Session s("pidfd");
+  DumpRestoreVerify(s);
+}
+
+BOOST_AUTO_TEST_CASE(pidfd_cycles) {
+  Session s("pidfd_cycles", "pidfd");
+  Cycles(s);
+}

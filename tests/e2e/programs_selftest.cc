@@ -202,6 +202,11 @@ BOOST_AUTO_TEST_CASE(inotify) {
   RunStandalone(s);
 }
 
+BOOST_AUTO_TEST_CASE(pidfd) {
+  Session s("pidfd");
+  RunStandalone(s);
+}
+
 BOOST_AUTO_TEST_CASE(threads) {
   Session s("threads");
   RunStandalone(s);
