@@ -6,15 +6,15 @@
 
 #include "absl/strings/str_format.h"
 #include "core/log.h"
-#include "resources/events/common.h"
+#include "resources/common/descriptions.h"
 
 namespace crpp::resources {
 
 absl::Status EventFd::Dump(DumpContext& ctx) {
-  return events::ForEachDescription(
+  return descriptions::ForEachDescription(
       ctx, "anon_inode:[eventfd]", criu::EVENTFD,
-      [](const events::Found& f, criu::file_entry& e) -> absl::Status {
-        const std::string where = events::Where(f.pid, f.fd);
+      [](const descriptions::Found& f, criu::file_entry& e) -> absl::Status {
+        const std::string where = descriptions::Where(f.pid, f.fd);
         auto count = f.info.Number("eventfd-count", 16, where);
         if (!count.ok()) return count.status();
         // Kernels before 6.2 do not show the mode; then it cannot be told.
@@ -32,7 +32,7 @@ absl::Status EventFd::Dump(DumpContext& ctx) {
 }
 
 absl::Status EventFd::Restore(RestoreContext& ctx) {
-  auto entries = events::ReadEntries(ctx.images_dir, criu::EVENTFD);
+  auto entries = descriptions::ReadEntries(ctx.images_dir, criu::EVENTFD);
   if (!entries.ok()) return entries.status();
   for (const criu::file_entry& f : *entries) {
     if (!f.has_efd()) {
@@ -45,9 +45,10 @@ absl::Status EventFd::Restore(RestoreContext& ctx) {
                 (efd.flags() & EFD_SEMAPHORE ? EFD_SEMAPHORE : 0);
     uint64_t count = efd.counter();
     int fd = eventfd(count <= 0xffffffffu ? static_cast<unsigned>(count) : 0, flags);
-    if (fd < 0) return events::Errno(what + ": eventfd");
+    if (fd < 0) return descriptions::Errno(what + ": eventfd");
     if (count > 0xffffffffu && write(fd, &count, sizeof(count)) != sizeof(count)) {
-      absl::Status s = events::Errno(absl::StrFormat("%s: setting its count to %d", what, count));
+      absl::Status s =
+          descriptions::Errno(absl::StrFormat("%s: setting its count to %d", what, count));
       close(fd);
       return s;
     }

@@ -18,7 +18,7 @@
 #include "core/log.h"
 #include "core/proc/proc.h"
 #include "pstree.pb.h"
-#include "resources/events/common.h"
+#include "resources/common/descriptions.h"
 
 namespace crpp::resources {
 namespace {
@@ -61,11 +61,11 @@ absl::StatusOr<criu::eventpoll_tfd_entry> ParseTarget(const std::string& line,
 
 // The targets of the epoll F, checked and appended to EP. FD_IDS (null at
 // precheck) has the descriptions the other plugins dumped.
-absl::Status Targets(const events::Found& f,
+absl::Status Targets(const descriptions::Found& f,
                      const std::map<std::pair<pid_t, int>, DumpContext::FdRef>* fd_ids,
                      criu::eventpoll_file_entry& ep) {
   // f is the first fd of the epoll in tree order: its task owns it.
-  const std::string where = events::Where(f.pid, f.fd);
+  const std::string where = descriptions::Where(f.pid, f.fd);
   std::set<uint32_t> seen;
   for (const auto& [key, value] : f.info.lines) {
     if (key != "tfd") continue;
@@ -111,22 +111,22 @@ absl::Status EventPoll::Precheck(DumpContext& ctx) {
   DumpContext probe;
   probe.tree = ctx.tree;
   probe.files = &scratch;
-  return events::ForEachDescription(probe, kLink, criu::EVENTPOLL,
-                                    [](const events::Found& f, criu::file_entry& e) {
-                                      return Targets(f, nullptr, *e.mutable_epfd());
-                                    });
+  return descriptions::ForEachDescription(probe, kLink, criu::EVENTPOLL,
+                                          [](const descriptions::Found& f, criu::file_entry& e) {
+                                            return Targets(f, nullptr, *e.mutable_epfd());
+                                          });
 }
 
 absl::Status EventPoll::Dump(DumpContext& ctx) {
-  return events::ForEachDescription(
+  return descriptions::ForEachDescription(
       ctx, kLink, criu::EVENTPOLL,
-      [&ctx](const events::Found& f, criu::file_entry& e) -> absl::Status {
+      [&ctx](const descriptions::Found& f, criu::file_entry& e) -> absl::Status {
         auto* ep = e.mutable_epfd();
         ep->set_id(0);
         ep->set_flags(f.flags);
         SetNoOwner(*ep->mutable_fown());
         if (auto s = Targets(f, &ctx.fd_ids, *ep); !s.ok()) return s;
-        log::Info("eventpoll: %s: %d targets, flags %#o", events::Where(f.pid, f.fd),
+        log::Info("eventpoll: %s: %d targets, flags %#o", descriptions::Where(f.pid, f.fd),
                   ep->tfd_size(), f.flags);
         return absl::OkStatus();
       });
@@ -165,7 +165,8 @@ absl::StatusOr<std::map<uint32_t, std::map<uint32_t, uint32_t>>> Owners(
 
 absl::Status Add(int epoll, int number, epoll_event ev) {
   if (epoll_ctl(epoll, EPOLL_CTL_ADD, number, &ev) != 0) {
-    return events::Errno(absl::StrFormat("EPOLL_CTL_ADD of fd %d (events %#x)", number, ev.events));
+    return descriptions::Errno(
+        absl::StrFormat("EPOLL_CTL_ADD of fd %d (events %#x)", number, ev.events));
   }
   return absl::OkStatus();
 }
@@ -178,17 +179,17 @@ absl::Status AddAs(int epoll, int held, int number, epoll_event ev, int fd_base)
   int saved_flags = fcntl(number, F_GETFD);
   if (saved_flags >= 0) {
     saved = fcntl(number, F_DUPFD_CLOEXEC, fd_base);
-    if (saved < 0) return events::Errno(absl::StrFormat("setting fd %d aside", number));
+    if (saved < 0) return descriptions::Errno(absl::StrFormat("setting fd %d aside", number));
   }
   absl::Status s;
   if (dup3(held, number, O_CLOEXEC) < 0) {
-    s = events::Errno(absl::StrFormat("putting the target at fd %d", number));
+    s = descriptions::Errno(absl::StrFormat("putting the target at fd %d", number));
   } else {
     s = Add(epoll, number, ev);
   }
   if (saved >= 0) {
     if ((dup3(saved, number, 0) < 0 || fcntl(number, F_SETFD, saved_flags) != 0) && s.ok()) {
-      s = events::Errno(absl::StrFormat("putting fd %d back", number));
+      s = descriptions::Errno(absl::StrFormat("putting fd %d back", number));
     }
     close(saved);
   } else {
@@ -200,7 +201,7 @@ absl::Status AddAs(int epoll, int held, int number, epoll_event ev, int fd_base)
 }  // namespace
 
 absl::Status EventPoll::Restore(RestoreContext& ctx) {
-  auto entries = events::ReadEntries(ctx.images_dir, criu::EVENTPOLL);
+  auto entries = descriptions::ReadEntries(ctx.images_dir, criu::EVENTPOLL);
   if (!entries.ok()) return entries.status();
   if (entries->empty()) return absl::OkStatus();
   std::set<uint32_t> ids;
@@ -216,13 +217,13 @@ absl::Status EventPoll::Restore(RestoreContext& ctx) {
     }
     // Above the numbers the targets borrow (Inherit would move it there anyway).
     int created = epoll_create1(EPOLL_CLOEXEC);
-    if (created < 0) return events::Errno(what + ": epoll_create1");
+    if (created < 0) return descriptions::Errno(what + ": epoll_create1");
     int epoll = fcntl(created, F_DUPFD_CLOEXEC, ctx.fd_base);
     close(created);
-    if (epoll < 0) return events::Errno(what + ": moving it up");
+    if (epoll < 0) return descriptions::Errno(what + ": moving it up");
     absl::Status s;
     if (fcntl(epoll, F_SETFL, f.epfd().flags() & O_NONBLOCK) != 0) {
-      s = events::Errno(what + ": its flags");
+      s = descriptions::Errno(what + ": its flags");
     }
     for (const criu::eventpoll_tfd_entry& t : f.epfd().tfd()) {
       if (!s.ok()) break;

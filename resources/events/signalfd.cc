@@ -13,15 +13,15 @@
 
 #include "absl/strings/str_format.h"
 #include "core/log.h"
-#include "resources/events/common.h"
+#include "resources/common/descriptions.h"
 
 namespace crpp::resources {
 
 absl::Status SignalFd::Dump(DumpContext& ctx) {
-  return events::ForEachDescription(
+  return descriptions::ForEachDescription(
       ctx, "anon_inode:[signalfd]", criu::SIGNALFD,
-      [](const events::Found& f, criu::file_entry& e) -> absl::Status {
-        const std::string where = events::Where(f.pid, f.fd);
+      [](const descriptions::Found& f, criu::file_entry& e) -> absl::Status {
+        const std::string where = descriptions::Where(f.pid, f.fd);
         auto mask = f.info.Number("sigmask", 16, where);
         if (!mask.ok()) return mask.status();
         auto* s = e.mutable_sgfd();
@@ -35,7 +35,7 @@ absl::Status SignalFd::Dump(DumpContext& ctx) {
 }
 
 absl::Status SignalFd::Restore(RestoreContext& ctx) {
-  auto entries = events::ReadEntries(ctx.images_dir, criu::SIGNALFD);
+  auto entries = descriptions::ReadEntries(ctx.images_dir, criu::SIGNALFD);
   if (!entries.ok()) return entries.status();
   for (const criu::file_entry& f : *entries) {
     if (!f.has_sgfd()) {
@@ -49,7 +49,7 @@ absl::Status SignalFd::Restore(RestoreContext& ctx) {
     int flags = SFD_CLOEXEC | (sg.flags() & O_NONBLOCK ? SFD_NONBLOCK : 0);
     int fd = static_cast<int>(syscall(SYS_signalfd4, -1, &mask, sizeof(mask), flags));
     if (fd < 0) {
-      return events::Errno(absl::StrFormat("signalfd (file id %d, mask %#x)", f.id(), mask));
+      return descriptions::Errno(absl::StrFormat("signalfd (file id %d, mask %#x)", f.id(), mask));
     }
     if (auto s = ctx.Inherit(f.id(), fd); !s.ok()) return s;
     log::Debug("signalfd: file id %d: mask %#x", f.id(), mask);

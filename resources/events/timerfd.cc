@@ -11,7 +11,7 @@
 
 #include "absl/strings/str_format.h"
 #include "core/log.h"
-#include "resources/events/common.h"
+#include "resources/common/descriptions.h"
 
 #ifndef TFD_IOC_SET_TICKS
 #define TFD_IOC_SET_TICKS _IOW('T', 0, uint64_t)
@@ -23,7 +23,7 @@ namespace {
 constexpr int64_t kNsPerSec = 1000000000;
 
 // "(sec, nsec)" as fdinfo shows it_value and it_interval.
-absl::StatusOr<timespec> ParsePair(const events::FdInfoLines& info, std::string_view key,
+absl::StatusOr<timespec> ParsePair(const descriptions::FdInfoLines& info, std::string_view key,
                                    const std::string& where) {
   const std::string* v = info.Find(key);
   long long sec = 0, nsec = 0;
@@ -44,17 +44,17 @@ int CopyOf(pid_t pid, int fd) {
   return copy;
 }
 
-absl::Status Describe(const events::Found& f, criu::file_entry& e) {
-  const std::string where = events::Where(f.pid, f.fd);
-  events::FdInfoLines info = f.info;
+absl::Status Describe(const descriptions::Found& f, criu::file_entry& e) {
+  const std::string where = descriptions::Where(f.pid, f.fd);
+  descriptions::FdInfoLines info = f.info;
   // The description's own view, with a periodic timer's overruns counted.
   int copy = CopyOf(f.pid, f.fd);
-  if (copy < 0) return events::Errno(where + ": pidfd_getfd of the timerfd");
+  if (copy < 0) return descriptions::Errno(where + ": pidfd_getfd of the timerfd");
   itimerspec now = {};
   absl::Status s;
-  if (timerfd_gettime(copy, &now) != 0) s = events::Errno(where + ": timerfd_gettime");
+  if (timerfd_gettime(copy, &now) != 0) s = descriptions::Errno(where + ": timerfd_gettime");
   if (s.ok()) {
-    auto fresh = events::ReadFdInfoLines(getpid(), copy);
+    auto fresh = descriptions::ReadFdInfoLines(getpid(), copy);
     if (fresh.ok()) {
       info = std::move(*fresh);
     } else {
@@ -112,7 +112,7 @@ absl::Status Arm(int fd, const criu::timerfd_entry& t, const std::string& what) 
   if (armed && (flags & TFD_TIMER_ABSTIME)) {
     timespec now;
     if (clock_gettime(ReadableClock(static_cast<clockid_t>(t.clockid())), &now) != 0) {
-      return events::Errno(what + ": clock_gettime");
+      return descriptions::Errno(what + ": clock_gettime");
     }
     its.it_value.tv_sec += now.tv_sec;
     its.it_value.tv_nsec += now.tv_nsec;
@@ -122,11 +122,11 @@ absl::Status Arm(int fd, const criu::timerfd_entry& t, const std::string& what) 
     }
   }
   if (armed && timerfd_settime(fd, flags, &its, nullptr) != 0) {
-    return events::Errno(what + ": timerfd_settime");
+    return descriptions::Errno(what + ": timerfd_settime");
   }
   uint64_t ticks = t.ticks();
   if (ticks != 0 && ioctl(fd, TFD_IOC_SET_TICKS, &ticks) != 0) {
-    return events::Errno(
+    return descriptions::Errno(
         absl::StrFormat("%s: restoring %d unread ticks (TFD_IOC_SET_TICKS)", what, ticks));
   }
   return absl::OkStatus();
@@ -135,11 +135,11 @@ absl::Status Arm(int fd, const criu::timerfd_entry& t, const std::string& what) 
 }  // namespace
 
 absl::Status TimerFd::Dump(DumpContext& ctx) {
-  return events::ForEachDescription(ctx, "anon_inode:[timerfd]", criu::TIMERFD, Describe);
+  return descriptions::ForEachDescription(ctx, "anon_inode:[timerfd]", criu::TIMERFD, Describe);
 }
 
 absl::Status TimerFd::Restore(RestoreContext& ctx) {
-  auto entries = events::ReadEntries(ctx.images_dir, criu::TIMERFD);
+  auto entries = descriptions::ReadEntries(ctx.images_dir, criu::TIMERFD);
   if (!entries.ok()) return entries.status();
   for (const criu::file_entry& f : *entries) {
     if (!f.has_tfd()) {
@@ -149,7 +149,7 @@ absl::Status TimerFd::Restore(RestoreContext& ctx) {
     const std::string what = absl::StrFormat("timerfd (file id %d, clock %d)", f.id(), t.clockid());
     int fd = timerfd_create(static_cast<clockid_t>(t.clockid()),
                             TFD_CLOEXEC | (t.flags() & O_NONBLOCK ? TFD_NONBLOCK : 0));
-    if (fd < 0) return events::Errno(what + ": timerfd_create");
+    if (fd < 0) return descriptions::Errno(what + ": timerfd_create");
     if (auto s = Arm(fd, t, what); !s.ok()) {
       close(fd);
       return s;

@@ -19,15 +19,12 @@
 #include "core/strings.h"
 #include "fdinfo.pb.h"
 #include "fsnotify.pb.h"
+#include "resources/common/descriptions.h"
 
 namespace crpp::resources {
 namespace {
 
 constexpr int kHandleWords = 16;  // fh_entry carries at least this many words
-
-absl::Status Errno(const std::string& what) {
-  return absl::InternalError(absl::StrFormat("%s: %s", what, strerror(errno)));
-}
 
 struct Watch {
   uint32_t wd = 0, mask = 0, ignored_mask = 0, sdev = 0, handle_bytes = 0;
@@ -106,34 +103,18 @@ absl::StatusOr<std::string> ResolveWatch(pid_t pid, const Watch& w) {
 }  // namespace
 
 absl::Status Inotify::Dump(DumpContext& ctx) {
-  for (const TreeTask& t : ctx.tree) {
-    if (t.zombie()) continue;
-    auto fds = proc::ListFds(t.pid);
-    if (!fds.ok()) return fds.status();
-    for (int fd : *fds) {
-      std::string link_path = absl::StrFormat("/proc/%d/fd/%d", t.pid, fd);
-      auto link = proc::ReadLink(link_path);
-      if (!link.ok()) return link.status();
-      if (*link != "anon_inode:inotify") continue;
-      struct stat st;
-      if (stat(link_path.c_str(), &st) != 0) {
-        return Errno(absl::StrFormat("pid %d fd %d: stat", t.pid, fd));
-      }
-      uint32_t id = ctx.files->FindDescription(t.pid, fd, st.st_dev, st.st_ino);
-      if (id == 0) {
-        auto info = proc::ReadFdInfo(t.pid, fd);
-        auto text = proc::ReadFile(absl::StrFormat("/proc/%d/fdinfo/%d", t.pid, fd));
-        if (!info.ok()) return info.status();
+  return descriptions::ForEachDescription(
+      ctx, "anon_inode:inotify", criu::INOTIFY,
+      [](const descriptions::Found& f, criu::file_entry& e) -> absl::Status {
+        // The watch lines, whole: their fields are not "key: value".
+        auto text = proc::ReadFile(absl::StrFormat("/proc/%d/fdinfo/%d", f.pid, f.fd));
         if (!text.ok()) return text.status();
-        criu::file_entry e;
-        e.set_type(criu::INOTIFY);
-        e.set_id(0);
         auto* ify = e.mutable_ify();
         ify->set_id(0);
-        ify->set_flags(info->flags & ~O_CLOEXEC);
+        ify->set_flags(f.flags);
         SetNoOwner(*ify->mutable_fown());
         for (const Watch& w : ParseWatches(*text)) {
-          auto path = ResolveWatch(t.pid, w);
+          auto path = ResolveWatch(f.pid, w);
           if (!path.ok()) return path.status();
           auto* we = ify->add_wd();
           we->set_id(0);
@@ -154,16 +135,11 @@ absl::Status Inotify::Dump(DumpContext& ctx) {
             fh->add_handle(word);
           }
           fh->set_path(*path);
-          log::Info("inotify: pid %d fd %d: watch %d on %s (mask %#x)", t.pid, fd, w.wd, *path,
+          log::Info("inotify: pid %d fd %d: watch %d on %s (mask %#x)", f.pid, f.fd, w.wd, *path,
                     w.mask);
         }
-        id = ctx.files->Add(std::move(e));
-        ctx.files->AddDescription(id, t.pid, fd, st.st_dev, st.st_ino);
-      }
-      ctx.fd_ids[{t.pid, fd}] = {id, criu::INOTIFY};
-    }
-  }
-  return absl::OkStatus();
+        return absl::OkStatus();
+      });
 }
 
 namespace {
@@ -173,7 +149,7 @@ namespace {
 absl::Status AddWatch(int fd, const std::string& path, uint32_t mask, int want) {
   for (int tries = 0; tries < (1 << 20); ++tries) {
     int wd = inotify_add_watch(fd, path.c_str(), mask);
-    if (wd < 0) return Errno(absl::StrFormat("inotify watch %d on %s", want, path));
+    if (wd < 0) return descriptions::Errno(absl::StrFormat("inotify watch %d on %s", want, path));
     if (wd == want) return absl::OkStatus();
     if (wd > want) break;
     inotify_rm_watch(fd, wd);
@@ -185,16 +161,15 @@ absl::Status AddWatch(int fd, const std::string& path, uint32_t mask, int want) 
 }  // namespace
 
 absl::Status Inotify::Restore(RestoreContext& ctx) {
-  auto files = images::ReadAll<criu::file_entry>(ctx.images_dir + "/files.img", images::Files());
+  auto files = descriptions::ReadEntries(ctx.images_dir, criu::INOTIFY);
   if (!files.ok()) return files.status();
   for (const auto& f : *files) {
-    if (f.type() != criu::INOTIFY) continue;
     if (!f.has_ify()) {
       return absl::DataLossError(absl::StrFormat("files.img: inotify entry %d is empty", f.id()));
     }
     const auto& ify = f.ify();
     int fd = inotify_init1(IN_CLOEXEC | ((ify.flags() & O_NONBLOCK) ? IN_NONBLOCK : 0));
-    if (fd < 0) return Errno(absl::StrFormat("inotify entry %d", f.id()));
+    if (fd < 0) return descriptions::Errno(absl::StrFormat("inotify entry %d", f.id()));
     std::vector<const criu::inotify_wd_entry*> watches;
     for (const auto& w : ify.wd()) watches.push_back(&w);
     std::sort(watches.begin(), watches.end(),

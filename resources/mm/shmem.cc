@@ -19,6 +19,7 @@
 #include "mm.pb.h"
 #include "pagemap.pb.h"
 #include "pstree.pb.h"
+#include "resources/common/descriptions.h"
 #include "resources/mm/memory.h"
 
 namespace crpp::resources {
@@ -26,9 +27,7 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 
-absl::Status Errno(const std::string& what) {
-  return absl::InternalError(absl::StrFormat("%s: %s", what, strerror(errno)));
-}
+using descriptions::Errno;
 
 // One shared memory object of the tree.
 struct Object {
@@ -135,32 +134,24 @@ absl::Status DumpContents(const DumpContext& ctx, uint64_t shmid, const Object& 
 
 absl::Status Shmem::Dump(DumpContext& ctx) {
   std::map<uint64_t, Object> objects;  // by inode: the shmid
+  auto status = descriptions::ForEachDescription(
+      ctx, [](std::string_view link) { return link.starts_with("/memfd:"); }, criu::MEMFD,
+      [&objects](const descriptions::Found& f, criu::file_entry& e) -> absl::Status {
+        std::string name = MemfdName(f.link);
+        if (name.ends_with(" (deleted)")) name.resize(name.size() - strlen(" (deleted)"));
+        if (!objects.count(f.st.st_ino)) {
+          auto s = Describe(absl::StrFormat("/proc/%d/fd/%d", f.pid, f.fd), true, name,
+                            objects[f.st.st_ino]);
+          if (!s.ok()) return s;
+        }
+        auto pos = f.info.Number("pos", 10, descriptions::Where(f.pid, f.fd));
+        if (!pos.ok()) return pos.status();
+        e = MemfdEntry(f.flags, *pos, f.st.st_ino);
+        return absl::OkStatus();
+      });
+  if (!status.ok()) return status;
   for (const TreeTask& t : ctx.tree) {
-    if (t.zombie()) continue;
-    auto fds = proc::ListFds(t.pid);
-    if (!fds.ok()) return fds.status();
-    for (int fd : *fds) {
-      std::string link_path = absl::StrFormat("/proc/%d/fd/%d", t.pid, fd);
-      auto link = proc::ReadLink(link_path);
-      if (!link.ok()) return link.status();
-      if (link->rfind("/memfd:", 0) != 0) continue;
-      struct stat st;
-      if (stat(link_path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-      std::string name = MemfdName(*link);
-      if (name.ends_with(" (deleted)")) name.resize(name.size() - strlen(" (deleted)"));
-      if (!objects.count(st.st_ino)) {
-        if (auto s = Describe(link_path, true, name, objects[st.st_ino]); !s.ok()) return s;
-      }
-      uint32_t id = ctx.files->FindDescription(t.pid, fd, st.st_dev, st.st_ino);
-      if (id == 0) {
-        auto info = proc::ReadFdInfo(t.pid, fd);
-        if (!info.ok()) return info.status();
-        id = ctx.files->Add(MemfdEntry(info->flags & ~O_CLOEXEC, info->pos, st.st_ino));
-        ctx.files->AddDescription(id, t.pid, fd, st.st_dev, st.st_ino);
-      }
-      ctx.fd_ids[{t.pid, fd}] = {id, criu::MEMFD};
-    }
-    if (t.maps == nullptr) continue;
+    if (t.zombie() || t.maps == nullptr) continue;
     for (const proc::Vma& v : *t.maps) {
       if (!v.shared || !v.is_file()) continue;
       const bool memfd = v.path.rfind("/memfd:", 0) == 0;

@@ -1,4 +1,4 @@
-#include "resources/events/common.h"
+#include "resources/common/descriptions.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -13,7 +13,7 @@
 #include "core/proc/proc.h"
 #include "core/strings.h"
 
-namespace crpp::resources::events {
+namespace crpp::resources::descriptions {
 
 const std::string* FdInfoLines::Find(std::string_view key) const {
   for (const auto& [k, v] : lines) {
@@ -55,7 +55,7 @@ absl::Status Errno(const std::string& what) {
   return absl::InternalError(absl::StrFormat("%s: %s", what, strerror(errno)));
 }
 
-absl::Status ForEachDescription(DumpContext& ctx, std::string_view link, criu::fd_types type,
+absl::Status ForEachDescription(DumpContext& ctx, const LinkMatch& match, criu::fd_types type,
                                 const Describe& describe) {
   for (const TreeTask& t : ctx.tree) {
     if (t.zombie()) continue;
@@ -65,7 +65,7 @@ absl::Status ForEachDescription(DumpContext& ctx, std::string_view link, criu::f
       const std::string link_path = absl::StrFormat("/proc/%d/fd/%d", t.pid, fd);
       auto target = proc::ReadLink(link_path);
       if (!target.ok()) return target.status();
-      if (*target != link) continue;
+      if (!match(*target)) continue;
       struct stat st;
       if (stat(link_path.c_str(), &st) != 0) return Errno(Where(t.pid, fd) + ": stat");
       uint32_t id = ctx.files->FindDescription(t.pid, fd, st.st_dev, st.st_ino);
@@ -74,8 +74,12 @@ absl::Status ForEachDescription(DumpContext& ctx, std::string_view link, criu::f
         if (!info.ok()) return info.status();
         auto flags = info->Number("flags", 8, Where(t.pid, fd));
         if (!flags.ok()) return flags.status();
-        Found found{t.pid, fd, static_cast<uint32_t>(*flags) & ~static_cast<uint32_t>(O_CLOEXEC),
-                    std::move(*info)};
+        Found found{t.pid,
+                    fd,
+                    static_cast<uint32_t>(*flags) & ~static_cast<uint32_t>(O_CLOEXEC),
+                    std::move(*info),
+                    *target,
+                    st};
         criu::file_entry e;
         e.set_type(type);
         e.set_id(0);
@@ -89,6 +93,12 @@ absl::Status ForEachDescription(DumpContext& ctx, std::string_view link, criu::f
   return absl::OkStatus();
 }
 
+absl::Status ForEachDescription(DumpContext& ctx, std::string_view link, criu::fd_types type,
+                                const Describe& describe) {
+  return ForEachDescription(
+      ctx, [link](std::string_view target) { return target == link; }, type, describe);
+}
+
 absl::StatusOr<std::vector<criu::file_entry>> ReadEntries(const std::string& images_dir,
                                                           criu::fd_types type) {
   auto files = images::ReadAll<criu::file_entry>(images_dir + "/files.img", images::Files());
@@ -100,4 +110,4 @@ absl::StatusOr<std::vector<criu::file_entry>> ReadEntries(const std::string& ima
   return out;
 }
 
-}  // namespace crpp::resources::events
+}  // namespace crpp::resources::descriptions

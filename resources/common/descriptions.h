@@ -1,10 +1,11 @@
-// What the event-style fd plugins (eventfd, timerfd, signalfd, eventpoll)
-// share: finding every open description of one anon_inode kind in the tree,
-// reading the kind's lines of /proc/PID/fdinfo/N, and the restore-side walk
-// over files.img.
-#ifndef CRPP_RESOURCES_EVENTS_COMMON_H_
-#define CRPP_RESOURCES_EVENTS_COMMON_H_
+// What the plugins of shared open descriptions (event fds, inotify, memfds,
+// ...) share: finding every open description of one kind in the tree,
+// reading the lines of /proc/PID/fdinfo/N, and the restore-side walk over
+// files.img.
+#ifndef CRPP_RESOURCES_COMMON_DESCRIPTIONS_H_
+#define CRPP_RESOURCES_COMMON_DESCRIPTIONS_H_
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -19,7 +20,7 @@
 #include "core/context.h"
 #include "fdinfo.pb.h"
 
-namespace crpp::resources::events {
+namespace crpp::resources::descriptions {
 
 // /proc/PID/fdinfo/N as "key: value" pairs, in order (a key may repeat, as
 // epoll's "tfd:" lines do). `flags` is the raw octal text.
@@ -40,15 +41,21 @@ struct Found {
   int fd;
   uint32_t flags;  // open flags, O_CLOEXEC cleared
   FdInfoLines info;
+  std::string link;  // what /proc/PID/fd/FD points to
+  struct stat st;    // of the open file
 };
 
-// Every fd of every live task of ctx.tree whose /proc link is LINK (e.g.
-// "anon_inode:[eventfd]"): for each description seen for the first time,
+// Every fd of every live task of ctx.tree whose /proc link MATCH accepts
+// (or is LINK, e.g. "anon_inode:[eventfd]"): for each description seen for
+// the first time,
 // DESCRIBE fills the kind's payload of a files.img entry of TYPE (whose id is
 // set afterwards), which is added to ctx.files; every fd holding it is
 // recorded in ctx.fd_ids. Descriptions shared by fds of one or several tasks
 // (dup, fork) are found with kcmp and get one entry.
 using Describe = std::function<absl::Status(const Found&, criu::file_entry&)>;
+using LinkMatch = std::function<bool(std::string_view link)>;
+absl::Status ForEachDescription(DumpContext& ctx, const LinkMatch& match, criu::fd_types type,
+                                const Describe& describe);
 absl::Status ForEachDescription(DumpContext& ctx, std::string_view link, criu::fd_types type,
                                 const Describe& describe);
 
@@ -62,6 +69,6 @@ absl::Status Errno(const std::string& what);
 absl::StatusOr<std::vector<criu::file_entry>> ReadEntries(const std::string& images_dir,
                                                           criu::fd_types type);
 
-}  // namespace crpp::resources::events
+}  // namespace crpp::resources::descriptions
 
-#endif  // CRPP_RESOURCES_EVENTS_COMMON_H_
+#endif  // CRPP_RESOURCES_COMMON_DESCRIPTIONS_H_
