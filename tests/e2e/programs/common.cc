@@ -63,6 +63,18 @@ std::string Setup(int argc, char** argv, const char* name) {
 
 int ReportFd() { return g_report_fd; }
 
+std::string ReadLine(int fd) {
+  std::string line;
+  char c;
+  while (read(fd, &c, 1) == 1 && c != '\n') line += c;
+  return line;
+}
+
+void WriteLine(int fd, const std::string& line) {
+  std::string l = line + "\n";
+  if (write(fd, l.data(), l.size()) != static_cast<ssize_t>(l.size())) _exit(3);
+}
+
 void Ready() { WriteAll(g_report_fd, "ready\n"); }
 
 void Die(const char* what) {

@@ -38,6 +38,12 @@ void Ready();
 // for setup steps that must not fail.
 [[noreturn]] void Die(const char* what);
 
+// One line from FD, without its newline (what came before EOF at EOF).
+std::string ReadLine(int fd);
+
+// Writes LINE and a newline to FD; exits with status 3 if it cannot.
+void WriteLine(int fd, const std::string& line);
+
 // Sleeps MS milliseconds with nanosleep; a signal may cut it short.
 void SleepMs(int ms);
 

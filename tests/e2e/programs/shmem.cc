@@ -22,6 +22,9 @@
 
 namespace {
 
+using crpp::e2e::ReadLine;
+using crpp::e2e::WriteLine;
+
 constexpr size_t kMemfdSize = 1 << 20, kAnonSize = 256 << 10, kFar = 512 << 10;
 
 uint8_t Pattern(size_t i, uint8_t salt) { return static_cast<uint8_t>((i * 13 + salt) & 0xff); }
@@ -31,18 +34,6 @@ bool Holds(const uint8_t* p, size_t from, size_t n, uint8_t salt) {
     if (p[i] != Pattern(i, salt)) return false;
   }
   return true;
-}
-
-std::string ReadLine(int fd) {
-  std::string line;
-  char c;
-  while (read(fd, &c, 1) == 1 && c != '\n') line += c;
-  return line;
-}
-
-void WriteLine(int fd, const std::string& line) {
-  std::string l = line + "\n";
-  if (write(fd, l.data(), l.size()) != static_cast<ssize_t>(l.size())) _exit(3);
 }
 
 }  // namespace

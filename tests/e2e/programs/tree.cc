@@ -24,6 +24,9 @@
 
 namespace {
 
+using crpp::e2e::ReadLine;
+using crpp::e2e::WriteLine;
+
 volatile uint64_t g_counter = 0;
 
 char StateOf(pid_t pid) {
@@ -41,18 +44,6 @@ pid_t ParentOf(pid_t pid) {
   size_t paren = line.rfind(')');
   if (paren == std::string::npos) return -1;
   return static_cast<pid_t>(atoi(line.c_str() + paren + 4));
-}
-
-std::string ReadLine(int fd) {
-  std::string line;
-  char c;
-  while (read(fd, &c, 1) == 1 && c != '\n') line += c;
-  return line;
-}
-
-void WriteLine(int fd, const std::string& line) {
-  std::string l = line + "\n";
-  if (write(fd, l.data(), l.size()) != static_cast<ssize_t>(l.size())) _exit(3);
 }
 
 // A: forks B and Z, then waits for the root's question.
