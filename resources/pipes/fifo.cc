@@ -15,7 +15,6 @@
 #include "core/log.h"
 #include "core/proc/proc.h"
 #include "fdinfo.pb.h"
-#include "pipe-data.pb.h"
 #include "resources/pipes/pipes_internal.h"
 
 namespace crpp::resources {
@@ -86,16 +85,10 @@ absl::Status Fifos::Dump(DumpContext& ctx) {
       }
       ctx.fd_ids[{t.pid, fd}] = {id, criu::FIFO};
       if (!dumped.insert(st.st_ino).second) continue;
-      uint32_t size = 0;
-      auto bytes = pipes_internal::PeekPipe(t.pid, fd, size);
-      if (!bytes.ok()) return bytes.status();
-      criu::pipe_data_entry pd;
-      pd.set_pipe_id(static_cast<uint32_t>(st.st_ino));
-      pd.set_bytes(static_cast<uint32_t>(bytes->size()));
-      pd.set_size(size);
-      if (auto s = (*data_image)->Write(pd); !s.ok()) return s;
-      if (auto s = (*data_image)->WritePayload(*bytes); !s.ok()) return s;
-      log::Info("fifos: %s (size %d) holds %d bytes", *path, size, bytes->size());
+      auto b =
+          pipes_internal::DumpBuffer(**data_image, t.pid, fd, static_cast<uint32_t>(st.st_ino));
+      if (!b.ok()) return b.status();
+      log::Info("fifos: %s (size %d) holds %d bytes", *path, b->size, b->bytes);
     }
   }
   return (*data_image)->Close();

@@ -26,16 +26,16 @@ absl::Status Errno(const std::string& what) {
   return absl::InternalError(absl::StrFormat("%s: %s", what, strerror(errno)));
 }
 
-}  // namespace
-
 // "pipe:[12345]" -> 12345; 0 if the link is not an anonymous pipe.
 uint64_t PipeInode(const std::string& link) {
   if (link.rfind("pipe:[", 0) != 0 || link.back() != ']') return 0;
   return strtoull(link.c_str() + 6, nullptr, 10);
 }
 
-namespace pipes_internal {
-
+// The bytes buffered in the pipe that `pid`'s `fd` is an end of, left where
+// they are: a read end of our own (through /proc, which works for either end)
+// and tee(2) into a pipe of ours as big as that one. `size` gets the pipe's
+// capacity.
 absl::StatusOr<std::string> PeekPipe(pid_t pid, int fd, uint32_t& size) {
   struct Fds {  // closed whatever happens
     int src = -1, copy[2] = {-1, -1};
@@ -73,9 +73,26 @@ absl::StatusOr<std::string> PeekPipe(pid_t pid, int fd, uint32_t& size) {
   return data;
 }
 
-}  // namespace pipes_internal
+}  // namespace
 
-using pipes_internal::PeekPipe;
+namespace pipes_internal {
+
+absl::StatusOr<Buffered> DumpBuffer(images::ImageWriter& image, pid_t pid, int fd,
+                                    uint32_t pipe_id) {
+  Buffered b;
+  auto bytes = PeekPipe(pid, fd, b.size);
+  if (!bytes.ok()) return bytes.status();
+  criu::pipe_data_entry pd;
+  pd.set_pipe_id(pipe_id);
+  pd.set_bytes(static_cast<uint32_t>(bytes->size()));
+  pd.set_size(b.size);
+  if (auto s = image.Write(pd); !s.ok()) return s;
+  if (auto s = image.WritePayload(*bytes); !s.ok()) return s;
+  b.bytes = bytes->size();
+  return b;
+}
+
+}  // namespace pipes_internal
 
 absl::Status Pipes::Dump(DumpContext& ctx) {
   // Written even when empty, as CRIU does: a tree without pipes has an
@@ -115,16 +132,9 @@ absl::Status Pipes::Dump(DumpContext& ctx) {
       }
       ctx.fd_ids[{t.pid, fd}] = {id, criu::PIPE};
       if (!dumped.insert(ino).second) continue;
-      uint32_t size = 0;
-      auto bytes = PeekPipe(t.pid, fd, size);
-      if (!bytes.ok()) return bytes.status();
-      criu::pipe_data_entry pd;
-      pd.set_pipe_id(static_cast<uint32_t>(ino));
-      pd.set_bytes(static_cast<uint32_t>(bytes->size()));
-      pd.set_size(size);
-      if (auto s = (*data_image)->Write(pd); !s.ok()) return s;
-      if (auto s = (*data_image)->WritePayload(*bytes); !s.ok()) return s;
-      log::Info("pipes: pipe %d (size %d) holds %d bytes", ino, size, bytes->size());
+      auto b = pipes_internal::DumpBuffer(**data_image, t.pid, fd, static_cast<uint32_t>(ino));
+      if (!b.ok()) return b.status();
+      log::Info("pipes: pipe %d (size %d) holds %d bytes", ino, b->size, b->bytes);
     }
   }
   return (*data_image)->Close();

@@ -11,15 +11,20 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/images/image_io.h"
 #include "core/images/magic.h"
 
 namespace crpp::resources::pipes_internal {
 
-// The bytes buffered in the pipe that `pid`'s `fd` is an end of, left where
-// they are: a read end of our own (through /proc, which works for either end)
-// and tee(2) into a pipe of ours as big as that one. `size` gets the pipe's
-// capacity.
-absl::StatusOr<std::string> PeekPipe(pid_t pid, int fd, uint32_t& size);
+// Writes the buffer of the pipe that `pid`'s `fd` is an end of to `image`
+// (pipes-data.img or fifo-data.img) as pipe `pipe_id`: one pipe_data_entry
+// with the bytes as its payload. The bytes stay in the pipe (pipes.cc).
+struct Buffered {
+  uint32_t size = 0;  // the pipe's capacity
+  size_t bytes = 0;   // how many were in it
+};
+absl::StatusOr<Buffered> DumpBuffer(images::ImageWriter& image, pid_t pid, int fd,
+                                    uint32_t pipe_id);
 
 struct PipeData {
   uint32_t size = 0;
