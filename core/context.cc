@@ -16,6 +16,23 @@ namespace crpp {
 FileTable::FileTable() = default;
 FileTable::~FileTable() = default;
 
+absl::Status DumpContext::FinishOldestDeferred() {
+  if (deferred.empty()) return absl::OkStatus();
+  std::unique_ptr<Deferred> work = std::move(deferred.front());
+  deferred.pop_front();
+  return work->Finish();
+}
+
+absl::Status DumpContext::FinishAllDeferred() {
+  while (!deferred.empty()) {
+    if (absl::Status s = FinishOldestDeferred(); !s.ok()) {
+      DropDeferred();
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 bool TreeTask::zombie() const { return stat != nullptr && stat->state == 'Z'; }
 
 uint32_t FileTable::Add(criu::file_entry entry) {

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -167,6 +168,25 @@ struct DumpContext {
   // Names of the plugins whose Dump ran, in order (for logs and tests).
   std::vector<std::string> ran;
 
+  // Work a per-task hook started and that finishes later, on this thread,
+  // while the plugin goes on with the next tasks (the memory plugin's page
+  // dumps: the copy runs on a thread of its own while the next task is
+  // infected). The engine finishes all of it when the plugin's stage ends;
+  // after a failure it drops it, and each piece undoes itself in its
+  // destructor (before the dump driver releases the tasks).
+  class Deferred {
+   public:
+    virtual ~Deferred() = default;
+    virtual absl::Status Finish() = 0;
+  };
+  void Defer(std::unique_ptr<Deferred> work) { deferred.push_back(std::move(work)); }
+  size_t deferred_count() const { return deferred.size(); }
+  // Finishes the oldest piece (FIFO); none is OK.
+  absl::Status FinishOldestDeferred();
+  // Finishes every piece, oldest first; the first failure drops the rest.
+  absl::Status FinishAllDeferred();
+  void DropDeferred() { deferred.clear(); }
+
   void Select(const TreeTask& t) {
     pid = t.pid;
     task_id = t.id;
@@ -177,6 +197,10 @@ struct DumpContext {
     maps = t.maps;
     zombie = t.zombie();
   }
+
+  // The pieces, oldest first (public so that DumpContext stays an aggregate:
+  // go through the functions above).
+  std::deque<std::unique_ptr<Deferred>> deferred;
 };
 
 struct RestoreContext {

@@ -41,16 +41,24 @@ class Engine {
   // its status is prefixed with the plugin's name. `after_each` (may be
   // empty) lets the dump driver fail on purpose right after a given plugin
   // (DumpRequest::fail_after).
+  // Work a plugin deferred (DumpContext::Defer) is finished when its stage
+  // ends, and dropped (undone) when the dump fails.
   absl::Status Dump(DumpContext& ctx, const AfterEach& after_each = nullptr) const {
-    return Reg::ForEachInStageOrder([&ctx, &after_each]<class R>() -> absl::Status {
+    absl::Status status = Reg::ForEachInStageOrder([&ctx, &after_each]<class R>() -> absl::Status {
       log::Info("dump: %s (stage %s)", R::kName, StageName(R::kStage));
       absl::Status s = ForEachTask<R>(
           ctx, [&ctx] { return R::Dump(ctx); }, "dump");
+      if (s.ok()) {
+        s = ctx.FinishAllDeferred();
+        if (!s.ok()) s = Annotate(R::kName, "dump", s);
+      }
       if (!s.ok()) return s;
       ctx.ran.emplace_back(R::kName);
       if (after_each) return after_each(R::kName);
       return s;
     });
+    if (!status.ok()) ctx.DropDeferred();
+    return status;
   }
 
   // Restore runs in three parts so the driver can fork the tree in between:

@@ -122,26 +122,52 @@ static long get_task_state(const struct crpp_parasite_ctl* ctl, struct failure* 
  * vmsplice without SPLICE_F_GIFT: the pipe holds references to the task's
  * own pages, no copy is made. A call stops when the pipe is full (it waits
  * only while none of it is free) and says how much went in; the engine
- * empties the pipe meanwhile, so this loops until all of it is through.
- * Partly sent iovecs are advanced in place (the engine does not read them
- * back).
+ * empties the pipes meanwhile, so this loops until all of it is through.
+ * Each call stays within one stripe (one pipe): the last iovec it takes is
+ * cut short for the call and given its length back after. Partly sent
+ * iovecs are advanced in place (the engine does not read them back).
  */
 static long dump_pages(const struct crpp_parasite_ctl* ctl, __u64 nr, __u64* done) {
-  struct iovec* iov = (struct iovec*)(unsigned long)ctl->data;
+  const struct crpp_dump_pages_args* args =
+      (const struct crpp_dump_pages_args*)(unsigned long)ctl->data;
+  struct iovec* iov = (struct iovec*)(args + 1);
   __u64 i = 0;
+  __u64 offset = args->offset;
+  const __u64 stripes = args->stripes;
+  const __u64 stripe_bytes = args->stripe_bytes;
   *done = 0;
-  if (nr > ctl->data_size / sizeof(*iov)) return -E2BIG;
+  if (ctl->data_size < sizeof(*args)) return -E2BIG;
+  if (nr > (ctl->data_size - sizeof(*args)) / sizeof(*iov)) return -E2BIG;
+  if (stripes < 1 || stripes > CRPP_PAGE_PIPES || (stripes > 1 && stripe_bytes == 0)) {
+    return -EINVAL;
+  }
   while (i < nr) {
     if (iov[i].iov_len == 0) {
       i++;
       continue;
     }
-    __u64 batch = nr - i < UIO_MAXIOV ? nr - i : UIO_MAXIOV;
-    long n = crpp_vmsplice(ctl->pipe_fd, &iov[i], batch, 0);
+    int fd = ctl->pipe_fds[0];
+    __u64 room = ~(__u64)0; /* bytes left in this stripe */
+    if (stripes > 1) {
+      fd = ctl->pipe_fds[(offset / stripe_bytes) % stripes];
+      room = stripe_bytes - offset % stripe_bytes;
+    }
+    __u64 count = 0;
+    __u64 bytes = 0;
+    while (i + count < nr && count < UIO_MAXIOV && bytes < room) {
+      bytes += iov[i + count].iov_len;
+      count++;
+    }
+    struct iovec* last = &iov[i + count - 1];
+    const __u64 last_len = last->iov_len;
+    if (bytes > room) last->iov_len -= bytes - room;
+    long n = crpp_vmsplice(fd, &iov[i], count, 0);
+    last->iov_len = last_len;
     if (n == -EINTR) continue;
     if (n < 0) return n;
     if (n == 0) return -EIO; /* cannot happen with a non-empty iovec */
     *done += (__u64)n;
+    offset += (__u64)n;
     for (__u64 left = (__u64)n; left > 0;) {
       if (left >= iov[i].iov_len) {
         left -= iov[i].iov_len;

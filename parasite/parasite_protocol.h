@@ -25,7 +25,10 @@
 #include <linux/types.h>
 
 /* Bumped whenever anything in this file changes meaning. */
-#define CRPP_PARASITE_VERSION 1
+#define CRPP_PARASITE_VERSION 2
+
+/* Page pipes per parasite (see crpp_dump_pages_args). */
+#define CRPP_PAGE_PIPES 2
 
 enum crpp_parasite_cmd {
   /* Parasite -> engine, once, unasked: arg0 = CRPP_PARASITE_VERSION. */
@@ -36,10 +39,11 @@ enum crpp_parasite_cmd {
      reply says which query failed: arg0 = enum crpp_task_state_query,
      arg1 = the signal, timer or resource number (else 0). */
   CRPP_PARASITE_GET_TASK_STATE = 3,
-  /* arg0 iovecs (the kernel's struct iovec: base, length) at the start of
-     the data area are vmspliced, in order, into the pipe (ctl.pipe_fd). The
-     reply's arg0 is the number of bytes put into the pipe, also when the
-     status is an error (-EFAULT for an unmapped or unreadable page, ...). */
+  /* The data area holds struct crpp_dump_pages_args, then arg0 iovecs (the
+     kernel's struct iovec: base, length), whose bytes are vmspliced, in
+     order, into the page pipes (see crpp_dump_pages_args). The reply's arg0
+     is the number of bytes put into the pipes, also when the status is an
+     error (-EFAULT for an unmapped or unreadable page, ...). */
   CRPP_PARASITE_DUMP_PAGES = 4,
 };
 
@@ -54,12 +58,25 @@ struct crpp_parasite_msg {
 /* At a page boundary in the shared area, written by the engine before the
    start. Addresses are the target's. */
 struct crpp_parasite_ctl {
-  __u32 version;    /* CRPP_PARASITE_VERSION, else the parasite returns at once */
-  __u32 test_fault; /* tests only: non-zero makes the parasite fault before HELLO */
-  __s32 sock_fd;    /* the parasite's end of the socket pair */
-  __s32 pipe_fd;    /* write end of the page pipe */
-  __u64 data;       /* the data area */
+  __u32 version;                   /* CRPP_PARASITE_VERSION, else the parasite returns at once */
+  __u32 test_fault;                /* tests only: non-zero makes the parasite fault before HELLO */
+  __s32 sock_fd;                   /* the parasite's end of the socket pair */
+  __s32 pipe_fds[CRPP_PAGE_PIPES]; /* write ends of the page pipes */
+  __u32 pad;
+  __u64 data; /* the data area */
   __u64 data_size;
+};
+
+/* DUMP_PAGES's arguments, at the start of the data area. The bytes of all
+   the DUMP_PAGES of one dump form a stream, cut in stripes of stripe_bytes:
+   stripe k goes into pipe k % stripes, so that as many engine threads copy
+   at once, each into its own part of the image. stripes = 1: every byte into
+   pipe 0, stripe_bytes unused. */
+struct crpp_dump_pages_args {
+  __u64 offset;       /* where in the stream this command's first byte is */
+  __u64 stripe_bytes; /* > 0 when stripes > 1 */
+  __u32 stripes;      /* 1 .. CRPP_PAGE_PIPES */
+  __u32 pad;
 };
 
 /* The kernel's struct sigaction for rt_sigaction on x86-64. */

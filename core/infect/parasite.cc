@@ -24,6 +24,7 @@ namespace crpp::infect {
 namespace {
 
 namespace blob = blobs::parasite_blob;
+static_assert(Parasite::kPagePipes == CRPP_PAGE_PIPES);
 
 constexpr size_t kPage = 4096;
 // The parasite's calls are shallow and keep their buffers in the data area;
@@ -282,20 +283,25 @@ absl::Status Parasite::MakeChannels() {
   sock_ = *sock;
   if (auto s = CloseRemote((*sv)[0]); !s.ok()) return s;
   remote_sock_ = (*sv)[1];
-  if (auto s = Step(InfectStep::kCreatePipe); !s.ok()) return s;
-  auto pipe_fds = RemotePair("pipe2", SYS_pipe2, {kScratch, O_CLOEXEC});
-  if (!pipe_fds.ok()) return pipe_fds.status();
-  if (auto s = Step(InfectStep::kTakePipe); !s.ok()) return s;
-  auto pipe_rd = TakeFd((*pipe_fds)[0]);
-  if (!pipe_rd.ok()) return pipe_rd.status();
-  pipe_ = *pipe_rd;
-  if (auto s = CloseRemote((*pipe_fds)[0]); !s.ok()) return s;
-  remote_pipe_ = (*pipe_fds)[1];
-  // Our end only: we wait with poll(), the parasite blocks in vmsplice.
-  if (fcntl(pipe_, F_SETFL, O_NONBLOCK) != 0) return Errno(task_.tid(), "fcntl(O_NONBLOCK)");
-  if (PipeMaxSize() > 0 && fcntl(pipe_, F_SETPIPE_SZ, PipeMaxSize()) < 0) {
-    log::Warn("pid %d: F_SETPIPE_SZ %d: %s (pages go through a smaller pipe)", task_.tid(),
-              PipeMaxSize(), strerror(errno));
+  // The page pipes: one per stripe of a page dump (crpp_dump_pages_args).
+  for (size_t k = 0; k < pipes_.size(); ++k) {
+    if (auto s = Step(InfectStep::kCreatePipe); !s.ok()) return s;
+    auto pipe_fds = RemotePair("pipe2", SYS_pipe2, {kScratch, O_CLOEXEC});
+    if (!pipe_fds.ok()) return pipe_fds.status();
+    if (auto s = Step(InfectStep::kTakePipe); !s.ok()) return s;
+    auto pipe_rd = TakeFd((*pipe_fds)[0]);
+    if (!pipe_rd.ok()) return pipe_rd.status();
+    pipes_[k] = *pipe_rd;
+    if (auto s = CloseRemote((*pipe_fds)[0]); !s.ok()) return s;
+    remote_pipes_[k] = (*pipe_fds)[1];
+    // Our end only: we wait with poll(), the parasite blocks in vmsplice.
+    if (fcntl(pipes_[k], F_SETFL, O_NONBLOCK) != 0) {
+      return Errno(task_.tid(), "fcntl(O_NONBLOCK)");
+    }
+    if (PipeMaxSize() > 0 && fcntl(pipes_[k], F_SETPIPE_SZ, PipeMaxSize()) < 0) {
+      log::Warn("pid %d: F_SETPIPE_SZ %d: %s (pages go through a smaller pipe)", task_.tid(),
+                PipeMaxSize(), strerror(errno));
+    }
   }
   return absl::OkStatus();
 }
@@ -310,7 +316,7 @@ absl::Status Parasite::Launch() {
   c->version = CRPP_PARASITE_VERSION;
   c->test_fault = options_.fail_at == InfectStep::kHello;
   c->sock_fd = remote_sock_;
-  c->pipe_fd = remote_pipe_;
+  for (size_t k = 0; k < pipes_.size(); ++k) c->pipe_fds[k] = remote_pipes_[k];
   c->data = remote_base_ + data_offset_;
   c->data_size = area_bytes_ - data_offset_;
 
@@ -429,118 +435,6 @@ absl::StatusOr<TaskState> Parasite::GetTaskState() {
   return ToTaskState(wire);
 }
 
-// Moves what the pipe holds now, up to `len` (> 0) bytes, into out_fd.
-absl::StatusOr<size_t> Parasite::MovePipe(int out_fd, size_t len, bool& copy) {
-  // The pipe does not block: empty, it says EAGAIN; 0 is the end of it.
-  const auto eof = [this] {
-    return absl::AbortedError(
-        absl::StrFormat("pid %d: the page pipe closed: the task is gone", task_.tid()));
-  };
-  if (!copy) {
-    ssize_t n = splice(pipe_, nullptr, out_fd, nullptr, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (n == 0) return eof();
-    if (n > 0) return static_cast<size_t>(n);
-    if (errno == EAGAIN || errno == EINTR) return 0;
-    if (errno != EINVAL) return Errno(task_.tid(), "splice of the pages");
-    log::Debug("pid %d: fd %d refuses splice(): pages copied by read() and write()", task_.tid(),
-               out_fd);
-    copy = true;
-  }
-  if (copy_buffer_.empty()) copy_buffer_.resize(std::max(PipeMaxSize(), 1 << 16));
-  ssize_t n = read(pipe_, copy_buffer_.data(), std::min(len, copy_buffer_.size()));
-  if (n == 0) return eof();
-  if (n < 0) {
-    if (errno == EAGAIN || errno == EINTR) return 0;
-    return Errno(task_.tid(), "read from the page pipe");
-  }
-  for (ssize_t done = 0; done < n;) {
-    ssize_t w = write(out_fd, copy_buffer_.data() + done, static_cast<size_t>(n - done));
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return Errno(task_.tid(), "write of the pages");
-    done += w;
-  }
-  return static_cast<size_t>(n);
-}
-
-// One DUMP_PAGES round trip for the `nr_iov` iovecs in the data area: the
-// pipe is emptied into out_fd while the parasite fills it, until all `bytes`
-// came through and the parasite answered.
-absl::Status Parasite::DumpBatch(uint64_t nr_iov, uint64_t bytes, int out_fd, bool& copy) {
-  if (auto s = Send(CRPP_PARASITE_DUMP_PAGES, nr_iov); !s.ok()) return s;
-  crpp_parasite_msg reply{};
-  bool replied = false;
-  uint64_t moved = 0;
-  int64_t quiet_ms = 0;
-  for (;;) {
-    // Until the answer, all of it is on its way; after, what it says went in.
-    const uint64_t coming = replied ? reply.arg0 : bytes;
-    if (replied && moved >= coming) break;
-    pollfd p[2];
-    nfds_t n = 0;
-    if (moved < coming) p[n++] = {pipe_, POLLIN, 0};
-    if (!replied) p[n++] = {sock_, POLLIN, 0};
-    int r = poll(p, n, kPollMs);
-    if (r < 0) {
-      if (errno != EINTR) return Broken(Errno(task_.tid(), "poll"));
-      continue;
-    }
-    if (r == 0) {
-      if (auto s = CheckAlive(quiet_ms); !s.ok()) return s;
-      continue;
-    }
-    for (nfds_t i = 0; i < n; ++i) {
-      if (p[i].revents == 0) continue;
-      if (p[i].fd == pipe_) {
-        auto got = MovePipe(out_fd, coming - moved, copy);
-        if (!got.ok()) return Broken(got.status());
-        moved += *got;
-        if (*got > 0) quiet_ms = 0;
-      } else {
-        auto got = TryReceive(CRPP_PARASITE_DUMP_PAGES, reply);
-        if (!got.ok()) return got.status();
-        replied = *got;
-        if (replied && reply.arg0 > bytes) {
-          return Broken(absl::InternalError(
-              absl::StrFormat("pid %d: the parasite put %d bytes into the pipe, %d were asked for",
-                              task_.tid(), reply.arg0, bytes)));
-        }
-      }
-    }
-  }
-  if (reply.status < 0) {
-    return absl::InternalError(
-        absl::StrFormat("pid %d: parasite: vmsplice of the pages: %s (after %d of %d bytes)",
-                        task_.tid(), strerror(-reply.status), reply.arg0, bytes));
-  }
-  if (reply.arg0 != bytes) {
-    return absl::InternalError(absl::StrFormat("pid %d: the parasite sent %d of %d bytes",
-                                               task_.tid(), reply.arg0, bytes));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status Parasite::DumpPages(absl::Span<const PageRange> ranges, int out_fd) {
-  if (state_ != State::kRunning) return NotRunning();
-  const size_t max_iov = (area_bytes_ - data_offset_) / sizeof(iovec);
-  auto* iov = reinterpret_cast<iovec*>(data());
-  size_t nr = 0;
-  uint64_t bytes = 0;
-  bool copy = false;
-  for (const PageRange& r : ranges) {
-    if (r.pages == 0) continue;
-    // Addresses in the task: the parasite reads these iovecs there.
-    iov[nr++] = {reinterpret_cast<void*>(r.start), r.pages * kPage};
-    bytes += r.pages * kPage;
-    if (nr == max_iov) {
-      if (auto s = DumpBatch(nr, bytes, out_fd, copy); !s.ok()) return s;
-      nr = 0;
-      bytes = 0;
-    }
-  }
-  if (nr > 0) return DumpBatch(nr, bytes, out_fd, copy);
-  return absl::OkStatus();
-}
-
 absl::Status Parasite::StopParasite() {
   if (state_ != State::kRunning) return absl::OkStatus();
   auto fini = Command(CRPP_PARASITE_FINI);
@@ -551,7 +445,11 @@ absl::Status Parasite::StopParasite() {
 
 absl::Status Parasite::Cure() {
   if (state_ == State::kCured) return absl::OkStatus();
-  absl::Status first = StopParasite();
+  // A page dump still under way is stopped first: its thread reads our pipe.
+  absl::Status first = drains_[0] ? AbortPages(absl::AbortedError(absl::StrFormat(
+                                        "pid %d: cured in the middle of a page dump", task_.tid())))
+                                  : absl::OkStatus();
+  if (first.ok()) first = StopParasite();
   auto note = [&first](absl::Status s) {
     if (first.ok() && !s.ok()) first = std::move(s);
   };
@@ -580,7 +478,7 @@ absl::Status Parasite::Cure() {
   }
   if (local_ != nullptr) munmap(local_, area_bytes_);
   local_ = nullptr;
-  for (int* fd : {&sock_, &pipe_, &pidfd_}) {
+  for (int* fd : {&sock_, &pipes_[0], &pipes_[1], &pidfd_}) {
     if (*fd >= 0) close(*fd);
     *fd = -1;
   }

@@ -71,6 +71,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "core/infect/page_drain.h"
 #include "core/ptrace/task.h"
 
 struct crpp_parasite_msg;
@@ -160,15 +161,24 @@ class Parasite {
 
   // Appends the contents of `ranges`, in order, to `out_fd` (at its file
   // position, as write() would). The parasite vmsplices the task's pages into
-  // a pipe (no copy; at most /proc/sys/fs/pipe-max-size at a time) and the
-  // engine splices them from there into out_fd, so the only copy is the one
-  // into out_fd's page cache. Every page must be mapped and readable in the
-  // task (PROT_NONE or unmapped is an error: the caller reads such ranges
-  // another way); pages never touched read as zeros but get mapped (to the
-  // zero page) by the kernel. out_fd: a file, pipe or socket; one splice()
-  // refuses (an O_APPEND file) gets the bytes by read() and write() instead.
-  // On error, out_fd may have received part of the data.
+  // a pipe (no copy; at most /proc/sys/fs/pipe-max-size at a time) and a
+  // thread of the engine (PageDrain) splices them from there into out_fd, so
+  // the only copy is the one into out_fd's page cache. Every page must be
+  // mapped and readable in the task (PROT_NONE or unmapped is an error: the
+  // caller reads such ranges another way); pages never touched read as zeros
+  // but get mapped (to the zero page) by the kernel. out_fd: a file, pipe or
+  // socket; one splice() refuses (an O_APPEND file) gets the bytes by read()
+  // and write() instead. On error, out_fd may have received part of the data.
   absl::Status DumpPages(absl::Span<const PageRange> ranges, int out_fd);
+
+  // DumpPages in two halves, so the caller can go on meanwhile (with other
+  // tasks: this one is busy): StartDumpPages sends the first batch and
+  // starts the drain thread; FinishDumpPages sends the others and waits for
+  // the parasite's answers and the last byte. Nothing but FinishDumpPages or
+  // Cure (which stops the dump) may be called in between; out_fd must stay
+  // open until then.
+  absl::Status StartDumpPages(absl::Span<const PageRange> ranges, int out_fd);
+  absl::Status FinishDumpPages();
 
   // Ends the parasite and removes every trace of it from the task (see the
   // top of this file). Idempotent; does as much as it can even after an
@@ -184,6 +194,9 @@ class Parasite {
   // meanwhile.
   static constexpr int kTimeoutMs = 30'000;
   static constexpr int kPollMs = 20;
+
+  // Page pipes, and so threads copying at once, of one page dump.
+  static constexpr size_t kPagePipes = 2;
 
  private:
   Parasite(ptrace::Task& task, const InfectOptions& options) : task_(task), options_(options) {}
@@ -206,8 +219,10 @@ class Parasite {
   absl::StatusOr<crpp_parasite_msg> Command(uint32_t cmd, uint64_t arg0 = 0);
   absl::Status CheckAlive(int64_t& quiet_ms);
   absl::Status Broken(absl::Status why);
-  absl::Status DumpBatch(uint64_t nr_iov, uint64_t bytes, int out_fd, bool& copy);
-  absl::StatusOr<size_t> MovePipe(int out_fd, size_t len, bool& copy);
+  absl::Status SendPagesBatch();
+  absl::Status AbortPages(absl::Status why);
+  absl::Status EndPages(uint64_t bytes);
+  uint64_t Drained() const;
   absl::Status StopParasite();
 
   crpp_parasite_ctl* ctl() const;
@@ -225,11 +240,21 @@ class Parasite {
   unsigned char* local_ = nullptr;  // the same memory here; nullptr: not mapped
   std::vector<int> remote_fds_;     // fds we made in the task and must close there
   int remote_sock_ = -1;            // the parasite's end of the socket pair, in the task
-  int remote_pipe_ = -1;            // the write end of the page pipe, in the task
+  std::array<int, kPagePipes> remote_pipes_{-1, -1};  // their write ends, in the task
   int pidfd_ = -1;
-  int sock_ = -1;                  // our end of the socket pair
-  int pipe_ = -1;                  // our (read) end of the page pipe
-  std::vector<char> copy_buffer_;  // for an out_fd that refuses splice()
+  int sock_ = -1;                              // our end of the socket pair
+  std::array<int, kPagePipes> pipes_{-1, -1};  // our (read) ends of the page pipes
+  // The page dump under way (StartDumpPages): ranges not sent yet, the
+  // bytes before and in the batch the parasite works on, how the stream is
+  // cut, and the threads emptying the pipes into out_fd_.
+  std::vector<PageRange> pages_;
+  size_t pages_sent_ = 0;
+  uint64_t sent_bytes_ = 0;
+  uint64_t batch_bytes_ = 0;
+  uint64_t total_bytes_ = 0;
+  Stripe stripe_;
+  int out_fd_ = -1;
+  std::array<std::unique_ptr<PageDrain>, kPagePipes> drains_;
   enum class State { kSetUp, kRunning, kStopped, kCured } state_ = State::kSetUp;
 };
 

@@ -55,7 +55,7 @@ std::string Unsupported(const proc::Vma& v) {
 
 // The physical frame of the shared zero page: pages mapped to it hold only
 // zeros and are not stored.
-uint64_t ZeroPfn() {
+uint64_t ReadZeroPfn() {
   void* p = mmap(nullptr, kPage, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return 0;
   volatile char c = *static_cast<volatile char*>(p);  // maps the zero page
@@ -117,6 +117,114 @@ absl::Status CollectPages(int pagemap_fd, const proc::Vma& v, uint64_t zero_pfn,
   return absl::OkStatus();
 }
 
+uint64_t Micros(std::chrono::steady_clock::time_point from) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - from)
+          .count());
+}
+
+// How many tasks' pages may be on their way at once (each with its drain
+// thread, parasite and pages image open).
+constexpr size_t kPageDumpsInFlight = 2;
+
+// One task's pages on their way into its pages image: the parasite is in,
+// its drain thread copies, and the task plugin's state is asked for at the
+// end (one infection per task). Finish() or the destructor (after a failure
+// elsewhere) cures the task and gives unreadable areas their protection back.
+class PageDump : public DumpContext::Deferred {
+ public:
+  PageDump(DumpContext& ctx, criu::mm_entry mm, std::vector<proc::Vma> unreadable,
+           std::string pages_path)
+      : ctx_(ctx),
+        pid_(ctx.pid),
+        task_(*ctx.task),
+        mm_(std::move(mm)),
+        unreadable_(std::move(unreadable)),
+        pages_path_(std::move(pages_path)) {}
+
+  ~PageDump() override {
+    parasite_.reset();  // cures the task if Finish() did not
+    if (pages_fd_ >= 0) close(pages_fd_);
+    if (opened_) (void)Reprotect();
+  }
+
+  absl::Status Start(const std::vector<infect::PageRange>& pages) {
+    pages_fd_ = open(pages_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (pages_fd_ < 0) {
+      return absl::PermissionDeniedError(absl::StrFormat("%s: %s", pages_path_, strerror(errno)));
+    }
+    // Unreadable areas are opened for the time of the copy.
+    opened_ = true;
+    for (const proc::Vma& v : unreadable_) {
+      auto r = task_.SyscallOk("mprotect", SYS_mprotect, v.start, v.size(), Prot(v) | PROT_READ);
+      if (!r.ok()) return r.status();
+    }
+    // The parasite vmsplices the task's pages into a pipe and the drain
+    // splices them into the image: no copy in between, and the task does not
+    // copy pages it shares copy-on-write.
+    auto parasite = infect::Parasite::Infect(task_);
+    if (!parasite.ok()) return parasite.status();
+    parasite_ = *std::move(parasite);
+    return Annotated(parasite_->StartDumpPages(pages, pages_fd_));
+  }
+
+  absl::Status Finish() override {
+    auto t0 = std::chrono::steady_clock::now();
+    absl::Status s = Annotated(parasite_->FinishDumpPages());
+    if (s.ok()) {
+      auto state = parasite_->GetTaskState();
+      if (state.ok()) {
+        mm_.set_mm_brk(state->brk);
+        mm_.set_dumpable(state->dumpable);
+        ctx_.task_states[pid_] = std::make_shared<const infect::TaskState>(*std::move(state));
+      } else {
+        s = state.status();
+      }
+    }
+    absl::Status cured = parasite_->Cure();
+    parasite_.reset();
+    if (s.ok()) s = cured;
+    close(pages_fd_);
+    pages_fd_ = -1;
+    opened_ = false;
+    absl::Status reprotected = Reprotect();
+    if (s.ok()) s = reprotected;
+    ctx_.stats->memdump_us += Micros(t0);
+    if (!s.ok()) return s;
+    auto mw = images::TypedImageWriter<criu::mm_entry>::Create(
+        absl::StrFormat("%s/mm-%d.img", ctx_.images_dir, pid_), images::Mm());
+    if (!mw.ok()) return mw.status();
+    if (auto w = mw->Write(mm_); !w.ok()) return w;
+    return mw->Close();
+  }
+
+ private:
+  absl::Status Annotated(absl::Status s) const {
+    if (s.ok()) return s;
+    return absl::Status(s.code(), pages_path_ + ": " + std::string(s.message()));
+  }
+
+  // Every unreadable area gets its protection back, whatever fails.
+  absl::Status Reprotect() {
+    absl::Status s;
+    for (const proc::Vma& v : unreadable_) {
+      auto r = task_.SyscallOk("mprotect (restore)", SYS_mprotect, v.start, v.size(), Prot(v));
+      if (!r.ok() && s.ok()) s = r.status();
+    }
+    return s;
+  }
+
+  DumpContext& ctx_;
+  const pid_t pid_;
+  ptrace::Task& task_;
+  criu::mm_entry mm_;  // written once the parasite told brk and dumpable
+  std::vector<proc::Vma> unreadable_;
+  const std::string pages_path_;
+  int pages_fd_ = -1;
+  bool opened_ = false;  // unreadable areas may be readable now
+  std::unique_ptr<infect::Parasite> parasite_;
+};
+
 }  // namespace
 
 absl::Status Memory::Precheck(DumpContext& ctx) {
@@ -144,9 +252,6 @@ absl::Status Memory::Dump(DumpContext& ctx) {
   mm.set_mm_end_data(st.end_data);
   mm.set_mm_start_stack(st.start_stack);
   mm.set_mm_start_brk(st.start_brk);
-  auto brk = ctx.task->SyscallOk("brk(0)", SYS_brk, 0);
-  if (!brk.ok()) return brk.status();
-  mm.set_mm_brk(*brk);
   mm.set_mm_arg_start(st.arg_start);
   mm.set_mm_arg_end(st.arg_end);
   mm.set_mm_env_start(st.env_start);
@@ -157,16 +262,13 @@ absl::Status Memory::Dump(DumpContext& ctx) {
   auto auxv = proc::ReadAuxv(pid);
   if (!auxv.ok()) return auxv.status();
   for (uint64_t w : *auxv) mm.add_mm_saved_auxv(w);
-  auto dumpable = ctx.task->SyscallOk("prctl(PR_GET_DUMPABLE)", SYS_prctl, PR_GET_DUMPABLE);
-  if (!dumpable.ok()) return dumpable.status();
-  mm.set_dumpable(static_cast<int32_t>(*dumpable));
 
   std::string pagemap_path = absl::StrFormat("/proc/%d/pagemap", pid);
   int pagemap_fd = open(pagemap_path.c_str(), O_RDONLY | O_CLOEXEC);
   if (pagemap_fd < 0) {
     return absl::PermissionDeniedError(absl::StrFormat("%s: %s", pagemap_path, strerror(errno)));
   }
-  uint64_t zero_pfn = ZeroPfn();
+  static const uint64_t zero_pfn = ReadZeroPfn();
   std::vector<Range> ranges;
   std::vector<proc::Vma> unreadable;
   absl::Status status;
@@ -237,12 +339,6 @@ absl::Status Memory::Dump(DumpContext& ctx) {
   close(pagemap_fd);
   if (!status.ok()) return status;
 
-  auto mw = images::TypedImageWriter<criu::mm_entry>::Create(
-      absl::StrFormat("%s/mm-%d.img", ctx.images_dir, pid), images::Mm());
-  if (!mw.ok()) return mw.status();
-  if (auto s = mw->Write(mm); !s.ok()) return s;
-  if (auto s = mw->Close(); !s.ok()) return s;
-
   // Pagemap and pages: one pagemap entry per run, contents in the same order.
   // One pages image per task, numbered by the task's id.
   const uint32_t pages_id = ctx.task_id;
@@ -252,32 +348,6 @@ absl::Status Memory::Dump(DumpContext& ctx) {
   criu::pagemap_head head;
   head.set_pages_id(pages_id);
   if (auto s = (*pw)->Write(head); !s.ok()) return s;
-  std::string pages_path = absl::StrFormat("%s/pages-%d.img", ctx.images_dir, pages_id);
-  int pages_fd = open(pages_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (pages_fd < 0) {
-    return absl::PermissionDeniedError(absl::StrFormat("%s: %s", pages_path, strerror(errno)));
-  }
-  // Open unreadable areas for the time of the copy; whatever happens, they
-  // get their protection back before the dump goes on (or fails).
-  auto reprotect = [&]() {
-    absl::Status s;
-    for (const proc::Vma& v : unreadable) {
-      auto r = ctx.task->SyscallOk("mprotect (restore)", SYS_mprotect, v.start, v.size(), Prot(v));
-      if (!r.ok() && s.ok()) s = r.status();
-    }
-    return s;
-  };
-  for (const proc::Vma& v : unreadable) {
-    auto r = ctx.task->SyscallOk("mprotect", SYS_mprotect, v.start, v.size(), Prot(v) | PROT_READ);
-    if (!r.ok()) {
-      (void)reprotect();
-      close(pages_fd);
-      return r.status();
-    }
-  }
-  // Page contents come through the parasite: it vmsplices the task's pages
-  // into a pipe and we splice them into the image, with no copy in between
-  // and without making the task copy pages it shares copy-on-write.
   std::vector<infect::PageRange> pages;
   for (const Range& r : ranges) {
     criu::pagemap_entry pe;
@@ -285,54 +355,30 @@ absl::Status Memory::Dump(DumpContext& ctx) {
     pe.set_compat_nr_pages(static_cast<uint32_t>(std::min<uint64_t>(r.pages, UINT32_MAX)));
     pe.set_flags(kPePresent);
     pe.set_nr_pages(r.pages);
-    if (auto s = (*pw)->Write(pe); !s.ok()) {
-      (void)reprotect();
-      close(pages_fd);
-      return s;
-    }
+    if (auto s = (*pw)->Write(pe); !s.ok()) return s;
     pages.push_back({r.start, r.pages});
     ctx.stats->pages_written += r.pages;
   }
+  if (auto s = (*pw)->Close(); !s.ok()) return s;
+
+  // The pages themselves come while the next tasks are infected: a few
+  // tasks at a time, so the drains keep the CPUs busy without holding the
+  // fds and areas of every task of a big tree at once.
+  while (ctx.deferred_count() >= kPageDumpsInFlight) {
+    if (auto s = ctx.FinishOldestDeferred(); !s.ok()) return s;
+  }
   auto t0 = std::chrono::steady_clock::now();
-  absl::Status copied;
-  {
-    auto parasite = infect::Parasite::Infect(*ctx.task);
-    if (!parasite.ok()) {
-      copied = parasite.status();
-    } else {
-      copied = (*parasite)->DumpPages(pages, pages_fd);
-      if (!copied.ok()) {
-        copied = absl::Status(copied.code(), pages_path + ": " + std::string(copied.message()));
-      }
-      // While it is in: what the task plugin asks the parasite too (one
-      // infection per task instead of two).
-      if (copied.ok()) {
-        auto state = (*parasite)->GetTaskState();
-        if (!state.ok()) {
-          copied = state.status();
-        } else {
-          ctx.task_states[pid] = std::make_shared<const infect::TaskState>(*std::move(state));
-        }
-      }
-      absl::Status cured = (*parasite)->Cure();
-      if (copied.ok()) copied = cured;
-    }
-  }
-  if (!copied.ok()) {
-    (void)reprotect();
-    close(pages_fd);
-    return copied;
-  }
-  close(pages_fd);
-  if (auto s = reprotect(); !s.ok()) return s;
-  // Transfer and write are one splice: the time counts as memory dump time.
-  ctx.stats->memdump_us += static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
-          .count());
+  const int vmas = mm.vmas_size();
+  auto dump =
+      std::make_unique<PageDump>(ctx, std::move(mm), std::move(unreadable),
+                                 absl::StrFormat("%s/pages-%d.img", ctx.images_dir, pages_id));
+  absl::Status started = dump->Start(pages);
+  ctx.stats->memdump_us += Micros(t0);
+  if (!started.ok()) return started;
+  ctx.Defer(std::move(dump));
   log::Info("memory: pid %d: %d VMAs, %d pages scanned, %d written, %d zero pages skipped", pid,
-            mm.vmas_size(), ctx.stats->pages_scanned, ctx.stats->pages_written,
-            ctx.stats->pages_zero);
-  return (*pw)->Close();
+            vmas, ctx.stats->pages_scanned, ctx.stats->pages_written, ctx.stats->pages_zero);
+  return absl::OkStatus();
 }
 
 }  // namespace crpp::resources
