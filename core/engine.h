@@ -1,10 +1,14 @@
 // Engine<Registry>: runs the hooks of every registered resource plugin.
+// AnyEngine: the same without the registry's type, what the dump and restore
+// drivers take, so that a program linking the library runs its own set
+// (Engine<DefaultResources::With<Mine>>) through them.
 #ifndef CRPP_CORE_ENGINE_H_
 #define CRPP_CORE_ENGINE_H_
 
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "core/context.h"
@@ -13,16 +17,38 @@
 
 namespace crpp {
 
+class AnyEngine {
+ public:
+  // Called with a plugin's name after its Dump succeeded; an error stops the
+  // dump there, and is returned as it is.
+  using AfterEach = std::function<absl::Status(std::string_view plugin)>;
+
+  virtual ~AnyEngine() = default;
+  // The plugins' names, in registration order.
+  virtual std::vector<std::string_view> PluginNames() const = 0;
+  // See Engine below.
+  virtual absl::Status Precheck(DumpContext& ctx) const = 0;
+  virtual absl::Status Dump(DumpContext& ctx, const AfterEach& after_each) const = 0;
+  virtual absl::Status RestoreEarly(RestoreContext& ctx) const = 0;
+  virtual absl::Status RestoreShared(RestoreContext& ctx) const = 0;
+  virtual absl::Status RestoreLate(RestoreContext& ctx) const = 0;
+};
+
 template <class Reg>
-class Engine {
+class Engine final : public AnyEngine {
  public:
   using Resources = Reg;
   // Instantiates the registry, so its compile-time checks run here.
   static_assert(Reg::kChecked);
 
+  std::vector<std::string_view> PluginNames() const override {
+    const auto names = Reg::names();
+    return {names.begin(), names.end()};
+  }
+
   // Runs the optional Precheck hook of each plugin: the checks that can refuse
   // a dump from /proc alone, before the target is stopped or touched.
-  absl::Status Precheck(DumpContext& ctx) const {
+  absl::Status Precheck(DumpContext& ctx) const override {
     return Reg::ForEachInStageOrder([&ctx]<class R>() -> absl::Status {
       if constexpr (requires { R::Precheck(ctx); }) {
         return ForEachTask<R>(
@@ -32,10 +58,6 @@ class Engine {
     });
   }
 
-  // Called with a plugin's name after its Dump succeeded; an error stops the
-  // dump there, and is returned as it is.
-  using AfterEach = std::function<absl::Status(std::string_view plugin)>;
-
   // Runs Dump of each plugin in stage order (a per-task plugin for every task
   // of ctx.tree before the next plugin). The first failure stops the dump;
   // its status is prefixed with the plugin's name. `after_each` (may be
@@ -43,7 +65,7 @@ class Engine {
   // (DumpRequest::fail_after).
   // Work a plugin deferred (DumpContext::Defer) is finished when its stage
   // ends, and dropped (undone) when the dump fails.
-  absl::Status Dump(DumpContext& ctx, const AfterEach& after_each = nullptr) const {
+  absl::Status Dump(DumpContext& ctx, const AfterEach& after_each) const override {
     absl::Status status = Reg::ForEachInStageOrder([&ctx, &after_each]<class R>() -> absl::Status {
       log::Info("dump: %s (stage %s)", R::kName, StageName(R::kStage));
       absl::Status s = ForEachTask<R>(
@@ -66,9 +88,10 @@ class Engine {
   // every task, RestoreShared (kTree plugins and RestoreShared hooks) in the
   // root before any other task exists, RestoreLate (the other per-task
   // plugins) in every task. Restore() runs all three, for a lone task.
-  absl::Status RestoreEarly(RestoreContext& ctx) const { return RestoreTask(ctx, true); }
-  absl::Status RestoreLate(RestoreContext& ctx) const { return RestoreTask(ctx, false); }
-  absl::Status RestoreShared(RestoreContext& ctx) const {
+  absl::Status Dump(DumpContext& ctx) const { return Dump(ctx, nullptr); }
+  absl::Status RestoreEarly(RestoreContext& ctx) const override { return RestoreTask(ctx, true); }
+  absl::Status RestoreLate(RestoreContext& ctx) const override { return RestoreTask(ctx, false); }
+  absl::Status RestoreShared(RestoreContext& ctx) const override {
     return Reg::ForEachInStageOrder([&ctx]<class R>() -> absl::Status {
       absl::Status s;
       if constexpr (registry_internal::IsTreeScope<R>()) {

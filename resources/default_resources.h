@@ -4,6 +4,7 @@
 #ifndef CRPP_RESOURCES_DEFAULT_RESOURCES_H_
 #define CRPP_RESOURCES_DEFAULT_RESOURCES_H_
 
+#include "core/engine.h"
 #include "core/registry.h"
 #include "resources/events/eventfd.h"
 #include "resources/events/eventpoll.h"
@@ -30,6 +31,9 @@ using DefaultResources =
              resources::EventPoll, resources::Shmem, resources::Inotify, resources::Ghosts,
              resources::Fds, resources::Memory, resources::TaskCore, resources::FileLocks,
              resources::FileTableImage>;
+
+// The default set as the drivers take it (DumpRequest::engine, ...).
+const AnyEngine& DefaultEngine();
 
 }  // namespace crpp
 

@@ -269,10 +269,9 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
   ctx.files = &files;
   ctx.stats = &stats;
 
-  using Plugins = DefaultResources;
-  Engine<Plugins> engine;
+  const AnyEngine& engine = req.engine != nullptr ? *req.engine : DefaultEngine();
   if (!req.fail_after.empty()) {
-    const auto names = Plugins::names();
+    const auto names = engine.PluginNames();
     if (std::find(names.begin(), names.end(), req.fail_after) == names.end()) {
       return absl::InvalidArgumentError(
           absl::StrFormat("fail_after: no plugin is called \"%s\"", req.fail_after));

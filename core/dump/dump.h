@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/context.h"
+#include "core/engine.h"
 
 namespace crpp {
 
@@ -30,6 +31,10 @@ struct DumpRequest {
   // the next one starts ("" = never), to prove that a failed dump leaves the
   // target running. A name that is no plugin's is refused.
   std::string fail_after;
+  // The resource plugins to run; null: DefaultEngine() (resources/
+  // default_resources.h). A program adds its own plugins with
+  // Engine<DefaultResources::With<Mine>>.
+  const AnyEngine* engine = nullptr;
 };
 
 // Writes the images of the process tree rooted at request.pid.

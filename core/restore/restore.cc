@@ -27,6 +27,7 @@
 #include "core/restore/restore_task.h"
 #include "core/strings.h"
 #include "pstree.pb.h"
+#include "resources/default_resources.h"
 #include "resources/files/ghost.h"
 #include "resources/task/core.h"
 #include "restorer/restorer_args.h"
@@ -509,8 +510,7 @@ absl::StatusOr<InheritFd> ParseInheritFd(std::string_view arg) {
   InheritFd in;
   const size_t close_at = arg.find("]:");
   if (!arg.starts_with("fd[") || close_at == std::string_view::npos ||
-      !ParseInt(arg.substr(3, close_at - 3), in.fd) || in.fd < 0 ||
-      close_at + 2 >= arg.size()) {
+      !ParseInt(arg.substr(3, close_at - 3), in.fd) || in.fd < 0 || close_at + 2 >= arg.size()) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "--inherit-fd %s: want fd[N]:RESOURCE (e.g. fd[0]:pipe:[12345])", std::string(arg)));
   }
@@ -531,6 +531,7 @@ absl::StatusOr<RestoreResult> Restore(const RestoreRequest& request) {
   tree.images_dir = real;
   free(real);
   tree.shell_job = request.shell_job;
+  tree.engine = request.engine != nullptr ? request.engine : &DefaultEngine();
   for (const InheritFd& in : request.inherit_fds) {
     if (fcntl(in.fd, F_GETFD) < 0) {
       return absl::InvalidArgumentError(

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/engine.h"
 
 namespace crpp {
 
@@ -35,6 +36,9 @@ struct RestoreRequest {
   // Called with the restored pid as soon as the task runs (pidfile, ...). An
   // error it returns fails the restore: the task is killed.
   std::function<absl::Status(pid_t)> on_running;
+  // The resource plugins to run; null: DefaultEngine() (resources/
+  // default_resources.h). It must know every image the dump wrote.
+  const AnyEngine* engine = nullptr;
 };
 
 struct RestoreResult {

@@ -21,7 +21,6 @@
 #include "core/proc/proc.h"
 #include "core/restore/plan.h"
 #include "parasite/blob_loader.h"
-#include "resources/default_resources.h"
 #include "restorer/restorer.h"
 #include "restorer/restorer_blob.h"
 
@@ -221,7 +220,7 @@ void WaitForGo(std::atomic<uint32_t>& word) {
   ctx.inherit_fds = tree.inherit_fds;
   ctx.plan = &plan;
   ctx.engine_fds = EngineFds(tree, tree.status_fds);
-  Engine<DefaultResources> engine;
+  const AnyEngine& engine = *tree.engine;
   if (absl::Status s = engine.RestoreEarly(ctx); !s.ok()) Fail(status_fd, s);
   if (index == 0) {
     if (absl::Status s = engine.RestoreShared(ctx); !s.ok()) Fail(status_fd, s);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/engine.h"
 
 namespace crpp::restore_internal {
 
@@ -42,6 +43,7 @@ struct TaskSpec {
 struct TreeSpec {
   std::string images_dir;
   bool shell_job = false;
+  const AnyEngine* engine = nullptr;  // the plugins every task runs
   pid_t engine_pid = 0;
   std::vector<TaskSpec> tasks;          // pstree order: tasks[0] is the root
   std::vector<int> status_fds;          // write end of each task's status pipe
