@@ -64,8 +64,9 @@ absl::StatusOr<int> TargetNumber(pid_t pid, const kcmp_epoll_slot& slot) {
   return -1;
 }
 
-// The targets of the epoll F, checked and appended to EP.
-absl::Status Targets(const descriptions::Found& f, criu::eventpoll_file_entry& ep) {
+// The targets of the epoll F, checked and appended to EP (and what changes
+// logged when DUMPING).
+absl::Status Targets(const descriptions::Found& f, criu::eventpoll_file_entry& ep, bool dumping) {
   // f is the first fd of the epoll in tree order: its task owns it.
   const std::string where = descriptions::Where(f.pid, f.fd);
   std::map<uint32_t, uint32_t> seen;  // fd number -> items with it so far
@@ -92,13 +93,13 @@ absl::Status Targets(const descriptions::Found& f, criu::eventpoll_file_entry& e
           "closed since): not supported",
           where, *number, t->tfd()));
     }
-    if (*number != static_cast<int>(t->tfd())) {
+    if (*number != static_cast<int>(t->tfd()) && dumping) {
       log::Warn(
           "eventpoll: %s: the file it watches as fd %d (closed since) is fd %d now: "
           "it is watched as fd %d after restore",
           where, t->tfd(), *number, *number);
-      t->set_tfd(static_cast<uint32_t>(*number));
     }
+    t->set_tfd(static_cast<uint32_t>(*number));
     *ep.add_tfd() = std::move(*t);
   }
   return absl::OkStatus();
@@ -114,7 +115,7 @@ absl::Status EventPoll::Precheck(DumpContext& ctx) {
   probe.files = &scratch;
   return descriptions::ForEachDescription(probe, kLink, criu::EVENTPOLL,
                                           [](const descriptions::Found& f, criu::file_entry& e) {
-                                            return Targets(f, *e.mutable_epfd());
+                                            return Targets(f, *e.mutable_epfd(), false);
                                           });
 }
 
@@ -126,7 +127,7 @@ absl::Status EventPoll::Dump(DumpContext& ctx) {
         ep->set_id(0);
         ep->set_flags(f.flags);
         SetNoOwner(*ep->mutable_fown());
-        if (auto s = Targets(f, *ep); !s.ok()) return s;
+        if (auto s = Targets(f, *ep, true); !s.ok()) return s;
         log::Info("eventpoll: %s: %d targets, flags %#o", descriptions::Where(f.pid, f.fd),
                   ep->tfd_size(), f.flags);
         return absl::OkStatus();

@@ -1,6 +1,7 @@
 // EventPollTargets: the second step of an epoll's restore (eventpoll.h).
 #include <sys/epoll.h>
 
+#include <cerrno>
 #include <functional>
 #include <map>
 #include <set>
@@ -82,7 +83,51 @@ absl::StatusOr<std::vector<uint32_t>> InnerFirst(
   return order;
 }
 
-// Adds the targets of EPOLL (at fd EFD of this task) under their numbers.
+// The bits of an item's events that are no readiness: what is left of a
+// one-shot item once it fired.
+constexpr uint32_t kPrivateBits = EPOLLWAKEUP | EPOLLONESHOT | EPOLLET | EPOLLEXCLUSIVE;
+constexpr uint32_t kAnyReadiness = EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLRDNORM | EPOLLRDBAND |
+                                   EPOLLWRNORM | EPOLLWRBAND | EPOLLMSG | EPOLLRDHUP;
+
+bool Disarmed(const criu::eventpoll_tfd_entry& t) {
+  return (t.events() & EPOLLONESHOT) && (t.events() & ~kPrivateBits) == 0;
+}
+
+absl::Status Ctl(int efd, int op, const criu::eventpoll_tfd_entry& t, uint32_t events,
+                 const std::string& what) {
+  epoll_event ev = {};
+  ev.events = events;
+  ev.data.u64 = t.data();
+  if (epoll_ctl(efd, op, static_cast<int>(t.tfd()), &ev) != 0) {
+    return descriptions::Errno(absl::StrFormat("%s: EPOLL_CTL_%s of fd %d (events %#x)", what,
+                                               op == EPOLL_CTL_ADD ? "ADD" : "MOD", t.tfd(),
+                                               events));
+  }
+  return absl::OkStatus();
+}
+
+// A one-shot item that fired has no readiness bits left, but EPOLL_CTL_ADD
+// and _MOD always add EPOLLERR | EPOLLHUP: the item is added armed for any
+// readiness and made to fire into an epoll_wait of our own, while the epoll
+// holds no other item that could report. A target ready in no way cannot
+// fire: its item stays armed for EPOLLERR | EPOLLHUP alone.
+absl::Status AddDisarmed(int efd, const criu::eventpoll_tfd_entry& t, const std::string& what) {
+  if (auto s = Ctl(efd, EPOLL_CTL_ADD, t, t.events() | kAnyReadiness, what); !s.ok()) return s;
+  epoll_event ev = {};
+  int n;
+  do {
+    n = epoll_wait(efd, &ev, 1, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n == 1) return absl::OkStatus();
+  log::Warn(
+      "eventpoll: %s: the one-shot watch of fd %d fired before the dump, but its target is "
+      "not ready now: it comes back armed for EPOLLERR | EPOLLHUP",
+      what, t.tfd());
+  return Ctl(efd, EPOLL_CTL_MOD, t, t.events(), what);
+}
+
+// Adds the targets of EPOLL (at fd EFD of this task) under their numbers:
+// the disarmed one-shot ones first (see AddDisarmed).
 absl::Status Fill(const criu::file_entry& epoll, int efd, const Owned& owned, pid_t pid) {
   const std::string what =
       absl::StrFormat("pid %d fd %d (epoll, file id %d)", pid, efd, epoll.id());
@@ -91,13 +136,14 @@ absl::Status Fill(const criu::file_entry& epoll, int efd, const Owned& owned, pi
       return absl::DataLossError(
           absl::StrFormat("%s: its target fd %d is not among the process's fds", what, t.tfd()));
     }
-    epoll_event ev = {};
-    ev.events = t.events();
-    ev.data.u64 = t.data();
-    if (epoll_ctl(efd, EPOLL_CTL_ADD, static_cast<int>(t.tfd()), &ev) != 0) {
-      return descriptions::Errno(
-          absl::StrFormat("%s: EPOLL_CTL_ADD of fd %d (events %#x)", what, t.tfd(), t.events()));
-    }
+  }
+  for (const criu::eventpoll_tfd_entry& t : epoll.epfd().tfd()) {
+    if (!Disarmed(t)) continue;
+    if (auto s = AddDisarmed(efd, t, what); !s.ok()) return s;
+  }
+  for (const criu::eventpoll_tfd_entry& t : epoll.epfd().tfd()) {
+    if (Disarmed(t)) continue;
+    if (auto s = Ctl(efd, EPOLL_CTL_ADD, t, t.events(), what); !s.ok()) return s;
   }
   log::Debug("eventpoll: %s: %d targets added", what, epoll.epfd().tfd_size());
   return absl::OkStatus();

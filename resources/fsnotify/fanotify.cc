@@ -57,10 +57,10 @@ absl::StatusOr<criu::fanotify_mark_entry> ParseMark(pid_t pid, std::string_view 
       return absl::DataLossError(
           absl::StrFormat("%s: bad fanotify inode mark \"%s\"", where, line));
     }
-    const std::string what = absl::StrFormat("%s: fanotify mark on inode %#x", where, ino);
+    const std::string what = where + ": a fanotify mark";
     auto handle = fsnotify::HandleFrom(fields, what);
     if (!handle.ok()) return handle.status();
-    auto path = fsnotify::InodePath(pid, sdev, *handle, what);
+    auto path = fsnotify::InodePath(pid, sdev, ino, *handle, what);
     if (!path.ok()) return path.status();
     m.set_type(criu::INODE);
     m.set_mflags(mflags);

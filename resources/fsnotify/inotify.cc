@@ -70,7 +70,7 @@ absl::Status Inotify::Dump(DumpContext& ctx) {
         ify->set_flags(f.flags);
         SetNoOwner(*ify->mutable_fown());
         for (const Watch& w : *watches) {
-          auto path = fsnotify::InodePath(f.pid, w.sdev, w.handle,
+          auto path = fsnotify::InodePath(f.pid, w.sdev, w.ino, w.handle,
                                           absl::StrFormat("%s: inotify watch %d", where, w.wd));
           if (!path.ok()) return path.status();
           auto* we = ify->add_wd();

@@ -73,8 +73,8 @@ absl::StatusOr<std::vector<Mount>> Mounts(pid_t pid) {
   return out;
 }
 
-absl::StatusOr<std::string> InodePath(pid_t pid, uint32_t sdev, const FileHandle& handle,
-                                      const std::string& what) {
+absl::StatusOr<std::string> InodePath(pid_t pid, uint32_t sdev, uint64_t ino,
+                                      const FileHandle& handle, const std::string& what) {
   auto mounts = Mounts(pid);
   if (!mounts.ok()) return mounts.status();
   for (const Mount& m : *mounts) {
@@ -99,8 +99,12 @@ absl::StatusOr<std::string> InodePath(pid_t pid, uint32_t sdev, const FileHandle
     }
     return *path;
   }
-  return absl::NotFoundError(absl::StrFormat("%s: its inode on device %u:%u is found on no mount",
-                                             what, sdev >> 20, sdev & 0xfffff));
+  // No mount of its filesystem that the task sees, or the filesystem no
+  // longer opens it (a file deleted since).
+  return absl::UnimplementedError(absl::StrFormat(
+      "%s is on inode %#x of device %u:%u, which no mount pid %d sees opens (deleted?): not "
+      "supported",
+      what, ino, sdev >> 20, sdev & 0xfffff, pid));
 }
 
 void FillHandle(const FileHandle& handle, const std::string& path, criu::fh_entry& fh) {

@@ -44,12 +44,12 @@ struct FileHandle {
 };
 absl::StatusOr<FileHandle> HandleFrom(const Fields& fields, const std::string& what);
 
-// The path of the inode HANDLE names on the filesystem of device SDEV (the
-// kernel's encoding: major << 20 | minor), opened through a mount of it that
-// task PID sees. WHAT names the mark in errors; an inode without a path (a
-// deleted file) is refused.
-absl::StatusOr<std::string> InodePath(pid_t pid, uint32_t sdev, const FileHandle& handle,
-                                      const std::string& what);
+// The path of the inode HANDLE names (number INO) on the filesystem of
+// device SDEV (the kernel's encoding: major << 20 | minor), opened through a
+// mount of it that task PID sees. WHAT names the mark in errors ("pid 7 fd
+// 4: inotify watch 2"); an inode without a path (a deleted file) is refused.
+absl::StatusOr<std::string> InodePath(pid_t pid, uint32_t sdev, uint64_t ino,
+                                      const FileHandle& handle, const std::string& what);
 
 // Fills an image's fh_entry: the handle (in the 16 words CRIU writes) and
 // the path it resolved to.
