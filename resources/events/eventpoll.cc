@@ -89,9 +89,9 @@ absl::Status Targets(const descriptions::Found& f, criu::eventpoll_file_entry& e
     }
     if (!numbers.insert(*number).second) {
       return absl::UnimplementedError(absl::StrFormat(
-          "%s is an epoll watching one file under two fd numbers (fd %d, registered as fd %d, "
-          "closed since): not supported",
-          where, *number, t->tfd()));
+          "%s is an epoll watching the file of fd %d twice, once under a number closed since: "
+          "not supported",
+          where, *number));
     }
     if (*number != static_cast<int>(t->tfd()) && dumping) {
       log::Warn(

@@ -1,9 +1,9 @@
 // epoll descriptions (files.img entries of type EVENTPOLL): the epoll's
 // flags and its watched set, one eventpoll_tfd_entry per target with the fd
 // number it is registered under, its events (EPOLLET, EPOLLONESHOT, ... kept;
-// a one-shot target that fired keeps its disarmed mask) and its data, and the
-// target's device, inode and position, from the "tfd:" lines of
-// /proc/PID/fdinfo/N.
+// a one-shot target that fired stays disarmed: see eventpoll_targets.cc) and
+// its data, and the target's device, inode and position, from the "tfd:"
+// lines of /proc/PID/fdinfo/N.
 //
 // A target may be an fd of any kind the engine dumps: pipes, FIFOs, UNIX
 // sockets, event fds, inotify and fanotify instances, pidfds, character

@@ -159,7 +159,9 @@ absl::Status Walk(DumpContext& ctx, bool dumping) {
                   ffy->mark_size());
         for (const auto& m : ffy->mark()) {
           log::Info("fanotify:   %s mark on %s: mask %#x, ignored %#x, flags %#x",
-                    criu::mark_type_Name(m.type()),
+                    m.type() == criu::INODE                   ? "inode"
+                    : (m.mflags() & FAN_MARK_FILESYSTEM) != 0 ? "filesystem"
+                                                              : "mount",
                     m.has_ie() ? m.ie().f_handle().path() : m.me().path(), m.mask(),
                     m.ignored_mask(), m.mflags());
         }

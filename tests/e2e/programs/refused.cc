@@ -1,7 +1,8 @@
 // refused: holds something a dump must refuse before it stops the task, chosen
 // by CRPP_E2E_REFUSED in the environment, and counts like the counter program:
 //   fanotify_deleted  a fanotify group with an inode mark on a file
-//           (OUTDIR/doomed) deleted since: the mark's inode has no path;
+//           (OUTDIR/doomed) deleted since and held open (the last close would
+//           take the mark away): the mark's inode has no path;
 //   seccomp a seccomp filter (one that allows every syscall);
 //   child   a child process that holds a TCP socket and waits (it dies with
 //           us: PR_SET_PDEATHSIG);
@@ -68,7 +69,7 @@ int main(int argc, char** argv) {
     const std::string doomed = out_dir + "/doomed";
     int fd = open(doomed.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
     if (fanotify < 0 || fd < 0) crpp::e2e::Die("fanotify_init");
-    close(fd);
+    // Held open: the last close of a deleted file would take the mark away.
     if (fanotify_mark(fanotify, FAN_MARK_ADD, FAN_CLOSE_WRITE, AT_FDCWD, doomed.c_str()) != 0 ||
         unlink(doomed.c_str()) != 0) {
       crpp::e2e::Die("fanotify_mark");
