@@ -13,6 +13,7 @@
 #include "resources/files/fds.h"
 #include "resources/files/ghost.h"
 #include "resources/files/locks.h"
+#include "resources/fsnotify/fanotify.h"
 #include "resources/fsnotify/inotify.h"
 #include "resources/inventory/inventory.h"
 #include "resources/mm/memory.h"
@@ -28,9 +29,9 @@ namespace crpp {
 using DefaultResources =
     Registry<resources::Inventory, resources::Tree, resources::Pipes, resources::Fifos,
              resources::UnixSockets, resources::EventFd, resources::TimerFd, resources::SignalFd,
-             resources::EventPoll, resources::Shmem, resources::Inotify, resources::Ghosts,
-             resources::Fds, resources::Memory, resources::TaskCore, resources::FileLocks,
-             resources::FileTableImage>;
+             resources::EventPoll, resources::Shmem, resources::Inotify, resources::Fanotify,
+             resources::Ghosts, resources::Fds, resources::EventPollTargets, resources::Memory,
+             resources::TaskCore, resources::FileLocks, resources::FileTableImage>;
 
 // The default set as the drivers take it (DumpRequest::engine, ...).
 const AnyEngine& DefaultEngine();

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -53,6 +55,17 @@ std::string Where(pid_t pid, int fd) { return absl::StrFormat("pid %d fd %d", pi
 
 absl::Status Errno(const std::string& what) {
   return absl::InternalError(absl::StrFormat("%s: %s", what, strerror(errno)));
+}
+
+absl::StatusOr<int> CopyFd(pid_t pid, int fd) {
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) return Errno(Where(pid, fd) + ": pidfd_open");
+  int copy = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0));
+  int e = errno;
+  close(pidfd);
+  errno = e;
+  if (copy < 0) return Errno(Where(pid, fd) + ": pidfd_getfd");
+  return copy;
 }
 
 absl::Status ForEachDescription(DumpContext& ctx, const LinkMatch& match, criu::fd_types type,

@@ -65,6 +65,11 @@ std::string Where(pid_t pid, int fd);
 // An internal error "WHAT: strerror(errno)".
 absl::Status Errno(const std::string& what);
 
+// A copy, in the engine, of the open file `pid`'s `fd` refers to
+// (pidfd_getfd): to ask the description what only an fd of it tells. The
+// caller closes it.
+absl::StatusOr<int> CopyFd(pid_t pid, int fd);
+
 // The files.img entries of TYPE, read at restore.
 absl::StatusOr<std::vector<criu::file_entry>> ReadEntries(const std::string& images_dir,
                                                           criu::fd_types type);

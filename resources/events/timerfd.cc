@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
-#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,23 +32,13 @@ absl::StatusOr<timespec> ParsePair(const descriptions::FdInfoLines& info, std::s
   return timespec{static_cast<time_t>(sec), static_cast<long>(nsec)};
 }
 
-// A copy of the description `pid`'s `fd` holds, or -1 (errno set).
-int CopyOf(pid_t pid, int fd) {
-  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-  if (pidfd < 0) return -1;
-  int copy = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0));
-  int e = errno;
-  close(pidfd);
-  errno = e;
-  return copy;
-}
-
 absl::Status Describe(const descriptions::Found& f, criu::file_entry& e) {
   const std::string where = descriptions::Where(f.pid, f.fd);
   descriptions::FdInfoLines info = f.info;
   // The description's own view, with a periodic timer's overruns counted.
-  int copy = CopyOf(f.pid, f.fd);
-  if (copy < 0) return descriptions::Errno(where + ": pidfd_getfd of the timerfd");
+  auto copied = descriptions::CopyFd(f.pid, f.fd);
+  if (!copied.ok()) return copied.status();
+  const int copy = *copied;
   itimerspec now = {};
   absl::Status s;
   if (timerfd_gettime(copy, &now) != 0) s = descriptions::Errno(where + ": timerfd_gettime");

@@ -61,6 +61,11 @@ bool IsEventFdKind(std::string_view link) {
          link == "anon_inode:[signalfd]" || link == "anon_inode:[eventpoll]";
 }
 
+// The kinds the inotify and fanotify plugins dump (into ctx.fd_ids).
+bool IsFsnotifyKind(std::string_view link) {
+  return link == "anon_inode:inotify" || link == "anon_inode:[fanotify]";
+}
+
 // Why an fd cannot be dumped yet, or "" if it can.
 std::string Unsupported(const FdFile& f, bool shell_job) {
   mode_t m = f.st.st_mode;
@@ -87,11 +92,22 @@ std::string Unsupported(const FdFile& f, bool shell_job) {
     if (f.protocol.rfind("UNIX", 0) == 0) return "";  // the unix plugin has it
     return "a " + f.protocol + " socket (" + f.path + "): only UNIX sockets are supported yet";
   }
-  if (f.path == "anon_inode:inotify") return "";  // the inotify plugin has it
-  if (IsEventFdKind(f.path)) return "";           // the events plugins have it
-  if (IsPidfd(f.path)) return "";                 // pidfd.h
+  if (IsFsnotifyKind(f.path)) return "";  // the inotify and fanotify plugins have it
+  if (IsEventFdKind(f.path)) return "";   // the events plugins have it
+  if (IsPidfd(f.path)) return "";         // pidfd.h
   if (f.path.rfind("anon_inode:", 0) == 0) return "an " + f.path + " fd: not supported yet";
   return "of an unsupported kind (" + f.path + ")";
+}
+
+// The id of PID's fd table (fdinfo-ID.img), from its ids image.
+absl::StatusOr<uint32_t> FilesId(const std::string& dir, pid_t pid) {
+  auto ids = images::ReadAll<criu::task_kobj_ids_entry>(absl::StrFormat("%s/ids-%d.img", dir, pid),
+                                                        images::Ids());
+  if (!ids.ok()) return ids.status();
+  if (ids->size() != 1) {
+    return absl::DataLossError(absl::StrFormat("%s/ids-%d.img: expected one entry", dir, pid));
+  }
+  return ids->front().files_id();
 }
 
 }  // namespace
@@ -99,6 +115,13 @@ std::string Unsupported(const FdFile& f, bool shell_job) {
 bool IsTerminalDevice(unsigned maj) {
   // 4: virtual consoles and serial; 5: /dev/tty, console, ptmx; 136-143: pts.
   return maj == 4 || maj == 5 || (maj >= 136 && maj <= 143);
+}
+
+absl::StatusOr<std::vector<criu::fdinfo_entry>> ReadTaskFdinfo(const std::string& dir, pid_t pid) {
+  auto files_id = FilesId(dir, pid);
+  if (!files_id.ok()) return files_id.status();
+  return images::ReadAll<criu::fdinfo_entry>(absl::StrFormat("%s/fdinfo-%d.img", dir, *files_id),
+                                             images::Fdinfo());
 }
 
 absl::Status Fds::Precheck(DumpContext& ctx) {
@@ -147,7 +170,7 @@ absl::Status Fds::Dump(DumpContext& ctx) {
     } else if (S_ISSOCK(f->st.st_mode)) {
       return absl::InternalError(
           absl::StrFormat("pid %d fd %d: the socket %s was not dumped", pid, fd, f->path));
-    } else if (IsEventFdKind(f->path)) {
+    } else if (IsEventFdKind(f->path) || IsFsnotifyKind(f->path)) {
       return absl::InternalError(
           absl::StrFormat("pid %d fd %d (%s): no plugin dumped it", pid, fd, f->path));
     } else if (IsPidfd(f->path)) {
@@ -303,23 +326,6 @@ absl::Status Place(int fd, int target, bool cloexec, bool keep) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<uint32_t> FilesId(const std::string& dir, pid_t pid) {
-  auto ids = images::ReadAll<criu::task_kobj_ids_entry>(absl::StrFormat("%s/ids-%d.img", dir, pid),
-                                                        images::Ids());
-  if (!ids.ok()) return ids.status();
-  if (ids->size() != 1) {
-    return absl::DataLossError(absl::StrFormat("%s/ids-%d.img: expected one entry", dir, pid));
-  }
-  return ids->front().files_id();
-}
-
-absl::StatusOr<std::vector<criu::fdinfo_entry>> ReadFdinfo(const std::string& dir, pid_t pid) {
-  auto files_id = FilesId(dir, pid);
-  if (!files_id.ok()) return files_id.status();
-  return images::ReadAll<criu::fdinfo_entry>(absl::StrFormat("%s/fdinfo-%d.img", dir, *files_id),
-                                             images::Fdinfo());
-}
-
 }  // namespace
 
 absl::Status Fds::RestoreShared(RestoreContext& ctx) {
@@ -330,7 +336,7 @@ absl::Status Fds::RestoreShared(RestoreContext& ctx) {
   std::map<uint32_t, int> holders;  // file id -> number of processes
   for (const auto& t : *tree) {
     if (t.threads_size() == 0) continue;  // a zombie has no fds
-    auto fds = ReadFdinfo(ctx.images_dir, static_cast<pid_t>(t.pid()));
+    auto fds = ReadTaskFdinfo(ctx.images_dir, static_cast<pid_t>(t.pid()));
     if (!fds.ok()) return fds.status();
     std::set<uint32_t> mine;
     for (const auto& fe : *fds) mine.insert(fe.id());
@@ -361,7 +367,7 @@ absl::Status Fds::Restore(RestoreContext& ctx) {
     by_id[f.id()] = &f;
     if (f.has_reg()) ctx.file_paths[f.id()] = f.reg().name();
   }
-  auto fds = ReadFdinfo(ctx.images_dir, ctx.pid);
+  auto fds = ReadTaskFdinfo(ctx.images_dir, ctx.pid);
   if (!fds.ok()) return fds.status();
   std::sort(fds->begin(), fds->end(), [](const auto& a, const auto& b) { return a.fd() < b.fd(); });
 

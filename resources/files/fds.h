@@ -4,21 +4,29 @@
 // Supported: regular files and directories (path, flags, position; the size
 // is checked at restore), character devices by path (/dev/null, ...), and
 // with --shell-job the terminal, which restore replaces by the restoring
-// shell's terminal; pipes, FIFOs, UNIX sockets, event fds, memfds and inotify
-// instances by the ids their plugins gave. Deleted regular files are the
-// Ghosts plugin's (ghost.h): it puts them in ctx.fd_ids before this plugin
-// runs. Anything else (a directory removed while open, ...) is refused at dump
-// with its fd and kind.
+// shell's terminal; pipes, FIFOs, UNIX sockets, event fds, epolls, memfds,
+// inotify instances and fanotify groups by the ids their plugins gave. Deleted regular files are
+// the Ghosts plugin's (ghost.h): it puts them in ctx.fd_ids before this plugin runs. Anything else
+// (a directory removed while open, ...) is refused at dump with its fd and kind.
 #ifndef CRPP_RESOURCES_FILES_FDS_H_
 #define CRPP_RESOURCES_FILES_FDS_H_
 
+#include <sys/types.h>
+
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "core/registry.h"
 #include "resources/pipes/pipes.h"
 #include "resources/sockets/unix.h"
 #include "resources/tree/tree.h"
+
+namespace criu {
+class fdinfo_entry;
+}  // namespace criu
 
 namespace crpp::resources {
 
@@ -46,6 +54,10 @@ struct FileTableImage {
   static absl::Status Dump(DumpContext& ctx);
   static absl::Status Restore(RestoreContext&) { return absl::OkStatus(); }
 };
+
+// The fdinfo entries of task PID (through its ids image), read at restore.
+absl::StatusOr<std::vector<criu::fdinfo_entry>> ReadTaskFdinfo(const std::string& images_dir,
+                                                               pid_t pid);
 
 // True for terminal devices (ptys, virtual consoles, serial lines).
 bool IsTerminalDevice(unsigned major);

@@ -2,12 +2,9 @@
 
 #include <fcntl.h>
 #include <sys/inotify.h>
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -20,84 +17,40 @@
 #include "fdinfo.pb.h"
 #include "fsnotify.pb.h"
 #include "resources/common/descriptions.h"
+#include "resources/fsnotify/marks.h"
 
 namespace crpp::resources {
 namespace {
 
-constexpr int kHandleWords = 16;  // fh_entry carries at least this many words
-
 struct Watch {
-  uint32_t wd = 0, mask = 0, ignored_mask = 0, sdev = 0, handle_bytes = 0;
-  int handle_type = 0;
+  uint32_t wd = 0, mask = 0, ignored_mask = 0, sdev = 0;
   uint64_t ino = 0;
-  std::string handle;  // raw bytes
+  fsnotify::FileHandle handle;
 };
 
 // "inotify wd:2 ino:3c51a sdev:fe00000 mask:2 ignored_mask:0 fhandle-bytes:8
 // fhandle-type:1 f_handle:1ac5030000000000" lines of /proc/PID/fdinfo/FD.
-std::vector<Watch> ParseWatches(const std::string& fdinfo) {
+absl::StatusOr<std::vector<Watch>> ParseWatches(const std::string& fdinfo,
+                                                const std::string& where) {
   std::vector<Watch> out;
   for (std::string_view line : Split(fdinfo, '\n')) {
     if (!line.starts_with("inotify ")) continue;
+    const fsnotify::Fields fields = fsnotify::SplitFields(line.substr(8));
     Watch w;
-    for (std::string_view field : Split(line.substr(8), ' ')) {
-      size_t colon = field.find(':');
-      if (colon == std::string_view::npos) continue;
-      std::string_view key = field.substr(0, colon), val = field.substr(colon + 1);
-      if (key == "wd") ParseInt(val, w.wd, 16);
-      if (key == "ino") ParseInt(val, w.ino, 16);
-      if (key == "sdev") ParseInt(val, w.sdev, 16);
-      if (key == "mask") ParseInt(val, w.mask, 16);
-      if (key == "ignored_mask") ParseInt(val, w.ignored_mask, 16);
-      if (key == "fhandle-bytes") ParseInt(val, w.handle_bytes, 16);
-      if (key == "fhandle-type") ParseInt(val, w.handle_type, 16);
-      if (key == "f_handle") {
-        for (size_t i = 0; i + 1 < val.size(); i += 2) {
-          uint32_t byte = 0;
-          ParseInt(val.substr(i, 2), byte, 16);
-          w.handle.push_back(static_cast<char>(byte));
-        }
-      }
+    if (!fsnotify::HexField(fields, "wd", w.wd) || !fsnotify::HexField(fields, "ino", w.ino) ||
+        !fsnotify::HexField(fields, "sdev", w.sdev) ||
+        !fsnotify::HexField(fields, "mask", w.mask) ||
+        !fsnotify::HexField(fields, "ignored_mask", w.ignored_mask)) {
+      return absl::DataLossError(
+          absl::StrFormat("%s: cannot parse the inotify watch \"%s\"", where, line));
     }
+    auto handle =
+        fsnotify::HandleFrom(fields, absl::StrFormat("%s: inotify watch %d", where, w.wd));
+    if (!handle.ok()) return handle.status();
+    w.handle = std::move(*handle);
     out.push_back(std::move(w));
   }
   return out;
-}
-
-// The path of the inode a watch names, through its file handle: opened on a
-// mount of its device (the kernel's s_dev: major << 20 | minor) that task
-// `pid` sees.
-absl::StatusOr<std::string> ResolveWatch(pid_t pid, const Watch& w) {
-  const unsigned major = w.sdev >> 20, minor = w.sdev & 0xfffff;
-  auto mountinfo = proc::ReadFile(absl::StrFormat("/proc/%d/mountinfo", pid));
-  if (!mountinfo.ok()) return mountinfo.status();
-  const std::string dev = absl::StrFormat("%u:%u", major, minor);
-  for (std::string_view line : Split(*mountinfo, '\n')) {
-    std::vector<std::string_view> f = Split(line, ' ');
-    if (f.size() < 5 || f[2] != dev) continue;
-    std::string mount_point = absl::StrFormat("/proc/%d/root%s", pid, std::string(f[4]));
-    int mfd = open(mount_point.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (mfd < 0) continue;
-    std::vector<char> buf(sizeof(file_handle) + w.handle.size());
-    auto* fh = reinterpret_cast<file_handle*>(buf.data());
-    fh->handle_bytes = static_cast<unsigned>(w.handle.size());
-    fh->handle_type = w.handle_type;
-    memcpy(fh->f_handle, w.handle.data(), w.handle.size());
-    int fd = open_by_handle_at(mfd, fh, O_PATH | O_CLOEXEC);
-    close(mfd);
-    if (fd < 0) continue;
-    auto path = proc::ReadLink(absl::StrFormat("/proc/self/fd/%d", fd));
-    close(fd);
-    if (!path.ok()) return path.status();
-    if (path->empty() || (*path)[0] != '/' || path->ends_with(" (deleted)")) {
-      return absl::UnimplementedError(absl::StrFormat(
-          "pid %d: inotify watch %d is on an inode without a path (%s): not supported", pid, w.wd,
-          *path));
-    }
-    return *path;
-  }
-  return absl::NotFoundError(absl::StrFormat(
-      "pid %d: inotify watch %d: inode %#x of device %s found on no mount", pid, w.wd, w.ino, dev));
 }
 
 }  // namespace
@@ -106,15 +59,19 @@ absl::Status Inotify::Dump(DumpContext& ctx) {
   return descriptions::ForEachDescription(
       ctx, "anon_inode:inotify", criu::INOTIFY,
       [](const descriptions::Found& f, criu::file_entry& e) -> absl::Status {
+        const std::string where = descriptions::Where(f.pid, f.fd);
         // The watch lines, whole: their fields are not "key: value".
         auto text = proc::ReadFile(absl::StrFormat("/proc/%d/fdinfo/%d", f.pid, f.fd));
         if (!text.ok()) return text.status();
+        auto watches = ParseWatches(*text, where);
+        if (!watches.ok()) return watches.status();
         auto* ify = e.mutable_ify();
         ify->set_id(0);
         ify->set_flags(f.flags);
         SetNoOwner(*ify->mutable_fown());
-        for (const Watch& w : ParseWatches(*text)) {
-          auto path = ResolveWatch(f.pid, w);
+        for (const Watch& w : *watches) {
+          auto path = fsnotify::InodePath(f.pid, w.sdev, w.ino, w.handle,
+                                          absl::StrFormat("%s: inotify watch %d", where, w.wd));
           if (!path.ok()) return path.status();
           auto* we = ify->add_wd();
           we->set_id(0);
@@ -123,21 +80,10 @@ absl::Status Inotify::Dump(DumpContext& ctx) {
           we->set_ignored_mask(w.ignored_mask);
           we->set_s_dev(w.sdev);
           we->set_wd(w.wd);
-          auto* fh = we->mutable_f_handle();
-          fh->set_bytes(w.handle_bytes);
-          fh->set_type(static_cast<uint32_t>(w.handle_type));
-          for (int i = 0; i < kHandleWords; ++i) {
-            uint64_t word = 0;
-            if (static_cast<size_t>(i) * 8 < w.handle.size()) {
-              memcpy(&word, w.handle.data() + i * 8,
-                     std::min<size_t>(8, w.handle.size() - static_cast<size_t>(i) * 8));
-            }
-            fh->add_handle(word);
-          }
-          fh->set_path(*path);
-          log::Info("inotify: pid %d fd %d: watch %d on %s (mask %#x)", f.pid, f.fd, w.wd, *path,
-                    w.mask);
+          fsnotify::FillHandle(w.handle, *path, *we->mutable_f_handle());
+          log::Info("inotify: %s: watch %d on %s (mask %#x)", where, w.wd, *path, w.mask);
         }
+        fsnotify::WarnQueuedEvents(f.pid, f.fd, "inotify");
         return absl::OkStatus();
       });
 }

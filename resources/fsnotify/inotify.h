@@ -8,7 +8,8 @@
 // watches again by path, with the same watch descriptor numbers (the kernel
 // hands them out in a cycle, so a number is reached by adding and removing);
 // the descriptions go to the Fds plugin through RestoreContext::Inherit.
-// Events queued in an instance at dump time are not kept (as with CRIU).
+// Events queued in an instance at dump time are not kept (as with CRIU): the
+// kernel cannot queue them again; the dump logs a warning when there are.
 #ifndef CRPP_RESOURCES_FSNOTIFY_INOTIFY_H_
 #define CRPP_RESOURCES_FSNOTIFY_INOTIFY_H_
 

@@ -6,9 +6,10 @@
 //   (the ptrace layer's test hook fails the Nth one), also with a signal sent
 //   to the target in the middle of the dump: it must not be lost;
 // - refused before the target is touched: no such pid, a zombie, what the
-//   precheck refuses (a fanotify fd, seccomp, a child's TCP socket, a shared fd
-//   table, a UNIX peer outside the tree, an epoll watching a file another process
-//   added), an images directory
+//   precheck refuses (a fanotify mark on a deleted file, seccomp, a child's TCP
+//   socket, a shared fd table, a UNIX peer outside the tree, an epoll watching
+//   a file another process added or that only another process holds), an
+//   images directory
 //   that does not exist or cannot be written, an unknown fail_after;
 // - while writing the images: a full disk, an image path taken by a directory.
 // After each, the program must run (not stopped, its loop advancing), look the
@@ -77,8 +78,10 @@ constexpr PluginImage kPlugins[] = {
     {"eventpoll", ""},
     {"shmem", "memfd.img"},
     {"inotify", ""},
+    {"fanotify", ""},
     {"ghosts", "remap-fpath.img"},
     {"fds", "fdinfo-1.img"},
+    {"eventpoll-targets", ""},
     {"memory", "mm-PID.img"},
     {"core", "core-PID.img"},
     {"file-locks", "filelocks.img"},
@@ -517,7 +520,10 @@ void RefusedAtPrecheck(const std::string& what, const std::string& reason) {
   RequireOkVerdict(s);
 }
 
-BOOST_AUTO_TEST_CASE(refused_fanotify) { RefusedAtPrecheck("fanotify", "anon_inode:[fanotify]"); }
+// A fanotify mark on a file deleted since: no path to mark again.
+BOOST_AUTO_TEST_CASE(refused_fanotify_deleted) {
+  RefusedAtPrecheck("fanotify_deleted", "a fanotify mark is on ");
+}
 BOOST_AUTO_TEST_CASE(refused_seccomp) { RefusedAtPrecheck("seccomp", "runs under seccomp"); }
 // The child's TCP socket: UNIX sockets are dumped, other families not yet.
 BOOST_AUTO_TEST_CASE(refused_child) { RefusedAtPrecheck("child", "is a TCP socket (socket:["); }
@@ -564,6 +570,11 @@ BOOST_AUTO_TEST_CASE(refused_unix_peer_outside_tree) {
 // number the epoll's first holder does not have.
 BOOST_AUTO_TEST_CASE(refused_epoll_foreign_target) {
   RefusedAtPrecheck("epoll_foreign", "is an epoll watching a file registered as fd 100");
+}
+// An epoll watching a file its first holder closed, which only a child
+// holds now.
+BOOST_AUTO_TEST_CASE(refused_epoll_closed_target) {
+  RefusedAtPrecheck("epoll_closed", "holds under no fd");
 }
 BOOST_AUTO_TEST_CASE(refused_deleted_dir) {
   RefusedAtPrecheck("deleted_dir", "/gone (deleted), removed while open: not supported");

@@ -293,6 +293,26 @@ BOOST_AUTO_TEST_CASE(inotify_cycles) {
   Cycles(s);
 }
 
+// A fanotify group shared by two processes with inode marks (one with an
+// ignored mask that survives writes, one set with FAN_MARK_IGNORE), a mount
+// mark and a filesystem mark (fanotify.cc).
+BOOST_AUTO_TEST_CASE(fanotify) {
+  Session s("fanotify");
+  DumpRestoreVerify(s);
+}
+
+// dump -R of the group: the original keeps its marks; a copy restored from
+// the images has them too.
+BOOST_AUTO_TEST_CASE(fanotify_leave_running) {
+  Session s("fanotify_leave_running", "fanotify");
+  LeaveRunning(s);
+}
+
+BOOST_AUTO_TEST_CASE(fanotify_cycles) {
+  Session s("fanotify_cycles", "fanotify");
+  Cycles(s);
+}
+
 // A server with a listening UNIX socket, an accepted client and one still
 // waiting in its queue, socketpairs (stream, datagram, seqpacket) between
 // processes and an abstract datagram name, with data queued everywhere
@@ -371,6 +391,28 @@ BOOST_AUTO_TEST_CASE(events_leave_running) {
 // the counts, timers and the pending signal still right.
 BOOST_AUTO_TEST_CASE(events_cycles) {
   Session s("events_cycles", "events");
+  Cycles(s);
+}
+
+// An epoll watching a UNIX socket, a FIFO, an inotify instance, a signalfd,
+// a pidfd, /dev/random, an eventfd registered under a number closed since,
+// and a second epoll watching pipes (one a disarmed one-shot), shared with a
+// child (epoll_nested.cc).
+BOOST_AUTO_TEST_CASE(epoll_nested) {
+  Session s("epoll_nested");
+  DumpRestoreVerify(s);
+}
+
+// dump -R: the original's epolls are left as they were.
+BOOST_AUTO_TEST_CASE(epoll_nested_leave_running) {
+  Session s("epoll_nested_leave_running", "epoll_nested");
+  LeaveRunning(s);
+}
+
+// The epolls dumped and restored 20 times in a row: the same watch sets and
+// no fd more.
+BOOST_AUTO_TEST_CASE(epoll_nested_cycles) {
+  Session s("epoll_nested_cycles", "epoll_nested");
   Cycles(s);
 }
 

@@ -5,6 +5,7 @@
 #define BOOST_TEST_MODULE programs_selftest
 #include <elf.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -167,6 +168,49 @@ BOOST_AUTO_TEST_CASE(events) {
 BOOST_AUTO_TEST_CASE(mappings) {
   Session s("mappings");
   RunStandalone(s);
+}
+
+BOOST_AUTO_TEST_CASE(epoll_nested) {
+  Session s("epoll_nested");
+  RunStandalone(s);
+}
+
+// (The fanotify program has no case here: its mount and filesystem marks
+// need CAP_SYS_ADMIN in the initial user namespace, which the sandbox's is
+// not. The e2e tests run it.)
+
+// What a restore that adds a watch would do: the program's outer epoll (the
+// one with 8 targets) gets a ninth, added from outside through copies of the
+// epoll and of another of its fds (pidfd_getfd).
+BOOST_AUTO_TEST_CASE(epoll_nested_catches_an_extra_watch) {
+  Session s("epoll_nested_extra_watch", "epoll_nested");
+  E2E_REQUIRE_OK(s, s.Start());
+  const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, s.pid(), 0));
+  BOOST_REQUIRE(pidfd >= 0);
+  const std::string proc = absl::StrCat("/proc/", s.pid());
+  int outer = -1, other = -1;
+  for (const auto& e : std::filesystem::directory_iterator(proc + "/fd")) {
+    const int fd = std::stoi(e.path().filename().string());
+    std::error_code ec;
+    const std::string link = std::filesystem::read_symlink(e.path(), ec).string();
+    std::ifstream info(absl::StrCat(proc, "/fdinfo/", fd));
+    std::string line;
+    int targets = 0;
+    while (std::getline(info, line)) targets += line.rfind("tfd:", 0) == 0;
+    if (link == "anon_inode:[eventpoll]" && targets == 8) {
+      outer = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0));
+    } else if (link.rfind("pipe:", 0) == 0 && other < 0) {
+      other = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0));
+    }
+  }
+  close(pidfd);
+  BOOST_REQUIRE_MESSAGE(outer >= 0 && other >= 0, "no outer epoll or pipe in " << proc << "/fd");
+  struct epoll_event ev = {};
+  ev.events = EPOLLOUT;
+  BOOST_REQUIRE(epoll_ctl(outer, EPOLL_CTL_ADD, other, &ev) == 0);
+  close(outer);
+  RequireFailVerdict(s, {"outer epoll targets:", "outer epoll: 9 targets"});
+  close(other);
 }
 
 BOOST_AUTO_TEST_CASE(ghost) {

@@ -347,14 +347,63 @@ BOOST_AUTO_TEST_CASE(timerfd_bad_clock) {
   });
 }
 
-// An epoll target under an fd number its owner does not have.
+// An epoll target under an fd number its owner does not have: the owner
+// finds out once its fds are in place (its child is forked by then).
 BOOST_AUTO_TEST_CASE(epoll_target_missing) {
   DamagedImages("epoll_target_missing", "events", [](const std::string& dir, pid_t) {
     EditFiles(dir, [](criu::file_entry& e) {
       if (e.has_epfd()) e.mutable_epfd()->mutable_tfd(0)->set_tfd(77);
     });
-    return Expected{{"eventpoll: restore: ", "its target fd 77 is not a pipe"}};
+    return Expected{
+        {"eventpoll-targets: restore: ", "its target fd 77 is not among the process's fds"}};
   });
+}
+
+// Two epolls that watch each other, which the kernel never allows: the
+// inner epoll of epoll_nested made to watch the outer one.
+BOOST_AUTO_TEST_CASE(epoll_cycle) {
+  DamagedImages("epoll_cycle", "epoll_nested", [](const std::string& dir, pid_t) {
+    auto files = crpp::images::ReadAll<criu::file_entry>(dir + "/files.img", crpp::images::Files());
+    BOOST_REQUIRE_MESSAGE(files.ok(), files.status());
+    uint32_t outer = 0;
+    for (const auto& f : *files) {
+      if (f.has_epfd() && f.epfd().tfd_size() == 8) outer = f.id();
+    }
+    BOOST_REQUIRE(outer != 0);
+    int outer_fd = -1;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+      if (e.path().filename().string().rfind("fdinfo-", 0) != 0) continue;
+      auto fds = crpp::images::ReadAll<criu::fdinfo_entry>(e.path(), crpp::images::Fdinfo());
+      BOOST_REQUIRE_MESSAGE(fds.ok(), fds.status());
+      for (const auto& fe : *fds) {
+        if (fe.id() == outer) outer_fd = static_cast<int>(fe.fd());
+      }
+    }
+    BOOST_REQUIRE(outer_fd >= 0);
+    EditFiles(dir, [outer_fd](criu::file_entry& e) {
+      if (e.has_epfd() && e.epfd().tfd_size() == 2) {
+        e.mutable_epfd()->mutable_tfd(0)->set_tfd(static_cast<uint32_t>(outer_fd));
+      }
+    });
+    return Expected{{"eventpoll-targets: restore: ", "epolls watch each other in a cycle"}};
+  });
+}
+
+// A file that a fanotify mark is on is not at its path any more: the root
+// fails, naming it, before the other task is forked; moved back (the same
+// inode: the program checks the marks' inode numbers), the images restore.
+BOOST_AUTO_TEST_CASE(fanotify_marked_file_gone) {
+  std::string watched;
+  DamagedImages(
+      "fanotify_marked_file_gone", "fanotify",
+      [&](const std::string& dir, pid_t) {
+        watched =
+            std::filesystem::canonical(std::filesystem::path(dir).parent_path() / "out/watched")
+                .string();
+        BOOST_REQUIRE(rename(watched.c_str(), (watched + ".away").c_str()) == 0);
+        return Expected{{"fanotify: restore: ", watched, "No such file or directory"}};
+      },
+      [&] { BOOST_REQUIRE(rename((watched + ".away").c_str(), watched.c_str()) == 0); });
 }
 
 BOOST_AUTO_TEST_CASE(tree_child_core_image_deleted) {

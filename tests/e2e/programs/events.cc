@@ -118,7 +118,7 @@ Fds SetUp() {
   int p[2];
   if (pipe(p) != 0) crpp::e2e::Die("pipe");
   // The read end as fd 0 (stdin was /dev/null): a low number, which the
-  // restore of the epoll must borrow in a root that may use it itself.
+  // restore's root may use itself before the fds are in place.
   if (dup2(p[0], 0) != 0) crpp::e2e::Die("dup2");
   close(p[0]);
   f.pipe_r = 0;

@@ -1,6 +1,8 @@
 // refused: holds something a dump must refuse before it stops the task, chosen
 // by CRPP_E2E_REFUSED in the environment, and counts like the counter program:
-//   fanotify a fanotify fd (of the notification class, no marks);
+//   fanotify_deleted  a fanotify group with an inode mark on a file
+//           (OUTDIR/doomed) deleted since and held open (the last close would
+//           take the mark away): the mark's inode has no path;
 //   seccomp a seccomp filter (one that allows every syscall);
 //   child   a child process that holds a TCP socket and waits (it dies with
 //           us: PR_SET_PDEATHSIG);
@@ -10,15 +12,18 @@
 //   epoll_foreign  an epoll shared with a child, watching an eventfd (count
 //           1) that only the child holds, registered under an fd number
 //           (100) the parent, the epoll's first holder, does not have;
+//   epoll_closed  an epoll shared with a child, watching an eventfd (count
+//           1) that the parent registered and closed once the child held it
+//           too: only the child holds it now;
 //   deleted_dir  a directory (OUTDIR/gone) held open and removed;
 //   linked_deleted  a file (OUTDIR/linked) held open and unlinked while a
 //           second hard link (OUTDIR/linked.other) keeps it;
 //   big_ghost  a deleted file of 2 MiB, more than the default ghost limit.
 // Unlike the other programs it is not meant to be dumped: it is what the dump
 // refuses, and it checks that the refusal left it alone.
-// Verdict: the main loop counted; the fanotify fd is still one; the process
-// still runs under its filter; the child is still there, and ends
-// when killed; the UNIX socket still sends; the epoll still reports the
+// Verdict: the main loop counted; the fanotify group still has its mark;
+// the process still runs under its filter; the child is still there, and
+// ends when killed; the UNIX socket still sends; the epoll still reports the
 // child's eventfd.
 #include <fcntl.h>
 #include <linux/filter.h>
@@ -59,9 +64,16 @@ int main(int argc, char** argv) {
   int unix_fd = -1;
   int epoll = -1;
   int held_fd = -1;
-  if (what == "fanotify") {
+  if (what == "fanotify_deleted") {
     fanotify = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC, O_RDONLY);
-    if (fanotify < 0) crpp::e2e::Die("fanotify_init");
+    const std::string doomed = out_dir + "/doomed";
+    int fd = open(doomed.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    if (fanotify < 0 || fd < 0) crpp::e2e::Die("fanotify_init");
+    // Held open: the last close of a deleted file would take the mark away.
+    if (fanotify_mark(fanotify, FAN_MARK_ADD, FAN_CLOSE_WRITE, AT_FDCWD, doomed.c_str()) != 0 ||
+        unlink(doomed.c_str()) != 0) {
+      crpp::e2e::Die("fanotify_mark");
+    }
   } else if (what == "seccomp") {
     sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
     sock_fprog program{1, allow};
@@ -119,6 +131,24 @@ int main(int argc, char** argv) {
     if (read(ready[0], &c, 1) != 1) crpp::e2e::Die("the child did not set up the epoll");
     close(ready[0]);
     close(ready[1]);
+  } else if (what == "epoll_closed") {
+    epoll = epoll_create1(0);
+    int efd = eventfd(1, EFD_CLOEXEC);
+    struct epoll_event ev = {};
+    ev.events = EPOLLIN;
+    ev.data.u64 = kEpollTag;
+    if (epoll < 0 || efd < 0 || epoll_ctl(epoll, EPOLL_CTL_ADD, efd, &ev) != 0) {
+      crpp::e2e::Die("epoll");
+    }
+    const pid_t parent = getpid();
+    child = fork();
+    if (child < 0) crpp::e2e::Die("fork");
+    if (child == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(0);
+      for (;;) pause();
+    }
+    close(efd);
   } else if (what == "deleted_dir") {
     const std::string path = out_dir + "/gone";
     if (mkdir(path.c_str(), 0700) != 0) crpp::e2e::Die("mkdir");
@@ -135,8 +165,9 @@ int main(int argc, char** argv) {
     if (unlink(path.c_str()) != 0) crpp::e2e::Die("unlink");
   } else {
     fprintf(stderr,
-            "refused: CRPP_E2E_REFUSED must be fanotify, seccomp, child, shared_fds, "
-            "unix_peer, epoll_foreign, deleted_dir, linked_deleted or big_ghost\n");
+            "refused: CRPP_E2E_REFUSED must be fanotify_deleted, seccomp, child, shared_fds, "
+            "unix_peer, epoll_foreign, epoll_closed, deleted_dir, linked_deleted or "
+            "big_ghost\n");
     exit(2);
   }
   crpp::e2e::Ready();
@@ -149,10 +180,17 @@ int main(int argc, char** argv) {
   crpp::e2e::Verdict v;
   v.Expect(g_counter > 0, "the main loop never counted");
   v.Note("what=%s counter=%" PRIu64, what.c_str(), static_cast<uint64_t>(g_counter));
-  if (what == "fanotify") {
-    char link[64] = {};
-    readlink(("/proc/self/fd/" + std::to_string(fanotify)).c_str(), link, sizeof link - 1);
-    v.Expect(std::string(link) == "anon_inode:[fanotify]", "the fanotify fd is now %s", link);
+  if (what == "fanotify_deleted") {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fanotify);
+    FILE* in = fopen(path, "r");
+    char line[512];
+    int marks = 0;
+    while (in != nullptr && fgets(line, sizeof line, in) != nullptr) {
+      if (strncmp(line, "fanotify ino:", 13) == 0) ++marks;
+    }
+    if (in != nullptr) fclose(in);
+    v.Expect(marks == 1, "the fanotify group has %d inode marks (want 1)", marks);
   } else if (what == "seccomp") {
     v.Expect(prctl(PR_GET_SECCOMP, 0, 0, 0, 0) == SECCOMP_MODE_FILTER,
              "the process no longer runs under its seccomp filter");
@@ -164,7 +202,7 @@ int main(int argc, char** argv) {
     v.Expect(send(unix_fd, "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1,
              "the UNIX socket no longer sends: %s", strerror(errno));
   } else {
-    if (what == "epoll_foreign") {
+    if (what == "epoll_foreign" || what == "epoll_closed") {
       struct epoll_event ev = {};
       v.Expect(epoll_wait(epoll, &ev, 1, 0) == 1 && ev.data.u64 == kEpollTag,
                "the epoll no longer reports the child's eventfd");
