@@ -46,8 +46,8 @@ constexpr std::string_view Prefix(Level level) {
 void SetVerbosity(int level) { TheSink().verbosity = std::clamp(level, 0, 4); }
 int Verbosity() { return TheSink().verbosity; }
 
-absl::Status ToFile(const std::string& path) {
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+absl::Status ToFile(const std::string& path, bool append) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0600);
   if (fd < 0) {
     return absl::InvalidArgumentError(
         absl::StrFormat("cannot open log file %s: %s", path, strerror(errno)));

@@ -29,9 +29,9 @@ inline constexpr int kDefaultVerbosity = 2;
 void SetVerbosity(int level);
 int Verbosity();
 
-// Sends the log to `path` (created or truncated). Until then, and after
-// ToStderr(), messages go to stderr.
-absl::Status ToFile(const std::string& path);
+// Sends the log to `path` (created, and truncated unless `append`). Until
+// then, and after ToStderr(), messages go to stderr.
+absl::Status ToFile(const std::string& path, bool append = false);
 void ToStderr();
 // True when the log is a file, i.e. errors do not reach the terminal by themselves.
 bool LogsToFile();
