@@ -23,7 +23,7 @@ constexpr char kUsage[] =
     "\n"
     "  decode [--pretty] [-i IN] [-o OUT]   image -> JSON (stdin/stdout by default)\n"
     "  encode [-i IN] [-o OUT]              JSON -> image\n"
-    "  show IN [--nopl]                     decode --pretty to stdout\n"
+    "  show IN | -i IN [--nopl]             decode --pretty to stdout\n"
     "  info IN                              magic and number of entries\n"
     "  x DIR {ps,fds,mems,rss}              explore an image directory\n";
 
@@ -204,8 +204,12 @@ int Main(int argc, char** argv) {
     return Decode(*args, false);
   }
   if (cmd == "show") {
-    if (args->positional.size() != 1) return Fail("show: expected one image file");
-    args->in = args->positional[0];
+    // The image as an argument, or with -i as decode takes it (scripts write
+    // `crit show -i files.img --pretty`).
+    if (args->positional.size() + (args->in.empty() ? 0 : 1) != 1) {
+      return Fail("show: expected one image file");
+    }
+    if (args->in.empty()) args->in = args->positional[0];
     args->pretty = true;
     return Decode(*args, true);
   }

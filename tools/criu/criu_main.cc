@@ -146,6 +146,13 @@ int RestoreCommand(const Options& o) {
   int status = 0;
   while (waitpid(r->pid, &status, 0) < 0 && errno == EINTR) {
   }
+  // The init of a pid namespace (criu-ns restore): its end would kill every
+  // process left in the namespace (criu-ns dump's holder, waiting for its
+  // dump to end), so it ends after them.
+  if (getpid() == 1) {
+    while (wait(nullptr) > 0 || errno == EINTR) {
+    }
+  }
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   return 128 + WTERMSIG(status);
 }
