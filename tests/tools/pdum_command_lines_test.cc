@@ -42,8 +42,8 @@ std::string TmpDir() {
   return t != nullptr ? t : "/tmp";
 }
 
-// Runs argv with fds 0-2 as given (-1: /dev/null) and the others closed;
-// returns its pid.
+// Runs argv with fds 0-2 as given (-1: /dev/null), the others closed and an
+// empty environment; returns its pid.
 pid_t Start(const std::vector<std::string>& argv, int in = -1, int out = -1, int err = -1,
             bool new_session = false) {
   pid_t pid = fork();
@@ -58,7 +58,10 @@ pid_t Start(const std::vector<std::string>& argv, int in = -1, int out = -1, int
     std::vector<char*> c;
     for (const std::string& a : argv) c.push_back(const_cast<char*>(a.c_str()));
     c.push_back(nullptr);
-    execv(c[0], c.data());
+    // No environment at all (sudo resets it): nothing may depend on it,
+    // not even PATH (criu-ns runs the criu beside it).
+    char* no_env[] = {nullptr};
+    execve(c[0], c.data(), no_env);
     _exit(127);
   }
   return pid;
