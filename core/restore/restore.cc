@@ -163,6 +163,23 @@ absl::StatusOr<std::vector<TaskSpec>> ReadTree(const std::string& dir) {
     index[t.pid] = tasks.size();
     tasks.push_back(t);
   }
+  // Which tasks share their parent's fs (cwd, root, umask): the same fs_id.
+  std::map<pid_t, uint32_t> fs_ids;
+  for (const TaskSpec& t : tasks) {
+    if (t.zombie) continue;
+    auto ids = images::ReadAll<criu::task_kobj_ids_entry>(
+        absl::StrFormat("%s/ids-%d.img", dir, t.pid), images::Ids());
+    if (!ids.ok()) return ids.status();
+    if (ids->size() != 1) {
+      return absl::DataLossError(absl::StrFormat("%s/ids-%d.img: expected one entry", dir, t.pid));
+    }
+    fs_ids[t.pid] = ids->front().fs_id();
+  }
+  for (TaskSpec& t : tasks) {
+    auto mine = fs_ids.find(t.pid), parents = fs_ids.find(t.ppid);
+    t.shares_parent_fs =
+        mine != fs_ids.end() && parents != fs_ids.end() && mine->second == parents->second;
+  }
   return tasks;
 }
 

@@ -124,9 +124,10 @@ absl::Status SetUpRoot(TreeSpec& tree) {
 
 }  // namespace
 
-absl::StatusOr<pid_t> ForkWithPid(pid_t pid) {
+absl::StatusOr<pid_t> ForkWithPid(pid_t pid, uint64_t flags) {
   pid_t tid = pid;
   clone_args ca{};
+  ca.flags = flags;
   ca.exit_signal = SIGCHLD;
   ca.set_tid = reinterpret_cast<uint64_t>(&tid);
   ca.set_tid_size = 1;
@@ -236,7 +237,7 @@ void WaitForGo(std::atomic<uint32_t>& word) {
   for (size_t j = index + 1; j < tree.tasks.size(); ++j) {
     const TaskSpec& c = tree.tasks[j];
     if (c.ppid != me.pid) continue;
-    auto child = ForkWithPid(c.pid);
+    auto child = ForkWithPid(c.pid, c.shares_parent_fs ? CLONE_FS : 0);
     if (!child.ok()) Fail(status_fd, child.status());
     if (*child == 0) RunTask(tree, j);
     // A group leader that is no session leader: set its group from here

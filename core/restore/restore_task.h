@@ -34,8 +34,9 @@ inline constexpr uint32_t kWait = 0, kGo = 1, kAbort = 2;
 struct TaskSpec {
   pid_t pid = 0, ppid = 0, pgid = 0, sid = 0;
   bool zombie = false;
-  int exit_code = 0;           // a zombie's wait status (core-PID.img)
-  std::vector<pid_t> threads;  // tids of its threads but the main one
+  bool shares_parent_fs = false;  // forked with CLONE_FS (same fs_id in ids-PID.img)
+  int exit_code = 0;              // a zombie's wait status (core-PID.img)
+  std::vector<pid_t> threads;     // tids of its threads but the main one
 };
 
 // What every restored task needs, set up by the engine and the root task and
@@ -58,9 +59,9 @@ struct TreeSpec {
   std::map<std::string, int> inherit_fds;
 };
 
-// clone3 with the given pid (0 in the child), waiting a moment for a dumped
-// task that still holds the pid while it goes away.
-absl::StatusOr<pid_t> ForkWithPid(pid_t pid);
+// clone3 with the given pid (0 in the child) and extra clone flags, waiting
+// a moment for a dumped task that still holds the pid while it goes away.
+absl::StatusOr<pid_t> ForkWithPid(pid_t pid, uint64_t flags = 0);
 
 // Runs in the freshly forked task tasks[index]; never returns.
 [[noreturn]] void RunTask(TreeSpec& tree, size_t index);

@@ -21,23 +21,37 @@
 namespace crpp::resources {
 namespace {
 
-// Ids of the kernel objects a task uses (mm, fd table, fs, signal handlers).
-// Processes share none of them with each other yet, so each task's objects
-// carry its own id (1, 2, ... in tree order).
-criu::task_kobj_ids_entry OwnIds(uint32_t id) {
-  criu::task_kobj_ids_entry ids;
-  ids.set_vm_id(id);
-  ids.set_files_id(id);
-  ids.set_fs_id(id);
-  ids.set_sighand_id(id);
-  return ids;
-}
-
 const TreeTask* Find(const DumpContext& ctx, pid_t pid) {
   for (const TreeTask& t : ctx.tree) {
     if (t.pid == pid) return &t;
   }
   return nullptr;
+}
+
+bool SameFs(pid_t a, pid_t b) { return syscall(SYS_kcmp, a, b, KCMP_FS, 0, 0) == 0; }
+
+// The highest of `t` and its ancestors in the tree that all share one fs
+// (clone(CLONE_FS) along the parent links): restore recreates the sharing by
+// forking each child with CLONE_FS from its parent.
+const TreeTask* FsOwner(const DumpContext& ctx, const TreeTask& t) {
+  const TreeTask* owner = &t;
+  for (const TreeTask* up = Find(ctx, t.ppid);
+       up != nullptr && !up->zombie() && SameFs(owner->pid, up->pid); up = Find(ctx, up->ppid)) {
+    owner = up;
+  }
+  return owner;
+}
+
+// Ids of the kernel objects a task uses (mm, fd table, fs, signal handlers):
+// its own (its id, 1, 2, ... in tree order) but for an fs it shares with its
+// parent, which carries the parent's fs id.
+criu::task_kobj_ids_entry Ids(const DumpContext& ctx, const TreeTask& t) {
+  criu::task_kobj_ids_entry ids;
+  ids.set_vm_id(t.id);
+  ids.set_files_id(t.id);
+  ids.set_fs_id(FsOwner(ctx, t)->id);
+  ids.set_sighand_id(t.id);
+  return ids;
 }
 
 // Session and group of a task below the root: restore recreates them by
@@ -67,9 +81,12 @@ absl::Status CheckChildIds(const DumpContext& ctx) {
 }
 
 // Processes of the tree that share what only threads share (an address
-// space without CLONE_THREAD, as vfork() makes; an fd table, fs or signal
+// space without CLONE_THREAD, as vfork() makes; an fd table or signal
 // handlers, from clone() flags): restore would give each its own, so such a
-// tree is refused, naming both pids and what they share.
+// tree is refused, naming both pids and what they share. An fs (cwd, root,
+// umask) is restored shared when it is shared along parent links (a chain of
+// clone(CLONE_FS) children); shared otherwise (with a sibling whose parent
+// has its own, say), it is refused too.
 absl::Status CheckNothingShared(const DumpContext& ctx) {
   struct Kind {
     int type;
@@ -78,7 +95,7 @@ absl::Status CheckNothingShared(const DumpContext& ctx) {
   static constexpr Kind kKinds[] = {
       {KCMP_VM, "their address space (CLONE_VM, e.g. a vfork() in progress)"},
       {KCMP_FILES, "their fd table (CLONE_FILES)"},
-      {KCMP_FS, "their root, cwd and umask (CLONE_FS)"},
+      {KCMP_FS, "their root, cwd and umask (CLONE_FS) but not with a parent's"},
       {KCMP_SIGHAND, "their signal handlers (CLONE_SIGHAND)"},
   };
   // Once for the whole tree, at the root: kcmp orders the objects, so the
@@ -93,7 +110,9 @@ absl::Status CheckNothingShared(const DumpContext& ctx) {
     std::vector<pid_t> order = live;
     std::sort(order.begin(), order.end(), [&](pid_t a, pid_t b) { return cmp(a, b) == 1; });
     for (size_t i = 0; i + 1 < order.size(); ++i) {
-      if (cmp(order[i], order[i + 1]) == 0) {
+      if (cmp(order[i], order[i + 1]) == 0 &&
+          (k.type != KCMP_FS ||
+           FsOwner(ctx, *Find(ctx, order[i])) != FsOwner(ctx, *Find(ctx, order[i + 1])))) {
         return absl::UnimplementedError(absl::StrFormat("pid %d and pid %d share %s: not supported",
                                                         std::min(order[i], order[i + 1]),
                                                         std::max(order[i], order[i + 1]), k.what));
@@ -176,7 +195,12 @@ absl::Status Tree::Dump(DumpContext& ctx) {
   auto ids = images::TypedImageWriter<criu::task_kobj_ids_entry>::Create(
       absl::StrFormat("%s/ids-%d.img", ctx.images_dir, ctx.pid), images::Ids());
   if (!ids.ok()) return ids.status();
-  if (auto s = ids->Write(OwnIds(ctx.task_id)); !s.ok()) return s;
+  // A task list without the task (plugin tests): nothing shared.
+  const TreeTask* me = Find(ctx, ctx.pid);
+  TreeTask alone;
+  alone.pid = ctx.pid;
+  alone.id = ctx.task_id;
+  if (auto s = ids->Write(Ids(ctx, me != nullptr ? *me : alone)); !s.ok()) return s;
   return ids->Close();
 }
 

@@ -549,3 +549,15 @@ BOOST_AUTO_TEST_CASE(pidfd_cycles) {
   Session s("pidfd_cycles", "pidfd");
   Cycles(s);
 }
+
+// A child sharing the program's cwd, root and umask (clone(CLONE_FS)) and
+// one with its own (shared_fs.cc): restored shared and not.
+BOOST_AUTO_TEST_CASE(shared_fs) {
+  Session s("shared_fs");
+  DumpRestoreVerify(s);
+}
+
+BOOST_AUTO_TEST_CASE(shared_fs_cycles) {
+  Session s("shared_fs_cycles", "shared_fs");
+  Cycles(s);
+}
