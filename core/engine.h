@@ -53,11 +53,12 @@ class Engine {
     });
   }
 
-  // Restore runs in three parts so the driver can fork the tree in between:
+  // Restore runs in parts so the driver can fork the tree in between:
   // RestoreEarly (per-task plugins up to the tree stage: sessions, groups) in
   // every task, RestoreShared (kTree plugins and RestoreShared hooks) in the
-  // root before any other task exists, RestoreLate (the other per-task
-  // plugins) in every task. Restore() runs all three, for a lone task.
+  // root before any other task exists, RestoreBeforeChildren in every task
+  // before it forks its children, RestoreLate (the other per-task plugins) in
+  // every task. Restore() runs them all, for a lone task.
   absl::Status RestoreEarly(RestoreContext& ctx) const { return RestoreTask(ctx, true); }
   absl::Status RestoreLate(RestoreContext& ctx) const { return RestoreTask(ctx, false); }
   absl::Status RestoreShared(RestoreContext& ctx) const {
@@ -74,9 +75,24 @@ class Engine {
       return s.ok() ? s : Annotate(R::kName, "restore", s);
     });
   }
+  // In every task once the shared part is there (in the root right after
+  // RestoreShared, in the others right after their fork), before the task
+  // forks its own children: the optional RestoreBeforeChildren hook of each
+  // plugin (of either scope) sets up what the children inherit from the
+  // task, such as its controlling terminal.
+  absl::Status RestoreBeforeChildren(RestoreContext& ctx) const {
+    return Reg::ForEachInStageOrder([&ctx]<class R>() -> absl::Status {
+      if constexpr (requires { R::RestoreBeforeChildren(ctx); }) {
+        absl::Status s = R::RestoreBeforeChildren(ctx);
+        return s.ok() ? s : Annotate(R::kName, "restore", s);
+      }
+      return absl::OkStatus();
+    });
+  }
   absl::Status Restore(RestoreContext& ctx) const {
     absl::Status s = RestoreEarly(ctx);
     if (s.ok()) s = RestoreShared(ctx);
+    if (s.ok()) s = RestoreBeforeChildren(ctx);
     if (s.ok()) s = RestoreLate(ctx);
     return s;
   }

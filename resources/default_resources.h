@@ -21,15 +21,16 @@
 #include "resources/sockets/unix.h"
 #include "resources/task/core.h"
 #include "resources/tree/tree.h"
+#include "resources/tty/tty.h"
 
 namespace crpp {
 
 using DefaultResources =
     Registry<resources::Inventory, resources::Tree, resources::Pipes, resources::Fifos,
              resources::UnixSockets, resources::EventFd, resources::TimerFd, resources::SignalFd,
-             resources::EventPoll, resources::Shmem, resources::Inotify, resources::Ghosts,
-             resources::Fds, resources::Memory, resources::TaskCore, resources::FileLocks,
-             resources::FileTableImage>;
+             resources::EventPoll, resources::Shmem, resources::Inotify, resources::Ttys,
+             resources::Ghosts, resources::Fds, resources::Memory, resources::TaskCore,
+             resources::FileLocks, resources::FileTableImage>;
 
 }  // namespace crpp
 

@@ -4,11 +4,11 @@
 // Supported: regular files and directories (path, flags, position; the size
 // is checked at restore), character devices by path (/dev/null, ...), and
 // with --shell-job the terminal, which restore replaces by the restoring
-// shell's terminal; pipes, FIFOs, UNIX sockets, event fds, memfds and inotify
-// instances by the ids their plugins gave. Deleted regular files are the
-// Ghosts plugin's (ghost.h): it puts them in ctx.fd_ids before this plugin
-// runs. Anything else (a directory removed while open, ...) is refused at dump
-// with its fd and kind.
+// shell's terminal; pipes, FIFOs, UNIX sockets, event fds, memfds, inotify
+// instances and the ends of the tree's ptys by the ids their plugins gave.
+// Deleted regular files are the Ghosts plugin's (ghost.h): it puts them in
+// ctx.fd_ids before this plugin runs. Anything else (a directory removed
+// while open, a virtual console, ...) is refused at dump with its fd and kind.
 #ifndef CRPP_RESOURCES_FILES_FDS_H_
 #define CRPP_RESOURCES_FILES_FDS_H_
 
@@ -46,9 +46,6 @@ struct FileTableImage {
   static absl::Status Dump(DumpContext& ctx);
   static absl::Status Restore(RestoreContext&) { return absl::OkStatus(); }
 };
-
-// True for terminal devices (ptys, virtual consoles, serial lines).
-bool IsTerminalDevice(unsigned major);
 
 }  // namespace crpp::resources
 
