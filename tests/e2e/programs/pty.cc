@@ -4,8 +4,9 @@
 //               same description as the child's), sets termios (canonical,
 //               no echo, INLCR|ICRNL, which swap \r and \n, so input run
 //               through them twice comes out changed; OPOST|ONLCR; VINTR ^P,
-//               VEOL '@'; 57600 baud), locks ICANON (TIOCSLCKTRMIOS), a
-//               window size of 37x101 (555x333 pixels) and exclusive mode.
+//               VEOL '@'; 57600 baud), locks ICANON (TIOCSLCKTRMIOS, as
+//               root), a window size of 37x101 (555x333 pixels) and
+//               exclusive mode (as root).
 //   child       setsid, takes the slave as controlling terminal (TIOCSCTTY),
 //               writes "from-child\n" and "second\n" to it and makes the
 //               grandchild's group the foreground one.
@@ -33,6 +34,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -167,7 +169,7 @@ std::string ReadMaster(int master, size_t want, std::string& bad_status) {
            tcgetpgrp(slave), grandchild);
   WriteLine(gctl[1], "verify");
   std::string g = Readable(gres[0], 5000) ? ReadLine(gres[0]) : "no answer";
-  v.Expect(g == "OK", "%s", g.c_str());
+  v.Expect(g == "OK", "%s", g.substr(g.rfind("FAIL ", 0) == 0 ? 5 : 0).c_str());
   // Reaped before we answer: a restore of the same images may follow at once
   // (dump -R) and needs the pids free.
   if (g == "OK") waitpid(grandchild, nullptr, 0);
@@ -198,12 +200,17 @@ int main(int argc, char** argv) {
   termios locked;
   memset(&locked, 0, sizeof locked);
   locked.c_lflag = ICANON;
-  if (ioctl(slave, TIOCSLCKTRMIOS, &locked) != 0) Die("TIOCSLCKTRMIOS");
+  // It takes CAP_SYS_ADMIN in the first user namespace, which a sandboxed
+  // run of the program (programs_selftest) lacks: there the termios stay
+  // unlocked and the tty not exclusive (which would keep the children from
+  // opening /dev/tty).
+  const bool admin = ioctl(slave, TIOCSLCKTRMIOS, &locked) == 0;
+  if (!admin && errno != EPERM) Die("TIOCSLCKTRMIOS");
   winsize ws = {37, 101, 555, 333};
   if (ioctl(slave, TIOCSWINSZ, &ws) != 0) Die("TIOCSWINSZ");
   int on = 1;
   if (ioctl(master, TIOCPKT, &on) != 0) Die("TIOCPKT");
-  if (ioctl(slave, TIOCEXCL) != 0) Die("TIOCEXCL");
+  if (admin && ioctl(slave, TIOCEXCL) != 0) Die("TIOCEXCL");
 
   int ctl[2], res[2];
   if (pipe(ctl) != 0 || pipe(res) != 0) Die("pipe");
@@ -257,8 +264,8 @@ int main(int argc, char** argv) {
   ioctl(master, TIOCGPKT, &packet);
   ioctl(slave, TIOCGEXCL, &exclusive);
   ioctl(master, TIOCGPTLCK, &lock);
-  v.Expect(packet == 1 && exclusive == 1 && lock == 0, "packet %d, exclusive %d, locked %d", packet,
-           exclusive, lock);
+  v.Expect(packet == 1 && exclusive == (admin ? 1 : 0) && lock == 0,
+           "packet %d, exclusive %d, locked %d", packet, exclusive, lock);
   v.Expect((fcntl(master, F_GETFL) & O_NONBLOCK) && !(fcntl(slave, F_GETFL) & O_NONBLOCK),
            "file flags: master %#o, slave %#o", fcntl(master, F_GETFL), fcntl(slave, F_GETFL));
 
@@ -269,10 +276,11 @@ int main(int argc, char** argv) {
   v.Expect(write(master, "-rest\r", 6) == 6, "writing -rest: %s", strerror(errno));
   WriteLine(ctl[1], "verify");
   std::string answer = Readable(res[0], 8000) ? ReadLine(res[0]) : "the child did not answer";
-  v.Expect(answer == "OK", "%s", answer.c_str());
+  v.Expect(answer == "OK", "%s", answer.substr(answer.rfind("FAIL ", 0) == 0 ? 5 : 0).c_str());
   if (answer == "OK") waitpid(child, nullptr, 0);
   got = ReadMaster(master, 6, status);
   v.Expect(got == "ping\r\n", "the master read \"%s\" after the ping", got.c_str());
-  v.Note("pty %u, %zu + %zu bytes queued", saved.index, sizeof kToSlave - 1, sizeof kToMaster - 1);
+  v.Note("pty %u, %zu + %zu bytes queued%s", saved.index, sizeof kToSlave - 1, sizeof kToMaster - 1,
+         admin ? ", ICANON locked, exclusive" : "");
   v.Finish();
 }
