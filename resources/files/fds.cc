@@ -99,6 +99,10 @@ std::string Unsupported(const FdFile& f, bool shell_job) {
   return "of an unsupported kind (" + f.path + ")";
 }
 
+bool IsExternal(const DumpContext& ctx, const std::string& key) {
+  return std::find(ctx.external.begin(), ctx.external.end(), key) != ctx.external.end();
+}
+
 }  // namespace
 
 absl::Status Fds::Precheck(DumpContext& ctx) {
@@ -112,8 +116,9 @@ absl::Status Fds::Precheck(DumpContext& ctx) {
       continue;  // the ghosts plugin checks these
     }
     if (S_ISCHR(f->st.st_mode) &&
-        (tty::IsPtyMaster(f->st.st_rdev) || tty::IsPtySlave(f->st.st_rdev))) {
-      continue;  // the tty plugin checks the ends of ptys
+        (tty::IsPtyMaster(f->st.st_rdev) || tty::IsPtySlave(f->st.st_rdev) ||
+         IsExternal(ctx, tty::ExternalKey(f->st.st_rdev, f->st.st_dev)))) {
+      continue;  // the tty plugin checks the ends of ptys and external terminals
     }
     std::string why = Unsupported(*f, ctx.shell_job);
     if (!why.empty()) {

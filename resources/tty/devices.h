@@ -8,6 +8,7 @@
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 
+#include <cstdio>
 #include <string>
 
 namespace crpp::resources::tty {
@@ -52,6 +53,16 @@ inline std::string TerminalKind(dev_t rdev) {
   if (m == kTtyMajor && n <= kMaxConsoleMinor) return "a virtual console";
   if (m == kTtyMajor || m == kUsbSerialMajor || m == kLowDenseSerialMajor) return "a serial line";
   return "a terminal";
+}
+
+// How criu(8) names a terminal in `--external tty[RDEV:DEV]` and
+// `--inherit-fd fd[N]:tty[RDEV:DEV]`: its device and the device of the file
+// system its node is on, in hex.
+inline std::string ExternalKey(dev_t rdev, dev_t dev) {
+  char key[64];
+  snprintf(key, sizeof key, "tty[%llx:%llx]", static_cast<unsigned long long>(rdev),
+           static_cast<unsigned long long>(dev));
+  return key;
 }
 
 }  // namespace crpp::resources::tty

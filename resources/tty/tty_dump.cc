@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <map>
 #include <set>
@@ -21,6 +22,7 @@
 #include "resources/tty/pty_queue.h"
 #include "resources/tty/tty.h"
 #include "resources/tty/tty_internal.h"
+#include "resources/tty/tty_scan.h"
 
 namespace crpp::resources {
 namespace {
@@ -28,123 +30,11 @@ namespace {
 using descriptions::Where;
 using tty::OwnedFd;
 
-// One fd of a task of the tree that is an end of a pty.
-struct PtyFd {
-  pid_t pid;
-  int fd;
-  std::string link;
-  struct stat st;
-  bool master;
-  unsigned index;
-};
-
-struct Scan {
-  std::vector<PtyFd> fds;
-  std::set<unsigned> masters, slaves;  // indexes of the ends the tree holds
-};
-
 const TreeTask* FindTask(const DumpContext& ctx, pid_t pid) {
   for (const TreeTask& t : ctx.tree) {
     if (t.pid == pid) return &t;
   }
   return nullptr;
-}
-
-std::string PtsName(unsigned index) { return absl::StrFormat("/dev/pts/%d", index); }
-
-absl::StatusOr<Scan> ScanTree(const DumpContext& ctx) {
-  Scan scan;
-  for (const TreeTask& t : ctx.tree) {
-    if (t.zombie()) continue;
-    auto fds = proc::ListFds(t.pid);
-    if (!fds.ok()) return fds.status();
-    for (int fd : *fds) {
-      const std::string link_path = absl::StrFormat("/proc/%d/fd/%d", t.pid, fd);
-      struct stat st;
-      if (stat(link_path.c_str(), &st) != 0) {
-        if (errno == ENOENT) continue;  // closed meanwhile (the tree may still run)
-        return descriptions::Errno(Where(t.pid, fd) + ": stat");
-      }
-      if (!S_ISCHR(st.st_mode)) continue;
-      bool master = tty::IsPtyMaster(st.st_rdev);
-      if (!master && !tty::IsPtySlave(st.st_rdev)) continue;
-      auto link = proc::ReadLink(link_path);
-      if (!link.ok()) return link.status();
-      unsigned index = 0;
-      if (master) {
-        auto info = descriptions::ReadFdInfoLines(t.pid, fd);
-        if (!info.ok()) return info.status();
-        auto n = info->Number("tty-index", 10, Where(t.pid, fd));
-        if (!n.ok()) return n.status();
-        index = static_cast<unsigned>(*n);
-        scan.masters.insert(index);
-      } else {
-        index = tty::PtyIndex(st.st_rdev);
-        scan.slaves.insert(index);
-      }
-      scan.fds.push_back({t.pid, fd, *link, st, master, index});
-    }
-  }
-  return scan;
-}
-
-// The ends of the ptys and the controlling terminals of the tree: refuses
-// what restore could not give back.
-absl::Status CheckScan(const DumpContext& ctx, const Scan& scan) {
-  struct stat devpts;
-  bool have_devpts = stat("/dev/pts", &devpts) == 0;
-  for (const PtyFd& p : scan.fds) {
-    if (p.master && !scan.slaves.count(p.index)) {
-      return absl::UnimplementedError(absl::StrFormat(
-          "%s is the master of pty %d (%s), whose slave no task of the dumped tree holds: not "
-          "supported",
-          Where(p.pid, p.fd), p.index, PtsName(p.index)));
-    }
-    if (!p.master && !scan.masters.count(p.index)) {
-      if (ctx.shell_job) continue;  // the fds plugin restores it on the caller's terminal
-      return absl::UnimplementedError(absl::StrFormat(
-          "%s is %s, a pty slave whose master is not in the dumped tree: dump with --shell-job "
-          "to restore it on the caller's terminal",
-          Where(p.pid, p.fd), p.link));
-    }
-    if (!p.master && have_devpts && p.st.st_dev != devpts.st_dev) {
-      return absl::UnimplementedError(
-          absl::StrFormat("%s is %s of another devpts instance than /dev/pts: not supported",
-                          Where(p.pid, p.fd), p.link));
-    }
-  }
-  for (const TreeTask& t : ctx.tree) {
-    if (t.zombie()) continue;
-    const dev_t ctty = t.stat->tty_nr;
-    const TreeTask* leader = FindTask(ctx, t.stat->sid);
-    bool ours = ctty != 0 && tty::IsPtySlave(ctty) && scan.masters.count(tty::PtyIndex(ctty));
-    if (ours && (leader == nullptr || leader->zombie())) {
-      return absl::UnimplementedError(absl::StrFormat(
-          "pid %d: its controlling terminal is pty %d of the dumped tree, but its session "
-          "leader %d is not in the tree: not supported",
-          t.pid, tty::PtyIndex(ctty), t.stat->sid));
-    }
-    if (leader == nullptr) continue;  // a shell job: the session is the caller's
-    if (t.pid == t.stat->sid && ctty != 0 && !ours) {
-      return absl::UnimplementedError(absl::StrFormat(
-          "pid %d leads its session, whose controlling terminal is %s (device %d:%d) outside "
-          "the dumped tree: restore could not give it back",
-          t.pid, tty::TerminalKind(ctty), major(ctty), minor(ctty)));
-    }
-    if (t.pid != t.stat->sid && !leader->zombie() && leader->stat->tty_nr != t.stat->tty_nr) {
-      return absl::UnimplementedError(absl::StrFormat(
-          "pid %d has %s as controlling terminal but its session leader %d has %s: not "
-          "supported",
-          t.pid,
-          ctty == 0 ? std::string("none")
-                    : absl::StrFormat("device %d:%d", major(ctty), minor(ctty)),
-          leader->pid,
-          leader->stat->tty_nr == 0 ? std::string("none")
-                                    : absl::StrFormat("device %d:%d", major(leader->stat->tty_nr),
-                                                      minor(leader->stat->tty_nr))));
-    }
-  }
-  return absl::OkStatus();
 }
 
 // A copy of the open description pid/fd in this process.
@@ -156,16 +46,19 @@ absl::StatusOr<OwnedFd> CopyOf(pid_t pid, int fd) {
   return copy;
 }
 
-// One open description of a pty end, as ForEachDescription found it.
+// One open description of a pty end or external terminal, as
+// ForEachDescription found it.
 struct Desc {
   pid_t pid;
   int fd;
-  bool master;
+  tty::End end;
   unsigned index;
   uint32_t flags;
   std::string link;
   struct stat st;
   int32_t mnt_id;
+  std::string key;  // of an external terminal
+  bool master() const { return end == tty::End::kMaster; }
 };
 
 // What the tty ioctls say about a pty, through copies of its two ends.
@@ -220,9 +113,9 @@ absl::Status CheckSession(const DumpContext& ctx, const PtyState& s, const std::
       s.pgrp));
 }
 
-criu::tty_info_entry InfoEntry(const PtyState& s, const Desc& end, bool master) {
+criu::tty_info_entry InfoEntry(const PtyState& s, const Desc& end) {
   criu::tty_info_entry e;
-  e.set_id(tty::InfoId(end.index, master));
+  e.set_id(tty::InfoId(end.index, end.master()));
   e.set_type(criu::PTY);
   e.set_locked(s.locked != 0);
   e.set_exclusive(s.exclusive != 0);
@@ -232,11 +125,7 @@ criu::tty_info_entry InfoEntry(const PtyState& s, const Desc& end, bool master) 
   e.set_rdev(static_cast<uint32_t>(end.st.st_rdev));
   tty::ToEntry(s.t, *e.mutable_termios());
   tty::ToEntry(s.locked_t, *e.mutable_termios_locked());
-  auto* w = e.mutable_winsize();
-  w->set_ws_row(s.ws.ws_row);
-  w->set_ws_col(s.ws.ws_col);
-  w->set_ws_xpixel(s.ws.ws_xpixel);
-  w->set_ws_ypixel(s.ws.ws_ypixel);
+  tty::ToEntry(s.ws, *e.mutable_winsize());
   e.mutable_pty()->set_index(end.index);
   e.set_dev(static_cast<uint32_t>(end.st.st_dev));
   e.set_uid(end.st.st_uid);
@@ -270,13 +159,13 @@ absl::Status DumpPty(const DumpContext& ctx, const Desc& master, const Desc& sla
         "%s: the bytes queued in it cannot be restored exactly: %s", what, q.not_exact));
   }
   for (const auto* end : {&master, &slave}) {
-    if (auto st = info.Write(InfoEntry(state, *end, end == &master)); !st.ok()) return st;
+    if (auto st = info.Write(InfoEntry(state, *end)); !st.ok()) return st;
   }
   for (const auto& [bytes, reader] :
        {std::pair{&q.to_slave, &slave}, std::pair{&q.to_master, &master}}) {
     if (bytes->empty()) continue;
     criu::tty_data_entry d;
-    d.set_tty_id(tty::InfoId(reader->index, reader == &master));
+    d.set_tty_id(tty::InfoId(reader->index, reader->master()));
     d.set_data(*bytes);
     if (auto st = data.Write(d); !st.ok()) return st;
   }
@@ -287,6 +176,37 @@ absl::Status DumpPty(const DumpContext& ctx, const Desc& master, const Desc& sla
       state.packet ? "packet mode, " : "", state.exclusive ? "exclusive, " : "", q.to_slave.size(),
       q.to_master.size());
   return absl::OkStatus();
+}
+
+// A terminal the tree uses but does not own (--external tty[RDEV:DEV]): its
+// termios and window size, applied at restore to the terminal given with
+// --inherit-fd. Its queued bytes stay where they are, with the outside end.
+absl::Status DumpExternal(const Desc& d, uint32_t id,
+                          images::TypedImageWriter<criu::tty_info_entry>& info) {
+  const std::string what =
+      absl::StrFormat("the external terminal %s (%s, %s)", d.key, d.link, Where(d.pid, d.fd));
+  auto fd = CopyOf(d.pid, d.fd);
+  if (!fd.ok()) return fd.status();
+  termios t{}, locked{};
+  winsize ws{};
+  if (ioctl(fd->get(), TCGETS, &t) != 0) return tty::Errno(what, "TCGETS");
+  if (ioctl(fd->get(), TIOCGLCKTRMIOS, &locked) != 0) return tty::Errno(what, "TIOCGLCKTRMIOS");
+  if (ioctl(fd->get(), TIOCGWINSZ, &ws) != 0) return tty::Errno(what, "TIOCGWINSZ");
+  criu::tty_info_entry e;
+  e.set_id(id);
+  e.set_type(criu::EXT_TTY);
+  e.set_locked(false);
+  e.set_exclusive(false);
+  e.set_packet_mode(false);
+  e.set_sid(0);
+  e.set_pgrp(0);
+  e.set_rdev(static_cast<uint32_t>(d.st.st_rdev));
+  e.set_dev(static_cast<uint32_t>(d.st.st_dev));
+  tty::ToEntry(t, *e.mutable_termios());
+  tty::ToEntry(locked, *e.mutable_termios_locked());
+  tty::ToEntry(ws, *e.mutable_winsize());
+  log::Info("tty: %s is external (tty-info %d)", what, id);
+  return info.Write(e);
 }
 
 // CRIU writes, next to each TTY entry, a REG entry of the same id: the path
@@ -308,48 +228,52 @@ criu::file_entry RegTwin(const Desc& d) {
 }  // namespace
 
 absl::Status Ttys::Precheck(DumpContext& ctx) {
-  auto scan = ScanTree(ctx);
+  auto scan = tty::ScanTree(ctx);
   if (!scan.ok()) return scan.status();
-  return CheckScan(ctx, *scan);
+  return tty::CheckScan(ctx, *scan);
 }
 
 absl::Status Ttys::Dump(DumpContext& ctx) {
-  auto scan = ScanTree(ctx);
+  auto scan = tty::ScanTree(ctx);
   if (!scan.ok()) return scan.status();
-  if (auto s = CheckScan(ctx, *scan); !s.ok()) return s;
-  if (scan->masters.empty()) return absl::OkStatus();
-  // The paths of the ends of the tree's ptys (slaves of outside masters are
-  // the fds plugin's).
-  std::set<std::string> links;
-  for (const PtyFd& p : scan->fds) {
-    if (scan->masters.count(p.index)) links.insert(p.link);
+  if (auto s = tty::CheckScan(ctx, *scan); !s.ok()) return s;
+  // The paths of the terminals this plugin takes (the ends of the tree's
+  // ptys and the external ones); the others are the fds plugin's.
+  std::map<std::string, tty::End> links;
+  for (const tty::TtyFd& f : scan->fds) {
+    if (f.end != tty::End::kOther) links[f.link] = f.end;
   }
+  if (links.empty()) return absl::OkStatus();
   std::vector<Desc> descs;
+  std::map<std::string, uint32_t> external_ids;  // key -> tty-info id
   absl::Status s = descriptions::ForEachDescription(
       ctx, [&links](std::string_view link) { return links.count(std::string(link)) > 0; },
       criu::TTY,
       [&](const descriptions::Found& f, criu::file_entry& e) -> absl::Status {
-        Desc d{f.pid, f.fd, tty::IsPtyMaster(f.st.st_rdev), 0, f.flags, f.link, f.st, -1};
-        if (d.master) {
-          auto n = f.info.Number("tty-index", 10, Where(f.pid, f.fd));
-          if (!n.ok()) return n.status();
-          d.index = static_cast<unsigned>(*n);
-        } else if (tty::IsPtySlave(f.st.st_rdev)) {
-          d.index = tty::PtyIndex(f.st.st_rdev);
+        Desc d{f.pid, f.fd, links.at(f.link), 0, f.flags, f.link, f.st, -1, {}};
+        uint32_t info_id = 0;
+        if (d.end == tty::End::kExternal) {
+          d.key = tty::ExternalKey(f.st.st_rdev, f.st.st_dev);
+          auto [it, added] = external_ids.emplace(
+              d.key, tty::ExternalInfoId(static_cast<unsigned>(external_ids.size())));
+          info_id = it->second;
         } else {
-          return absl::InternalError(
-              absl::StrFormat("%s (%s) is no pty end", Where(f.pid, f.fd), f.link));
-        }
-        if (!scan->masters.count(d.index)) {
-          return absl::InternalError(absl::StrFormat("%s (%s): pty %d appeared during the dump",
-                                                     Where(f.pid, f.fd), f.link, d.index));
+          auto index = d.master() ? f.info.Number("tty-index", 10, Where(f.pid, f.fd))
+                                  : absl::StatusOr<uint64_t>(tty::PtyIndex(f.st.st_rdev));
+          if (!index.ok()) return index.status();
+          d.index = static_cast<unsigned>(*index);
+          if (!scan->masters.count(d.index)) {
+            return absl::InternalError(absl::StrFormat("%s (%s): pty %d appeared during the dump",
+                                                       Where(f.pid, f.fd), f.link, d.index));
+          }
+          info_id = tty::InfoId(d.index, d.master());
         }
         if (auto mnt = f.info.Number("mnt_id", 10, Where(f.pid, f.fd)); mnt.ok()) {
           d.mnt_id = static_cast<int32_t>(*mnt);
         }
         auto* t = e.mutable_tty();
         t->set_id(0);
-        t->set_tty_info_id(tty::InfoId(d.index, d.master));
+        t->set_tty_info_id(info_id);
         t->set_flags(f.flags);
         SetNoOwner(*t->mutable_fown());
         descs.push_back(std::move(d));
@@ -357,7 +281,10 @@ absl::Status Ttys::Dump(DumpContext& ctx) {
       });
   if (!s.ok()) return s;
   for (const Desc& d : descs) {
-    ctx.files->AddSameId(ctx.fd_ids.at({d.pid, d.fd}).id, RegTwin(d));
+    // CRIU writes no path for an external terminal: restore never opens it.
+    if (d.end != tty::End::kExternal) {
+      ctx.files->AddSameId(ctx.fd_ids.at({d.pid, d.fd}).id, RegTwin(d));
+    }
   }
 
   auto info = images::TypedImageWriter<criu::tty_info_entry>::Create(
@@ -369,15 +296,21 @@ absl::Status Ttys::Dump(DumpContext& ctx) {
   for (unsigned index : scan->masters) {
     const Desc *master = nullptr, *slave = nullptr;
     for (const Desc& d : descs) {
-      if (d.index != index) continue;
-      if (d.master && master == nullptr) master = &d;
-      if (!d.master && slave == nullptr) slave = &d;
+      if (d.end == tty::End::kExternal || d.index != index) continue;
+      if (d.master() && master == nullptr) master = &d;
+      if (!d.master() && slave == nullptr) slave = &d;
     }
     if (master == nullptr || slave == nullptr) {
       return absl::InternalError(
           absl::StrFormat("pty %d: an end went away during the dump", index));
     }
     if (auto st = DumpPty(ctx, *master, *slave, *info, *data); !st.ok()) return st;
+  }
+  for (const auto& [key, id] : external_ids) {
+    auto first = std::find_if(descs.begin(), descs.end(), [&](const Desc& d) {
+      return d.end == tty::End::kExternal && d.key == key;
+    });
+    if (auto st = DumpExternal(*first, id, *info); !st.ok()) return st;
   }
   if (auto st = info->Close(); !st.ok()) return st;
   return data->Close();

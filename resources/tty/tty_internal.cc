@@ -38,6 +38,22 @@ absl::Status FromEntry(const criu::termios_entry& e, const std::string& what, te
   return absl::OkStatus();
 }
 
+void ToEntry(const winsize& w, criu::winsize_entry& e) {
+  e.set_ws_row(w.ws_row);
+  e.set_ws_col(w.ws_col);
+  e.set_ws_xpixel(w.ws_xpixel);
+  e.set_ws_ypixel(w.ws_ypixel);
+}
+
+winsize FromEntry(const criu::winsize_entry& e) {
+  winsize w{};
+  w.ws_row = static_cast<unsigned short>(e.ws_row());
+  w.ws_col = static_cast<unsigned short>(e.ws_col());
+  w.ws_xpixel = static_cast<unsigned short>(e.ws_xpixel());
+  w.ws_ypixel = static_cast<unsigned short>(e.ws_ypixel());
+  return w;
+}
+
 absl::Status Errno(const std::string& what, const std::string& step) {
   return absl::InternalError(absl::StrFormat("%s: %s: %s", what, step, strerror(errno)));
 }

@@ -4,6 +4,7 @@
 #ifndef CRPP_RESOURCES_TTY_TTY_INTERNAL_H_
 #define CRPP_RESOURCES_TTY_TTY_INTERNAL_H_
 
+#include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -24,10 +25,16 @@ inline constexpr int kTermiosNcc = 19;
 // are read from.
 inline uint32_t InfoId(unsigned index, bool master) { return index * 2 + (master ? 1u : 0u); }
 
+// tty-info ids of external terminals (--external tty[...]): above those of
+// ptys 0..1000, even, as CRIU numbers its terminals that have no index.
+inline uint32_t ExternalInfoId(unsigned n) { return 2 * (1008 + n); }
+
 const images::ImageKind& TtyInfoImage();
 const images::ImageKind& TtyDataImage();
 
 void ToEntry(const termios& t, criu::termios_entry& e);
+void ToEntry(const winsize& w, criu::winsize_entry& e);
+winsize FromEntry(const criu::winsize_entry& e);
 // DataLossError naming WHAT when the entry has too few control characters.
 absl::Status FromEntry(const criu::termios_entry& e, const std::string& what, termios& t);
 

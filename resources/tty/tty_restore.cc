@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "fdinfo.pb.h"
 #include "pstree.pb.h"
+#include "resources/tty/devices.h"
 #include "resources/tty/pty_queue.h"
 #include "resources/tty/tty.h"
 #include "resources/tty/tty_internal.h"
@@ -37,10 +38,17 @@ struct PtyImage {
   tty::Queued queued;
 };
 
+// A terminal the tree used but did not own (--external tty[RDEV:DEV]).
+struct ExternalImage {
+  const criu::tty_info_entry* info = nullptr;
+  std::vector<const criu::file_entry*> files;
+};
+
 struct TtyImages {
   std::vector<criu::tty_info_entry> infos;
   std::vector<criu::file_entry> files;  // all of files.img
   std::map<unsigned, PtyImage> ptys;
+  std::map<uint32_t, ExternalImage> externals;  // by tty-info id
 };
 
 bool Exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
@@ -59,6 +67,11 @@ absl::StatusOr<bool> Load(const std::string& dir, TtyImages& out) {
 
   std::map<uint32_t, const criu::tty_info_entry*> by_id;
   for (const auto& e : out.infos) {
+    if (e.type() == criu::EXT_TTY) {
+      by_id[e.id()] = &e;
+      out.externals[e.id()].info = &e;
+      continue;
+    }
     if (e.type() != criu::PTY || !e.has_pty()) {
       return absl::UnimplementedError(absl::StrFormat(
           "tty-info.img: entry %d is a terminal of type %s: only ptys are supported", e.id(),
@@ -88,6 +101,10 @@ absl::StatusOr<bool> Load(const std::string& dir, TtyImages& out) {
           absl::StrFormat("files.img: tty file %d refers to tty-info %d, which tty-info.img lacks",
                           f.id(), f.tty().tty_info_id()));
     }
+    if (info->second->type() == criu::EXT_TTY) {
+      out.externals[info->second->id()].files.push_back(&f);
+      continue;
+    }
     PtyImage& p = out.ptys[info->second->pty().index()];
     if (info->second->id() % 2 == 1) {
       if (p.master_file != nullptr) {
@@ -107,7 +124,7 @@ absl::StatusOr<bool> Load(const std::string& dir, TtyImages& out) {
     if (!data.ok()) return data.status();
     for (const auto& d : *data) {
       auto info = by_id.find(d.tty_id());
-      if (info == by_id.end()) {
+      if (info == by_id.end() || !info->second->has_pty()) {
         return absl::DataLossError(absl::StrFormat(
             "tty-data.img: bytes for tty-info %d, which tty-info.img lacks", d.tty_id()));
       }
@@ -177,10 +194,7 @@ absl::Status RestorePty(RestoreContext& ctx, const PtyImage& p) {
   if (auto s = tty::FromEntry(info.termios_locked(), what, locked); !s.ok()) return s;
   if (ioctl(helper.get(), TCSETS, &t) != 0) return tty::Errno(what, "TCSETS");
   winsize ws{};
-  ws.ws_row = static_cast<unsigned short>(info.winsize().ws_row());
-  ws.ws_col = static_cast<unsigned short>(info.winsize().ws_col());
-  ws.ws_xpixel = static_cast<unsigned short>(info.winsize().ws_xpixel());
-  ws.ws_ypixel = static_cast<unsigned short>(info.winsize().ws_ypixel());
+  ws = tty::FromEntry(info.winsize());
   if (ioctl(helper.get(), TIOCSWINSZ, &ws) != 0) return tty::Errno(what, "TIOCSWINSZ");
   const criu::tty_info_entry* owner = p.slave_info;
   if (owner != nullptr && owner->has_uid() && owner->has_gid() &&
@@ -220,6 +234,45 @@ absl::Status RestorePty(RestoreContext& ctx, const PtyImage& p) {
   return absl::OkStatus();
 }
 
+// The terminal given with --inherit-fd fd[N]:tty[RDEV:DEV] stands for an
+// external one: it gets its termios and window size (as CRIU does; not the
+// locked termios: it is the caller's), and every description of the old one
+// becomes a copy of it.
+absl::Status RestoreExternal(RestoreContext& ctx, const ExternalImage& x) {
+  const criu::tty_info_entry& info = *x.info;
+  const std::string key = tty::ExternalKey(info.rdev(), info.dev());
+  const std::string what = absl::StrFormat("the external terminal %s", key);
+  auto given = ctx.inherit_fds.find(key);
+  if (given == ctx.inherit_fds.end()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%s was dumped as external: give the terminal that stands for it with --inherit-fd "
+        "fd[N]:%s",
+        what, key));
+  }
+  const int fd = given->second;
+  if (!isatty(fd)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--inherit-fd fd[%d]:%s: not a terminal", fd, key));
+  }
+  if (info.has_termios()) {
+    termios t;
+    if (auto s = tty::FromEntry(info.termios(), what, t); !s.ok()) return s;
+    if (ioctl(fd, TCSETS, &t) != 0) return tty::Errno(what, "TCSETS");
+  }
+  if (info.has_winsize()) {
+    winsize ws = tty::FromEntry(info.winsize());
+    if (ioctl(fd, TIOCSWINSZ, &ws) != 0) return tty::Errno(what, "TIOCSWINSZ");
+  }
+  for (const criu::file_entry* f : x.files) {
+    OwnedFd copy(fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    if (!copy.valid()) return tty::Errno(what, "F_DUPFD");
+    if (auto s = SetFlags(copy.get(), f->tty().flags(), what); !s.ok()) return s;
+    if (auto s = ctx.Inherit(f->id(), copy.Release()); !s.ok()) return s;
+  }
+  log::Info("tty: %s restored on the inherited fd %d (%d descriptions)", what, fd, x.files.size());
+  return absl::OkStatus();
+}
+
 // The task that makes PGRP the foreground group of a tty of session SID: its
 // leader, or else the first task of the group (pstree order).
 pid_t ForegroundSetter(const std::vector<criu::pstree_entry>& tree, pid_t pgrp, pid_t sid) {
@@ -243,6 +296,9 @@ absl::Status Ttys::Restore(RestoreContext& ctx) {
   // needs, since each search closes what it opened below its own.
   for (const auto& [index, p] : loaded.ptys) {
     if (auto s = RestorePty(ctx, p); !s.ok()) return s;
+  }
+  for (const auto& [id, x] : loaded.externals) {
+    if (auto s = RestoreExternal(ctx, x); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
