@@ -233,9 +233,9 @@ termios Transparent(const termios& t) {
   return x;
 }
 
-// Writes what did not fit into the line discipline to the other end: the
-// kernel keeps it in the tty's buffer until there is room (and then runs its
-// input processing on it once more).
+// Writes what did not fit into a line discipline to the other end: the
+// kernel keeps it in the tty's buffer, as it was before the dump, and hands
+// it to the line discipline as the reader makes room.
 absl::Status Overflow(int peer, std::string_view rest, const std::string& what) {
   int flags = fcntl(peer, F_GETFL);
   if (flags < 0 || fcntl(peer, F_SETFL, flags | O_NONBLOCK) != 0) return Errno(what, "F_SETFL");
@@ -254,6 +254,13 @@ absl::Status Overflow(int peer, std::string_view rest, const std::string& what) 
                                        rest.size() - done));
   }
   return absl::OkStatus();
+}
+
+// Whether the slave's line discipline stores what it receives unchanged
+// under T, so that bytes beyond its room can wait in the tty's buffer.
+bool IdentityInput(const termios& t) {
+  return (t.c_lflag & (ICANON | ECHO | ECHONL | ISIG | IEXTEN)) == 0 &&
+         (t.c_iflag & (ISTRIP | INLCR | IGNCR | ICRNL | IUCLC | IXON | PARMRK)) == 0;
 }
 
 }  // namespace
@@ -285,12 +292,15 @@ absl::Status Drain(int master, int slave, const std::string& what, Queued& out) 
   if ((t.c_lflag & EXTPROC) && !out.to_slave.empty() && out.not_exact.empty()) {
     out.not_exact = "input is queued while EXTPROC (external line editing) is on";
   }
-  if (out.not_exact.empty() &&
-      (out.to_slave.size() > kMaxQueued || out.to_master.size() > kMaxQueued)) {
+  // Beyond what a line discipline holds, the bytes waited in the tty's
+  // buffer. For the master they go back there exactly (written to the slave
+  // without output processing); for the slave only if its input processing
+  // leaves them as they are.
+  if (out.not_exact.empty() && out.to_slave.size() > kMaxQueued && !IdentityInput(t)) {
     out.not_exact = absl::StrFormat(
-        "%d bytes are queued for the slave and %d for the master: more than the %d a line "
-        "discipline holds",
-        out.to_slave.size(), out.to_master.size(), kMaxQueued);
+        "%d bytes are queued for the slave, more than the %d its line discipline holds, and its "
+        "input processing would change the rest",
+        out.to_slave.size(), kMaxQueued);
   }
   log::Debug("tty: %s: %d bytes queued for the slave, %d for the master", what, out.to_slave.size(),
              out.to_master.size());
@@ -332,23 +342,37 @@ absl::Status Refill(int master, int slave, const Queued& q, const std::string& w
       }
     }
   }
-  if (s.ok() && !to_master.empty()) {
-    s = Inject(master, to_master, what, "TIOCSTI on the master");
-    if (s.ok()) {
+  // The master's side even when the slave's failed: at dump these bytes are
+  // the tree's, and only here.
+  if (!to_master.empty()) {
+    absl::Status m = Inject(master, to_master, what, "TIOCSTI on the master");
+    if (m.ok()) {
       auto inq = Readable(master, what);
       if (!inq.ok()) {
-        s = inq.status();
+        m = inq.status();
       } else if (static_cast<size_t>(*inq) != to_master.size()) {
-        s = absl::DataLossError(
+        m = absl::DataLossError(
             absl::StrFormat("%s: the master's line discipline shows %d readable bytes, %d expected",
                             what, *inq, to_master.size()));
       }
     }
+    if (s.ok()) s = m;
+  }
+  if (!master_rest.empty()) {
+    // Through the slave without OPOST: into the master's tty buffer as is.
+    termios raw_out = t;
+    raw_out.c_oflag &= ~OPOST;
+    absl::Status o = ioctl(slave, TCSETS, &raw_out) == 0 ? Overflow(slave, master_rest, what)
+                                                         : Errno(what, "TCSETS (no OPOST)");
+    if (s.ok()) s = o;
+  }
+  if (!slave_rest.empty()) {
+    // The master writes without output processing (its termios are raw).
+    absl::Status o = Overflow(master, slave_rest, what);
+    if (s.ok()) s = o;
   }
   absl::Status r = saved.Restore();
   if (s.ok()) s = r;
-  if (s.ok() && !slave_rest.empty()) s = Overflow(master, slave_rest, what);
-  if (s.ok() && !master_rest.empty()) s = Overflow(slave, master_rest, what);
   // Our TCSETS calls may have queued a flow-control status for a master in
   // packet mode; switching packet mode on again clears it.
   int packet = 0;

@@ -22,7 +22,9 @@
 namespace crpp::resources::tty {
 
 // What a line discipline holds at most (N_TTY_BUF_SIZE less the byte it
-// keeps free): more cannot be put back into it.
+// keeps free). More bytes waited in the tty's buffer, not processed yet; they
+// are written back there (which needs the slave's input processing to leave
+// them as they are, for those readable on the slave).
 inline constexpr size_t kMaxQueued = 4095;
 
 struct Queued {
