@@ -1,5 +1,6 @@
 // Unix98 pseudo-terminals whose master (/dev/ptmx) and slave (/dev/pts/N)
-// are both held by tasks of the tree.
+// are both held by tasks of the tree, and terminals the tree uses but does
+// not own, named with --external tty[RDEV:DEV].
 //
 // Dump writes CRIU's images: per pty two tty-info.img entries (the master's,
 // id 2N+1, and the slave's, id 2N: index N, termios and locked termios,
@@ -8,19 +9,23 @@
 // files.img per open description (with the REG entry of the same id that
 // CRIU writes next to it: the path), and in tty-data.img the bytes queued in
 // each direction (pty_queue.h), keyed, as CRIU keys them, by the id of the end
-// they are read from. A pty slave whose master is outside the tree is left to
-// the fds plugin (the caller's terminal with --shell-job, else refused); a
-// master without a slave in the tree, another devpts instance, a session
-// leader of the tree whose controlling terminal would be lost, and a pty
-// that is the controlling terminal of a session outside the tree are refused.
+// they are read from. An external terminal gets one EXT_TTY entry (termios,
+// window size) and its TTY entries. A pty slave whose master is outside the
+// tree and is not external is left to the fds plugin (the caller's terminal
+// with --shell-job, else refused); a master without a slave in the tree,
+// another devpts instance, a session leader of the tree whose controlling
+// terminal would be lost, and a pty that is the controlling terminal of a
+// session outside the tree are refused (tty_scan.h).
 //
 // Restore, in the root before the fork: opens /dev/ptmx until it gets index
 // N (the kernel hands out the lowest free index; a taken one fails the
 // restore), opens the slaves with TIOCGPTPEER, sets termios, window size and
 // the queued bytes, then the locked termios, exclusive and packet mode and the
-// lock; the descriptions are inherited by every task (RestoreContext::Inherit)
-// and the fds plugin puts them at their numbers. In each task, before it forks
-// its children, a session leader takes its pty as controlling terminal
+// lock; an external terminal is the one given with --inherit-fd
+// fd[N]:tty[RDEV:DEV], which gets its termios and window size. The
+// descriptions are inherited by every task (RestoreContext::Inherit) and the
+// fds plugin puts them at their numbers. In each task, before it forks its
+// children, a session leader takes its pty as controlling terminal
 // (TIOCSCTTY) and the foreground group's leader makes its group the
 // foreground one (TIOCSPGRP), so that the children inherit both.
 #ifndef CRPP_RESOURCES_TTY_TTY_H_
