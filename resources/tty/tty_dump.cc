@@ -181,7 +181,7 @@ absl::Status DumpPty(const DumpContext& ctx, const Desc& master, const Desc& sla
 // A terminal the tree uses but does not own (--external tty[RDEV:DEV]): its
 // termios and window size, applied at restore to the terminal given with
 // --inherit-fd. Its queued bytes stay where they are, with the outside end.
-absl::Status DumpExternal(const Desc& d, uint32_t id,
+absl::Status DumpExternal(const DumpContext& ctx, const Desc& d, uint32_t id,
                           images::TypedImageWriter<criu::tty_info_entry>& info) {
   const std::string what =
       absl::StrFormat("the external terminal %s (%s, %s)", d.key, d.link, Where(d.pid, d.fd));
@@ -198,14 +198,24 @@ absl::Status DumpExternal(const Desc& d, uint32_t id,
   e.set_locked(false);
   e.set_exclusive(false);
   e.set_packet_mode(false);
-  e.set_sid(0);
-  e.set_pgrp(0);
+  // The session whose controlling terminal it is, if its leader is ours:
+  // outside the session the tty's ioctls do not tell, /proc does.
+  pid_t sid = 0, pgrp = 0;
+  for (const TreeTask& task : ctx.tree) {
+    if (!task.zombie() && task.pid == task.stat->sid && task.stat->tty_nr == d.st.st_rdev) {
+      sid = task.pid;
+      pgrp = task.stat->tpgid > 0 ? task.stat->tpgid : 0;
+    }
+  }
+  e.set_sid(static_cast<uint32_t>(sid));
+  e.set_pgrp(static_cast<uint32_t>(pgrp));
   e.set_rdev(static_cast<uint32_t>(d.st.st_rdev));
   e.set_dev(static_cast<uint32_t>(d.st.st_dev));
   tty::ToEntry(t, *e.mutable_termios());
   tty::ToEntry(locked, *e.mutable_termios_locked());
   tty::ToEntry(ws, *e.mutable_winsize());
-  log::Info("tty: %s is external (tty-info %d)", what, id);
+  log::Info("tty: %s is external (tty-info %d), session %d, foreground group %d", what, id, sid,
+            pgrp);
   return info.Write(e);
 }
 
@@ -310,7 +320,7 @@ absl::Status Ttys::Dump(DumpContext& ctx) {
     auto first = std::find_if(descs.begin(), descs.end(), [&](const Desc& d) {
       return d.end == tty::End::kExternal && d.key == key;
     });
-    if (auto st = DumpExternal(*first, id, *info); !st.ok()) return st;
+    if (auto st = DumpExternal(ctx, *first, id, *info); !st.ok()) return st;
   }
   if (auto st = info->Close(); !st.ok()) return st;
   return data->Close();

@@ -308,10 +308,28 @@ absl::Status Ttys::RestoreBeforeChildren(RestoreContext& ctx) {
   auto any = Load(ctx.images_dir, loaded);
   if (!any.ok()) return any.status();
   if (!*any) return absl::OkStatus();
-  std::vector<criu::pstree_entry> tree;
+  // Each terminal that is a session's controlling terminal, with an fd of
+  // it the tasks inherited: a pty's master (through which the ioctls act on
+  // the slave), an external terminal's copy.
+  struct Ctty {
+    const criu::tty_info_entry* info;
+    uint32_t file_id;
+    std::string name;
+    bool external;
+  };
+  std::vector<Ctty> cttys;
   for (const auto& [index, p] : loaded.ptys) {
-    const criu::tty_info_entry& info = *p.master_info;
-    const auto sid = static_cast<pid_t>(info.sid()), pgrp = static_cast<pid_t>(info.pgrp());
+    cttys.push_back({p.master_info, p.master_file->id(), absl::StrFormat("pty %d", index), false});
+  }
+  for (const auto& [id, x] : loaded.externals) {
+    if (x.files.empty()) continue;
+    cttys.push_back({x.info, x.files.front()->id(),
+                     "the external terminal " + tty::ExternalKey(x.info->rdev(), x.info->dev()),
+                     true});
+  }
+  std::vector<criu::pstree_entry> tree;
+  for (const Ctty& c : cttys) {
+    const auto sid = static_cast<pid_t>(c.info->sid()), pgrp = static_cast<pid_t>(c.info->pgrp());
     if (sid == 0) continue;
     if (tree.empty()) {
       auto read =
@@ -322,24 +340,23 @@ absl::Status Ttys::RestoreBeforeChildren(RestoreContext& ctx) {
     bool leader = ctx.pid == sid;
     bool setter = pgrp != 0 && ctx.pid == ForegroundSetter(tree, pgrp, sid);
     if (!leader && !setter) continue;
-    auto fd = ctx.inherited.find(p.master_file->id());
+    auto fd = ctx.inherited.find(c.file_id);
     if (fd == ctx.inherited.end()) {
       return absl::InternalError(
-          absl::StrFormat("pty %d: its master (file id %d) was not opened before the fork", index,
-                          p.master_file->id()));
+          absl::StrFormat("%s: its file id %d was not opened before the fork", c.name, c.file_id));
     }
-    // Through the master, the ioctls act on the slave: it becomes the
-    // session's controlling terminal, and the group its foreground one.
-    if (leader && ioctl(fd->second, TIOCSCTTY, 0) != 0) {
+    // An external terminal may be the restoring session's own terminal: it
+    // is taken over (1: steal, as root), as CRIU does.
+    if (leader && ioctl(fd->second, TIOCSCTTY, c.external ? 1 : 0) != 0) {
       return tty::Errno(absl::StrFormat("pid %d", ctx.pid),
-                        absl::StrFormat("taking pty %d as controlling terminal", index));
+                        absl::StrFormat("taking %s as controlling terminal", c.name));
     }
     if (setter && ioctl(fd->second, TIOCSPGRP, &pgrp) != 0) {
       return tty::Errno(absl::StrFormat("pid %d", ctx.pid),
-                        absl::StrFormat("making group %d the foreground of pty %d", pgrp, index));
+                        absl::StrFormat("making group %d the foreground of %s", pgrp, c.name));
     }
-    log::Info("tty: pid %d:%s%s pty %d", ctx.pid, leader ? " controlling terminal" : "",
-              setter ? absl::StrFormat(" foreground group %d of", pgrp) : "", index);
+    log::Info("tty: pid %d:%s%s %s", ctx.pid, leader ? " controlling terminal" : "",
+              setter ? absl::StrFormat(" foreground group %d of", pgrp) : "", c.name);
   }
   return absl::OkStatus();
 }

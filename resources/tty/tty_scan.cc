@@ -108,6 +108,10 @@ absl::Status CheckScan(const DumpContext& ctx, const Scan& scan) {
     const dev_t ctty = t.stat->tty_nr;
     const TreeTask* leader = FindTask(ctx, t.stat->sid);
     bool ours = ctty != 0 && IsPtySlave(ctty) && scan.masters.count(PtyIndex(ctty));
+    // An external terminal the tree holds may be a controlling terminal too.
+    bool external = ctty != 0 && std::any_of(scan.fds.begin(), scan.fds.end(), [&](const TtyFd& f) {
+                      return f.end == End::kExternal && f.st.st_rdev == ctty;
+                    });
     if (ours && (leader == nullptr || leader->zombie())) {
       return absl::UnimplementedError(absl::StrFormat(
           "pid %d: its controlling terminal is pty %d of the dumped tree, but its session "
@@ -115,7 +119,7 @@ absl::Status CheckScan(const DumpContext& ctx, const Scan& scan) {
           t.pid, PtyIndex(ctty), t.stat->sid));
     }
     if (leader == nullptr) continue;  // a shell job: the session is the caller's
-    if (t.pid == t.stat->sid && ctty != 0 && !ours) {
+    if (t.pid == t.stat->sid && ctty != 0 && !ours && !external) {
       return absl::UnimplementedError(absl::StrFormat(
           "pid %d leads its session, whose controlling terminal is %s (device %d:%d) outside "
           "the dumped tree: restore could not give it back",

@@ -17,6 +17,7 @@
 #include <boost/test/unit_test.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -202,12 +203,36 @@ struct Pty {
   }
 };
 
+// The controlling terminal of PID (/proc/PID/stat: tty_nr and tpgid).
+struct Ctty {
+  unsigned long device = 0;
+  long foreground = 0;
+};
+Ctty CttyOf(pid_t pid) {
+  FILE* f = fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "re");
+  char line[1024] = {};
+  if (f != nullptr) {
+    if (fgets(line, sizeof line, f) == nullptr) line[0] = 0;
+    fclose(f);
+  }
+  Ctty c;
+  const char* paren = strrchr(line, ')');
+  char state;
+  int ppid, pgrp, session;
+  if (paren != nullptr) {
+    sscanf(paren + 1, " %c %d %d %d %lu %ld", &state, &ppid, &pgrp, &session, &c.device,
+           &c.foreground);
+  }
+  return c;
+}
+
 }  // namespace
 
-// A goblin whose stdin, stdout and stderr are a pty slave whose master the
-// test holds: dumped with --external tty[RDEV:DEV], restored with the slave
-// of a new pty given as --inherit-fd fd[N]:tty[RDEV:DEV], which gets the old
-// one's termios (echo off) and window size.
+// A goblin whose stdin, stdout, stderr and controlling terminal are a pty
+// slave whose master the test holds: dumped with --external tty[RDEV:DEV],
+// restored with the slave of a new pty given as --inherit-fd
+// fd[N]:tty[RDEV:DEV], which gets the old one's termios (echo off) and window
+// size and becomes the goblin's controlling terminal.
 BOOST_AUTO_TEST_CASE(goblin_gets_a_new_terminal) {
   prctl(PR_SET_CHILD_SUBREAPER, 1);
   const std::string dir = std::string(getenv("TEST_TMPDIR")) + "/inherit_fd_tty";
@@ -227,6 +252,7 @@ BOOST_AUTO_TEST_CASE(goblin_gets_a_new_terminal) {
   BOOST_REQUIRE(pid >= 0);
   if (pid == 0) {
     setsid();
+    if (ioctl(old_pty.slave, TIOCSCTTY, 0) != 0) _exit(126);
     for (int fd = 0; fd < 3; ++fd) dup2(old_pty.slave, fd);
     execl(goblin.c_str(), goblin.c_str(), nullptr);
     _exit(127);
@@ -263,6 +289,11 @@ BOOST_AUTO_TEST_CASE(goblin_gets_a_new_terminal) {
                             << Tail(images + "/restore.log"));
   winsize now{};
   BOOST_REQUIRE(ioctl(new_pty.slave, TIOCGWINSZ, &now) == 0);
+  struct stat slave_st;
+  BOOST_REQUIRE(fstat(new_pty.slave, &slave_st) == 0);
+  const Ctty ctty = CttyOf(pid);
+  BOOST_TEST(ctty.device == slave_st.st_rdev);
+  BOOST_TEST(ctty.foreground == pid);
   BOOST_TEST(now.ws_row == 40);
   BOOST_TEST(now.ws_col == 132);
   close(new_pty.slave), new_pty.slave = -1;
