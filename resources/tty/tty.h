@@ -10,19 +10,21 @@
 // CRIU writes next to it: the path), and in tty-data.img the bytes queued in
 // each direction (pty_queue.h), keyed, as CRIU keys them, by the id of the end
 // they are read from. An external terminal gets one EXT_TTY entry (termios,
-// window size) and its TTY entries. A pty slave whose master is outside the
-// tree and is not external is left to the fds plugin (the caller's terminal
-// with --shell-job, else refused); a master without a slave in the tree,
-// another devpts instance, a session leader of the tree whose controlling
-// terminal would be lost, and a pty that is the controlling terminal of a
-// session outside the tree are refused (tty_scan.h).
+// window size, and from /proc the session it is the controlling terminal of)
+// and its TTY entries. A pty slave whose master is outside the tree and that
+// is not external is left to the fds plugin (the caller's terminal with
+// --shell-job, else refused); a master without a slave in the tree, another
+// devpts instance, a session leader of the tree whose controlling terminal
+// would be lost, and a pty that is the controlling terminal of a session
+// outside the tree are refused (tty_scan.h).
 //
 // Restore, in the root before the fork: opens /dev/ptmx until it gets index
 // N (the kernel hands out the lowest free index; a taken one fails the
 // restore), opens the slaves with TIOCGPTPEER, sets termios, window size and
 // the queued bytes, then the locked termios, exclusive and packet mode and the
 // lock; an external terminal is the one given with --inherit-fd
-// fd[N]:tty[RDEV:DEV], which gets its termios and window size. The
+// fd[N]:tty[RDEV:DEV], which gets its termios and window size (and is taken
+// from the caller's session if it was a session's terminal). The
 // descriptions are inherited by every task (RestoreContext::Inherit) and the
 // fds plugin puts them at their numbers. In each task, before it forks its
 // children, a session leader takes its pty as controlling terminal
