@@ -45,12 +45,19 @@ uint32_t FileTable::Add(criu::file_entry entry) {
   if (entry.has_efd()) entry.mutable_efd()->set_id(id);
   if (entry.has_tfd()) entry.mutable_tfd()->set_id(id);
   if (entry.has_sgfd()) entry.mutable_sgfd()->set_id(id);
+  if (entry.has_tty()) entry.mutable_tty()->set_id(id);
   if (entry.has_epfd()) {
     entry.mutable_epfd()->set_id(id);
     for (auto& t : *entry.mutable_epfd()->mutable_tfd()) t.set_id(id);  // the epoll's id
   }
   entries_.push_back(std::move(entry));
   return id;
+}
+
+void FileTable::AddSameId(uint32_t id, criu::file_entry entry) {
+  entry.set_id(id);
+  if (entry.has_reg()) entry.mutable_reg()->set_id(id);
+  entries_.push_back(std::move(entry));
 }
 
 uint32_t FileTable::AddPath(const std::string& path, uint32_t flags) {

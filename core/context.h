@@ -76,6 +76,9 @@ class FileTable {
   uint32_t Add(criu::file_entry entry);
   // The id of a regular file opened read-only at `path`, added once.
   uint32_t AddPath(const std::string& path, uint32_t flags);
+  // Adds a second entry for the file of id ID (CRIU writes a REG entry with
+  // the path next to the TTY entry of a terminal, under the same id).
+  void AddSameId(uint32_t id, criu::file_entry entry);
   const std::vector<criu::file_entry>& entries() const;
 
   // Open file descriptions seen so far, to find the ones several fds (of one

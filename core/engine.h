@@ -31,6 +31,7 @@ class AnyEngine {
   virtual absl::Status Dump(DumpContext& ctx, const AfterEach& after_each) const = 0;
   virtual absl::Status RestoreEarly(RestoreContext& ctx) const = 0;
   virtual absl::Status RestoreShared(RestoreContext& ctx) const = 0;
+  virtual absl::Status RestoreBeforeChildren(RestoreContext& ctx) const = 0;
   virtual absl::Status RestoreLate(RestoreContext& ctx) const = 0;
 };
 
@@ -83,11 +84,12 @@ class Engine final : public AnyEngine {
     return status;
   }
 
-  // Restore runs in three parts so the driver can fork the tree in between:
+  // Restore runs in parts so the driver can fork the tree in between:
   // RestoreEarly (per-task plugins up to the tree stage: sessions, groups) in
   // every task, RestoreShared (kTree plugins and RestoreShared hooks) in the
-  // root before any other task exists, RestoreLate (the other per-task
-  // plugins) in every task. Restore() runs all three, for a lone task.
+  // root before any other task exists, RestoreBeforeChildren in every task
+  // before it forks its children, RestoreLate (the other per-task plugins) in
+  // every task. Restore() runs them all, for a lone task.
   absl::Status Dump(DumpContext& ctx) const { return Dump(ctx, nullptr); }
   absl::Status RestoreEarly(RestoreContext& ctx) const override { return RestoreTask(ctx, true); }
   absl::Status RestoreLate(RestoreContext& ctx) const override { return RestoreTask(ctx, false); }
@@ -105,9 +107,24 @@ class Engine final : public AnyEngine {
       return s.ok() ? s : Annotate(R::kName, "restore", s);
     });
   }
+  // In every task once the shared part is there (in the root right after
+  // RestoreShared, in the others right after their fork), before the task
+  // forks its own children: the optional RestoreBeforeChildren hook of each
+  // plugin (of either scope) sets up what the children inherit from the
+  // task, such as its controlling terminal.
+  absl::Status RestoreBeforeChildren(RestoreContext& ctx) const override {
+    return Reg::ForEachInStageOrder([&ctx]<class R>() -> absl::Status {
+      if constexpr (requires { R::RestoreBeforeChildren(ctx); }) {
+        absl::Status s = R::RestoreBeforeChildren(ctx);
+        return s.ok() ? s : Annotate(R::kName, "restore", s);
+      }
+      return absl::OkStatus();
+    });
+  }
   absl::Status Restore(RestoreContext& ctx) const {
     absl::Status s = RestoreEarly(ctx);
     if (s.ok()) s = RestoreShared(ctx);
+    if (s.ok()) s = RestoreBeforeChildren(ctx);
     if (s.ok()) s = RestoreLate(ctx);
     return s;
   }

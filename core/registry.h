@@ -15,7 +15,9 @@
 // A kTask plugin's Dump runs once per process of the tree (the context's
 // pid/task/stat/... name the process), and its Restore runs inside each
 // restored process; it may add RestoreShared(RestoreContext&), run once in
-// the root before the other processes are forked (for what they share). A
+// the root before the other processes are forked (for what they share). Any
+// plugin may add RestoreBeforeChildren(RestoreContext&), run in every task
+// before it forks its children (for what they inherit from it). A
 // kTree plugin's Dump and Restore run once for the whole tree, its Restore in
 // the root before the fork.
 //

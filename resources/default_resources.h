@@ -23,6 +23,7 @@
 #include "resources/sockets/unix.h"
 #include "resources/task/core.h"
 #include "resources/tree/tree.h"
+#include "resources/tty/tty.h"
 
 namespace crpp {
 
@@ -30,8 +31,9 @@ using DefaultResources =
     Registry<resources::Inventory, resources::Tree, resources::Pipes, resources::Fifos,
              resources::UnixSockets, resources::EventFd, resources::TimerFd, resources::SignalFd,
              resources::EventPoll, resources::Shmem, resources::Inotify, resources::Fanotify,
-             resources::Ghosts, resources::Fds, resources::EventPollTargets, resources::Memory,
-             resources::TaskCore, resources::FileLocks, resources::FileTableImage>;
+             resources::Ttys, resources::Ghosts, resources::Fds, resources::EventPollTargets,
+             resources::Memory, resources::TaskCore, resources::FileLocks,
+             resources::FileTableImage>;
 
 // The default set as the drivers take it (DumpRequest::engine, ...).
 const AnyEngine& DefaultEngine();

@@ -127,6 +127,8 @@ absl::StatusOr<Stat> ReadStat(pid_t pid) {
   s.ppid = static_cast<pid_t>(i64(4));
   s.pgid = static_cast<pid_t>(i64(5));
   s.sid = static_cast<pid_t>(i64(6));
+  s.tty_nr = static_cast<uint32_t>(u64(7));
+  s.tpgid = static_cast<pid_t>(i64(8));
   s.flags = u64(9);
   s.nice = i64(19);
   s.num_threads = u64(20);

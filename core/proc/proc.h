@@ -33,6 +33,8 @@ struct Stat {
   std::string comm;
   char state = '?';
   pid_t ppid = 0, pgid = 0, sid = 0;
+  uint32_t tty_nr = 0;  // the controlling terminal's device number (0: none)
+  pid_t tpgid = 0;      // the controlling terminal's foreground group (-1: none)
   uint64_t flags = 0;
   int64_t nice = 0;
   uint64_t num_threads = 0;

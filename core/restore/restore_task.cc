@@ -231,6 +231,7 @@ void WaitForGo(std::atomic<uint32_t>& word) {
     ctx.inherited = tree.inherited;
     ctx.shared_memory = tree.shared_memory;
   }
+  if (absl::Status s = engine.RestoreBeforeChildren(ctx); !s.ok()) Fail(status_fd, s);
 
   // This task's children, with their pids; they inherit everything shared.
   std::vector<pid_t> zombies;

@@ -20,6 +20,7 @@
 #include "fs.pb.h"
 #include "pstree.pb.h"
 #include "resources/files/pidfd.h"
+#include "resources/tty/devices.h"
 
 namespace crpp::resources {
 namespace {
@@ -80,10 +81,14 @@ std::string Unsupported(const FdFile& f, bool shell_job) {
     return "";
   }
   if (S_ISCHR(m)) {
-    if (IsTerminalDevice(major(f.st.st_rdev)) && !shell_job) {
-      return "the terminal " + f.path +
-             ": dump with --shell-job to restore it on the caller's "
-             "terminal";
+    const dev_t rdev = f.st.st_rdev;
+    // The ends of the tree's own ptys are the tty plugin's (ctx.fd_ids); a
+    // master it did not take is one whose slave is outside the tree.
+    if (tty::IsPtyMaster(rdev)) return "a pty master (" + f.path + ") the tty plugin did not take";
+    if (tty::IsTerminalDevice(rdev) && !shell_job) {
+      return tty::TerminalKind(rdev) + " (" + f.path + ")" +
+             (tty::IsPtySlave(rdev) ? " whose master is not in the dumped tree" : "") +
+             ": dump with --shell-job to restore it on the caller's terminal";
     }
     return "";
   }
@@ -110,12 +115,11 @@ absl::StatusOr<uint32_t> FilesId(const std::string& dir, pid_t pid) {
   return ids->front().files_id();
 }
 
-}  // namespace
-
-bool IsTerminalDevice(unsigned maj) {
-  // 4: virtual consoles and serial; 5: /dev/tty, console, ptmx; 136-143: pts.
-  return maj == 4 || maj == 5 || (maj >= 136 && maj <= 143);
+bool IsExternal(const DumpContext& ctx, const std::string& key) {
+  return std::find(ctx.external.begin(), ctx.external.end(), key) != ctx.external.end();
 }
+
+}  // namespace
 
 absl::StatusOr<std::vector<criu::fdinfo_entry>> ReadTaskFdinfo(const std::string& dir, pid_t pid) {
   auto files_id = FilesId(dir, pid);
@@ -133,6 +137,11 @@ absl::Status Fds::Precheck(DumpContext& ctx) {
     if (!f.ok()) return f.status();
     if (S_ISREG(f->st.st_mode) && std::string_view(f->path).ends_with(" (deleted)")) {
       continue;  // the ghosts plugin checks these
+    }
+    if (S_ISCHR(f->st.st_mode) &&
+        (tty::IsPtyMaster(f->st.st_rdev) || tty::IsPtySlave(f->st.st_rdev) ||
+         IsExternal(ctx, tty::ExternalKey(f->st.st_rdev, f->st.st_dev)))) {
+      continue;  // the tty plugin checks the ends of ptys and external terminals
     }
     std::string why = Unsupported(*f, ctx.shell_job);
     if (!why.empty()) {
@@ -275,7 +284,7 @@ absl::StatusOr<int> OpenReg(const criu::reg_file_entry& reg, int target_fd, int 
   bool terminal = S_ISCHR(reg.mode()) && shell_job;
   if (terminal) {
     struct stat st;
-    if (stat(path.c_str(), &st) == 0 && !IsTerminalDevice(major(st.st_rdev))) terminal = false;
+    if (stat(path.c_str(), &st) == 0 && !tty::IsTerminalDevice(st.st_rdev)) terminal = false;
   }
   if (terminal) {
     // --shell-job: the job's terminal is the one restore runs on.

@@ -5,9 +5,11 @@
 // is checked at restore), character devices by path (/dev/null, ...), and
 // with --shell-job the terminal, which restore replaces by the restoring
 // shell's terminal; pipes, FIFOs, UNIX sockets, event fds, epolls, memfds,
-// inotify instances and fanotify groups by the ids their plugins gave. Deleted regular files are
-// the Ghosts plugin's (ghost.h): it puts them in ctx.fd_ids before this plugin runs. Anything else
-// (a directory removed while open, ...) is refused at dump with its fd and kind.
+// inotify instances, fanotify groups and the ends of the tree's ptys by the
+// ids their plugins gave. Deleted regular files are the Ghosts plugin's
+// (ghost.h): it puts them in ctx.fd_ids before this plugin runs. Anything
+// else (a directory removed while open, a virtual console, ...) is refused at
+// dump with its fd and kind.
 #ifndef CRPP_RESOURCES_FILES_FDS_H_
 #define CRPP_RESOURCES_FILES_FDS_H_
 
@@ -58,9 +60,6 @@ struct FileTableImage {
 // The fdinfo entries of task PID (through its ids image), read at restore.
 absl::StatusOr<std::vector<criu::fdinfo_entry>> ReadTaskFdinfo(const std::string& images_dir,
                                                                pid_t pid);
-
-// True for terminal devices (ptys, virtual consoles, serial lines).
-bool IsTerminalDevice(unsigned major);
 
 }  // namespace crpp::resources
 

@@ -20,6 +20,7 @@
 // Each dump's log (-v4) goes to criu-inprocess-*.log in the session's
 // directory, which the diagnostics of a failure show.
 #define BOOST_TEST_MODULE dump_faults
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -32,6 +33,7 @@
 #include <algorithm>
 #include <boost/test/unit_test.hpp>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -79,6 +81,7 @@ constexpr PluginImage kPlugins[] = {
     {"shmem", "memfd.img"},
     {"inotify", ""},
     {"fanotify", ""},
+    {"tty", ""},  // tty-info.img only when the tree holds a pty
     {"ghosts", "remap-fpath.img"},
     {"fds", "fdinfo-1.img"},
     {"eventpoll-targets", ""},
@@ -351,6 +354,9 @@ BOOST_AUTO_TEST_CASE(fail_after_each_plugin_events) { FailAfterEachPlugin("event
 // and intact after each failed dump.
 BOOST_AUTO_TEST_CASE(fail_after_each_plugin_ghost) { FailAfterEachPlugin("ghost"); }
 BOOST_AUTO_TEST_CASE(fail_after_each_plugin_locks) { FailAfterEachPlugin("locks"); }
+// The tty plugin reads the bytes queued in the pty out and puts them back:
+// after a dump that fails later the program still finds them all.
+BOOST_AUTO_TEST_CASE(fail_after_each_plugin_pty) { FailAfterEachPlugin("pty"); }
 
 // --link-remap links a deleted file back at dump: a dump that fails after
 // that (at its very end) removes the link again.
@@ -506,9 +512,11 @@ BOOST_AUTO_TEST_CASE(zombie_keeps_its_exit_status) {
 
 // What the precheck refuses is refused before the target is stopped: no
 // image is written, the log never says "frozen", the program runs on.
-void RefusedAtPrecheck(const std::string& what, const std::string& reason) {
+void RefusedAtPrecheck(const std::string& what, const std::string& reason,
+                       const std::vector<std::string>& env = {}) {
   SessionOptions options;
   options.env = {"CRPP_E2E_REFUSED=" + what};
+  options.env.insert(options.env.end(), env.begin(), env.end());
   Session s("refused_" + what, "refused", options);
   const std::string before = StartAndView(s);
   crpp::DumpRequest req = Request(s, FreshDir(s, "images"));
@@ -575,6 +583,39 @@ BOOST_AUTO_TEST_CASE(refused_epoll_foreign_target) {
 // holds now.
 BOOST_AUTO_TEST_CASE(refused_epoll_closed_target) {
   RefusedAtPrecheck("epoll_closed", "holds under no fd");
+}
+// A pty of this test's: its master stays outside the dumped tree.
+class OutsidePty {
+ public:
+  OutsidePty() {
+    master_ = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    BOOST_REQUIRE(master_ >= 0 && grantpt(master_) == 0 && unlockpt(master_) == 0);
+    path_ = ptsname(master_);
+  }
+  ~OutsidePty() { close(master_); }
+  OutsidePty(const OutsidePty&) = delete;
+  OutsidePty& operator=(const OutsidePty&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  int master_ = -1;
+  std::string path_;
+};
+
+BOOST_AUTO_TEST_CASE(refused_pty_slave_outside_tree) {
+  OutsidePty pty;
+  RefusedAtPrecheck("pty_slave",
+                    "is " + pty.path() + ", a pty slave whose master is not in the dumped tree",
+                    {"CRPP_E2E_PTY=" + pty.path()});
+}
+// A session leader whose controlling terminal restore could not give back.
+BOOST_AUTO_TEST_CASE(refused_pty_ctty_outside_tree) {
+  OutsidePty pty;
+  RefusedAtPrecheck("pty_ctty", "leads its session, whose controlling terminal is a pty slave",
+                    {"CRPP_E2E_PTY=" + pty.path()});
+}
+BOOST_AUTO_TEST_CASE(refused_pty_master_alone) {
+  RefusedAtPrecheck("pty_master", "whose slave no task of the dumped tree holds");
 }
 BOOST_AUTO_TEST_CASE(refused_deleted_dir) {
   RefusedAtPrecheck("deleted_dir", "/gone (deleted), removed while open: not supported");

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -16,6 +17,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <string>
@@ -560,4 +562,69 @@ BOOST_AUTO_TEST_CASE(shared_fs) {
 BOOST_AUTO_TEST_CASE(shared_fs_cycles) {
   Session s("shared_fs_cycles", "shared_fs");
   Cycles(s);
+}
+
+// A pty whose slave is a session's controlling terminal, with termios, window
+// size, modes and bytes queued both ways (pty.cc).
+BOOST_AUTO_TEST_CASE(pty) {
+  Session s("pty");
+  DumpRestoreVerify(s);
+}
+
+// dump -R reads the queued bytes out of the pty and must put them back.
+BOOST_AUTO_TEST_CASE(pty_leave_running) {
+  Session s("pty_leave_running", "pty");
+  LeaveRunning(s);
+}
+
+BOOST_AUTO_TEST_CASE(pty_cycles) {
+  Session s("pty_cycles", "pty");
+  Cycles(s);
+}
+
+namespace {
+
+// The index of the first pty master PID holds (its fdinfo's tty-index), or -1.
+int PtyIndexOf(pid_t pid) {
+  const std::string dir = "/proc/" + std::to_string(pid) + "/fdinfo";
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    std::ifstream in(e.path());
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("tty-index:", 0) == 0) return std::stoi(line.substr(10));
+    }
+  }
+  return -1;
+}
+
+}  // namespace
+
+// Someone else holds the pty's index at restore: the restore fails naming it
+// and leaves nothing behind; once the index is free, restore works.
+BOOST_AUTO_TEST_CASE(pty_index_taken) {
+  Session s("pty_index_taken", "pty");
+  E2E_REQUIRE_OK(s, s.Start());
+  const int index = PtyIndexOf(s.pid());
+  BOOST_REQUIRE(index >= 0);
+  E2E_REQUIRE_OK(s, s.Dump());
+  std::vector<int> held;
+  for (int i = 0; i < 64; ++i) {
+    const int fd = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    BOOST_REQUIRE(fd >= 0);
+    held.push_back(fd);
+    int got = -1;
+    BOOST_REQUIRE(ioctl(fd, TIOCGPTN, &got) == 0);
+    if (got >= index) break;
+  }
+  const absl::Status refused = s.Restore();
+  const std::string want = "pty index " + std::to_string(index) + " is taken";
+  BOOST_CHECK_MESSAGE(!refused.ok() && refused.ToString().find(want) != std::string::npos,
+                      "restore said: " << refused.ToString());
+  std::cout << s.dir() << ": " << refused.ToString() << std::endl;
+  BOOST_CHECK_MESSAGE(kill(s.pid(), 0) != 0, "pid " << s.pid() << " lives after a failed restore");
+  for (int fd : held) close(fd);
+  E2E_REQUIRE_OK(s, s.Restore());
+  E2E_REQUIRE_OK(s, s.ExpectRunning());
+  RequireVerdict(s, false, "restored once the index was free");
 }

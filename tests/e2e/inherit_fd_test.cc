@@ -2,16 +2,22 @@
 // stderr are pipes of the caller's) is dumped with the CLI, and restored with
 // three new pipes of the caller's standing for the old ones
 // (--inherit-fd fd[N]:pipe:[INO]); it answers on them, its count going on.
+// The same with a terminal: a pty slave of the caller's, dumped as
+// --external tty[RDEV:DEV].
 #define BOOST_TEST_MODULE inherit_fd
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <boost/test/unit_test.hpp>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -164,6 +170,142 @@ BOOST_AUTO_TEST_CASE(goblin_gets_new_pipes) {
   for (int i = 0; i < 500 && (got = waitpid(pid, &st, WNOHANG)) == 0; ++i) usleep(10000);
   BOOST_TEST(got == pid);
   BOOST_TEST((WIFEXITED(st) && WEXITSTATUS(st) == 0));
+  if (got != pid) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+  }
+}
+
+namespace {
+
+// A pty of the test's: the master stays here, the slave is for a goblin.
+struct Pty {
+  int master = -1, slave = -1;
+  Pty() {
+    master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    BOOST_REQUIRE(master >= 0 && grantpt(master) == 0 && unlockpt(master) == 0);
+    slave = open(ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
+    BOOST_REQUIRE(slave >= 0);
+    fcntl(master, F_SETFL, O_NONBLOCK);
+  }
+  ~Pty() {
+    if (slave >= 0) close(slave);
+    if (master >= 0) close(master);
+  }
+  // criu's name of the slave: tty[RDEV:DEV] in hex.
+  std::string Key() const {
+    struct stat st;
+    BOOST_REQUIRE(fstat(slave, &st) == 0);
+    char key[64];
+    snprintf(key, sizeof key, "tty[%llx:%llx]", static_cast<unsigned long long>(st.st_rdev),
+             static_cast<unsigned long long>(st.st_dev));
+    return key;
+  }
+};
+
+// The controlling terminal of PID (/proc/PID/stat: tty_nr and tpgid).
+struct Ctty {
+  unsigned long device = 0;
+  long foreground = 0;
+};
+Ctty CttyOf(pid_t pid) {
+  FILE* f = fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "re");
+  char line[1024] = {};
+  if (f != nullptr) {
+    if (fgets(line, sizeof line, f) == nullptr) line[0] = 0;
+    fclose(f);
+  }
+  Ctty c;
+  const char* paren = strrchr(line, ')');
+  char state;
+  int ppid, pgrp, session;
+  if (paren != nullptr) {
+    sscanf(paren + 1, " %c %d %d %d %lu %ld", &state, &ppid, &pgrp, &session, &c.device,
+           &c.foreground);
+  }
+  return c;
+}
+
+}  // namespace
+
+// A goblin whose stdin, stdout, stderr and controlling terminal are a pty
+// slave whose master the test holds: dumped with --external tty[RDEV:DEV],
+// restored with the slave of a new pty given as --inherit-fd
+// fd[N]:tty[RDEV:DEV], which gets the old one's termios (echo off) and window
+// size and becomes the goblin's controlling terminal.
+BOOST_AUTO_TEST_CASE(goblin_gets_a_new_terminal) {
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  const std::string dir = std::string(getenv("TEST_TMPDIR")) + "/inherit_fd_tty";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir + "/images");
+  const std::string goblin = crpp::e2e::Runfile("tests/e2e/programs/goblin");
+  const std::string criu = crpp::e2e::CriuBinary();
+
+  Pty old_pty;
+  termios t;
+  BOOST_REQUIRE(tcgetattr(old_pty.slave, &t) == 0);
+  t.c_lflag &= ~(ECHO | ECHONL);
+  BOOST_REQUIRE(tcsetattr(old_pty.slave, TCSANOW, &t) == 0);
+  winsize ws = {40, 132, 0, 0};
+  BOOST_REQUIRE(ioctl(old_pty.slave, TIOCSWINSZ, &ws) == 0);
+  const pid_t pid = fork();
+  BOOST_REQUIRE(pid >= 0);
+  if (pid == 0) {
+    setsid();
+    if (ioctl(old_pty.slave, TIOCSCTTY, 0) != 0) _exit(126);
+    for (int fd = 0; fd < 3; ++fd) dup2(old_pty.slave, fd);
+    execl(goblin.c_str(), goblin.c_str(), nullptr);
+    _exit(127);
+  }
+  WriteLine(old_pty.master, "hello");
+  BOOST_TEST(ReadLine(old_pty.master) == "1:HELLO\r");
+  BOOST_TEST(ReadLine(old_pty.master) == "count 1\r");
+
+  const std::string key = old_pty.Key();
+  const std::string images = dir + "/images";
+  // Without --external the slave of a master outside the tree is refused.
+  int st = Run({criu, "dump", "-t", std::to_string(pid), "-D", images, "-o", "refused.log"});
+  BOOST_TEST(!(WIFEXITED(st) && WEXITSTATUS(st) == 0));
+  BOOST_TEST(Tail(images + "/refused.log").find("--external " + key) != std::string::npos);
+  BOOST_REQUIRE(kill(pid, 0) == 0);
+  st = Run({criu, "dump", "-t", std::to_string(pid), "-D", images, "-o", "dump.log", "-v4",
+            "--external", key});
+  BOOST_REQUIRE_MESSAGE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "dump failed:\n"
+                                                                   << Tail(images + "/dump.log"));
+  waitpid(pid, &st, 0);  // the dump killed it
+
+  Pty new_pty;  // default termios: echo on, 0x0 window
+  // Without the terminal that stands for it, restore refuses and names it.
+  st = Run({criu, "restore", "-D", images, "-d", "-o", "restore-refused.log"});
+  BOOST_TEST(!(WIFEXITED(st) && WEXITSTATUS(st) == 0));
+  BOOST_TEST(Tail(images + "/restore-refused.log").find("--inherit-fd fd[N]:" + key) !=
+             std::string::npos);
+  BOOST_TEST(kill(pid, 0) != 0);
+  st = Run({criu, "restore", "-D", images, "-d", "-o", "restore.log", "--inherit-fd",
+            "fd[" + std::to_string(new_pty.slave) + "]:" + key},
+           {new_pty.slave});
+  BOOST_REQUIRE_MESSAGE(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                        "restore failed:\n"
+                            << Tail(images + "/restore.log"));
+  winsize now{};
+  BOOST_REQUIRE(ioctl(new_pty.slave, TIOCGWINSZ, &now) == 0);
+  struct stat slave_st;
+  BOOST_REQUIRE(fstat(new_pty.slave, &slave_st) == 0);
+  const Ctty ctty = CttyOf(pid);
+  BOOST_TEST(ctty.device == slave_st.st_rdev);
+  BOOST_TEST(ctty.foreground == pid);
+  BOOST_TEST(now.ws_row == 40);
+  BOOST_TEST(now.ws_col == 132);
+  close(new_pty.slave), new_pty.slave = -1;
+  WriteLine(new_pty.master, "world");
+  // No echo of "world": the old terminal's termios came along.
+  BOOST_TEST(ReadLine(new_pty.master) == "2:WORLD\r");
+  BOOST_TEST(ReadLine(new_pty.master) == "count 2\r");
+  // Closing the master hangs the goblin's terminal up: it ends.
+  close(new_pty.master), new_pty.master = -1;
+  pid_t got = -1;
+  for (int i = 0; i < 500 && (got = waitpid(pid, &st, WNOHANG)) == 0; ++i) usleep(10000);
+  BOOST_TEST(got == pid);
   if (got != pid) {
     kill(pid, SIGKILL);
     waitpid(pid, &st, 0);

@@ -296,6 +296,56 @@ BOOST_AUTO_TEST_CASE(unix_server_catches_a_lost_byte) {
   RequireFailVerdict(s, {"stream: 2999 bytes queued, want the 3000 sent"});
 }
 
+BOOST_AUTO_TEST_CASE(pty) {
+  Session s("pty");
+  RunStandalone(s);
+}
+
+namespace {
+
+// Reads what one read() gives from a copy (pidfd_getfd) of the first fd of
+// PID whose /proc link is LINK (a prefix for "/dev/pts/"), or "" when none.
+std::string ReadFromCopy(pid_t pid, const std::string& link) {
+  const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) return "";
+  std::string got;
+  for (const auto& e :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+    std::error_code ec;
+    const std::string target = std::filesystem::read_symlink(e.path(), ec).string();
+    if (ec || target.rfind(link, 0) != 0) continue;
+    const int fd = static_cast<int>(
+        syscall(SYS_pidfd_getfd, pidfd, std::stoi(e.path().filename().string()), 0));
+    if (fd < 0) continue;
+    char buf[64];
+    const ssize_t n = read(fd, buf, sizeof buf);
+    close(fd);
+    if (n > 0) got.assign(buf, static_cast<size_t>(n));
+    break;
+  }
+  close(pidfd);
+  return got;
+}
+
+}  // namespace
+
+// What a restore that loses the bytes queued in a pty would do: what waits
+// on the master (read through a copy of it) or one line waiting on the slave.
+BOOST_AUTO_TEST_CASE(pty_catches_lost_bytes) {
+  {
+    Session s("pty_lost_master_bytes", "pty");
+    E2E_REQUIRE_OK(s, s.Start());
+    BOOST_REQUIRE(!ReadFromCopy(s.pid(), "/dev/ptmx").empty());
+    RequireFailVerdict(s, {"the master read \"\" (0 bytes)"});
+  }
+  {
+    Session s("pty_lost_slave_line", "pty");
+    E2E_REQUIRE_OK(s, s.Start());
+    BOOST_REQUIRE(ReadFromCopy(s.pid(), "/dev/pts/") == "line-one\n");
+    RequireFailVerdict(s, {"grandchild read \"at-end@\" from the slave, not \"line-one"});
+  }
+}
+
 // A worker thread (the second thread created: worker-1) whose registers a
 // restore got wrong.
 BOOST_AUTO_TEST_CASE(threads_catch_a_changed_register) {

@@ -100,10 +100,12 @@ int DumpCommand(const Options& o) {
   req.leave_stopped = o.leave_stopped;
   req.shell_job = o.shell_job;
   for (const std::string& e : o.external) {
-    // unix[INO]: a UNIX socket outside the tree (resources/sockets/unix.h).
-    if (!e.starts_with("unix[") || !e.ends_with("]")) {
-      return Fail("dump", absl::UnimplementedError(absl::StrFormat(
-                              "--external %s: only unix[INO] is supported yet", e)));
+    // unix[INO]: a UNIX socket outside the tree (resources/sockets/unix.h);
+    // tty[RDEV:DEV]: a terminal the tree uses but does not own (tty.h).
+    if (!(e.starts_with("unix[") || e.starts_with("tty[")) || !e.ends_with("]")) {
+      return Fail("dump",
+                  absl::UnimplementedError(absl::StrFormat(
+                      "--external %s: only unix[INO] and tty[RDEV:DEV] are supported yet", e)));
     }
   }
   req.external = o.external;

@@ -18,13 +18,18 @@
 //   deleted_dir  a directory (OUTDIR/gone) held open and removed;
 //   linked_deleted  a file (OUTDIR/linked) held open and unlinked while a
 //           second hard link (OUTDIR/linked.other) keeps it;
-//   big_ghost  a deleted file of 2 MiB, more than the default ghost limit.
+//   big_ghost  a deleted file of 2 MiB, more than the default ghost limit;
+//   pty_slave  the pty slave CRPP_E2E_PTY, whose master a process outside
+//           the tree holds;
+//   pty_ctty  that slave as controlling terminal (TIOCSCTTY), no fd of it;
+//   pty_master  a pty master whose slave nobody opened.
 // Unlike the other programs it is not meant to be dumped: it is what the dump
 // refuses, and it checks that the refusal left it alone.
 // Verdict: the main loop counted; the fanotify group still has its mark;
-// the process still runs under its filter; the child is still there, and
-// ends when killed; the UNIX socket still sends; the epoll still reports the
-// child's eventfd.
+// the process still runs under its filter; the child is still there, and ends
+// when killed; the UNIX socket still sends; the epoll still reports the
+// child's eventfd; the pty fd is still a terminal, the controlling terminal
+// still there.
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -32,6 +37,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/fanotify.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -64,6 +70,7 @@ int main(int argc, char** argv) {
   int unix_fd = -1;
   int epoll = -1;
   int held_fd = -1;
+  int tty_fd = -1;
   if (what == "fanotify_deleted") {
     fanotify = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC, O_RDONLY);
     const std::string doomed = out_dir + "/doomed";
@@ -163,11 +170,23 @@ int main(int argc, char** argv) {
     }
     if (what == "big_ghost" && ftruncate(held_fd, 2 << 20) != 0) crpp::e2e::Die("ftruncate");
     if (unlink(path.c_str()) != 0) crpp::e2e::Die("unlink");
+  } else if (what == "pty_slave" || what == "pty_ctty") {
+    const char* path = getenv("CRPP_E2E_PTY");
+    tty_fd = open(path != nullptr ? path : "", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (tty_fd < 0) crpp::e2e::Die("open CRPP_E2E_PTY");
+    if (what == "pty_ctty") {
+      if (ioctl(tty_fd, TIOCSCTTY, 0) != 0) crpp::e2e::Die("TIOCSCTTY");
+      close(tty_fd);
+      tty_fd = -1;
+    }
+  } else if (what == "pty_master") {
+    tty_fd = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (tty_fd < 0) crpp::e2e::Die("posix_openpt");
   } else {
     fprintf(stderr,
             "refused: CRPP_E2E_REFUSED must be fanotify_deleted, seccomp, child, shared_fds, "
-            "unix_peer, epoll_foreign, epoll_closed, deleted_dir, linked_deleted or "
-            "big_ghost\n");
+            "unix_peer, epoll_foreign, epoll_closed, deleted_dir, linked_deleted, big_ghost, "
+            "pty_slave, pty_ctty or pty_master\n");
     exit(2);
   }
   crpp::e2e::Ready();
@@ -194,6 +213,12 @@ int main(int argc, char** argv) {
   } else if (what == "seccomp") {
     v.Expect(prctl(PR_GET_SECCOMP, 0, 0, 0, 0) == SECCOMP_MODE_FILTER,
              "the process no longer runs under its seccomp filter");
+  } else if (what == "pty_slave" || what == "pty_master") {
+    v.Expect(isatty(tty_fd) == 1, "the pty fd %d is no terminal any more", tty_fd);
+  } else if (what == "pty_ctty") {
+    const int tty = open("/dev/tty", O_RDWR | O_CLOEXEC);
+    v.Expect(tty >= 0, "no controlling terminal any more: %s", strerror(errno));
+    if (tty >= 0) close(tty);
   } else if (held_fd >= 0) {
     struct stat st = {};
     v.Expect(fstat(held_fd, &st) == 0 && st.st_nlink == (what == "linked_deleted" ? 1u : 0u),
