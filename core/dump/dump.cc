@@ -225,6 +225,17 @@ absl::Status ReleaseAll(std::vector<Held>& held, ptrace::Leave how) {
     }
   }
   for (auto it = held.rbegin(); it != held.rend(); ++it) {
+    // Undone while every thread of the process is still stopped: unmapping a
+    // scratch page patches the code at a thread's ip (where the others wait
+    // too), and a thread let go already could run into it.
+    if (how != ptrace::Leave::kKilled) {
+      for (auto& th : it->threads) {
+        if (absl::Status s = th->DropScratch(); !s.ok() && first.ok()) first = s;
+      }
+      if (it->task) {
+        if (absl::Status s = it->task->DropScratch(); !s.ok() && first.ok()) first = s;
+      }
+    }
     // The other threads first: a killed main thread is reported (and
     // collected) only once they are gone.
     for (auto& th : it->threads) release(th);

@@ -388,6 +388,18 @@ absl::Status Task::WriteMemory(uint64_t addr, const void* src, size_t len) const
   return absl::OkStatus();
 }
 
+absl::Status Task::DropScratch() {
+  absl::Status status;
+  if (attached_ && !running_ && scratch_ != 0 && !scratch_shared_) {
+    uint64_t args[6] = {scratch_, 4096, 0, 0, 0, 0};
+    auto res = RunAtIp(SYS_munmap, args);
+    if (!res.ok()) status = res.status();
+  }
+  scratch_ = 0;
+  scratch_shared_ = false;
+  return status;
+}
+
 absl::Status Task::Release(Leave how) {
   if (!attached_) return absl::OkStatus();
   absl::Status status = Interrupt();
@@ -402,12 +414,7 @@ absl::Status Task::Release(Leave how) {
     scratch_ = 0;
     return status;
   }
-  if (scratch_ != 0 && !scratch_shared_) {
-    uint64_t args[6] = {scratch_, 4096, 0, 0, 0, 0};
-    auto res = RunAtIp(SYS_munmap, args);
-    if (!res.ok()) status = res.status();
-  }
-  scratch_ = 0;
+  if (absl::Status dropped = DropScratch(); !dropped.ok() && status.ok()) status = dropped;
   // Registers and mask are only put back when they were read: zeros would
   // wreck the task.
   if (captured_ && ::ptrace(PTRACE_SETSIGMASK, tid_, sizeof(uint64_t), &saved_sigmask_) != 0 &&

@@ -94,6 +94,12 @@ class Task {
   // scratch(), mapping the page first if no Syscall() did yet.
   absl::StatusOr<uint64_t> MappedScratch();
   static constexpr size_t kScratchDataSize = 3072;
+  // Unmaps the scratch page (if this task mapped it) by a syscall run at the
+  // task's own ip, whose code is patched for the time of it: every thread of
+  // the process must still be stopped then, or one could run into the patch.
+  // Release() does it too; ReleaseAll-style callers drop the scratch of all
+  // threads of a process before they let the first one go.
+  absl::Status DropScratch();
   // Makes Syscall() use `owner`'s scratch page (mapping it first if needed)
   // instead of mapping one: for a thread of the same process, which shares
   // the address space. `owner` unmaps the page at its own Release(), so it

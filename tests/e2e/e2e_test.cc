@@ -552,6 +552,18 @@ BOOST_AUTO_TEST_CASE(pidfd_cycles) {
   Cycles(s);
 }
 
+// Threads all stopped at the same instruction (yielders.cc), left running by
+// ten dumps in a row: none may run into code patched for another thread.
+BOOST_AUTO_TEST_CASE(yielders_leave_running) {
+  Session s("yielders_leave_running", "yielders");
+  E2E_REQUIRE_OK(s, s.Start());
+  for (int i = 0; i < 10; ++i) {
+    E2E_REQUIRE_OK(s, s.Dump({"-R"}));
+    E2E_REQUIRE_OK(s, s.ExpectRunning());
+  }
+  RequireVerdict(s, false, "after ten dumps -R");
+}
+
 // A child sharing the program's cwd, root and umask (clone(CLONE_FS)) and
 // one with its own (shared_fs.cc): restored shared and not.
 BOOST_AUTO_TEST_CASE(shared_fs) {
