@@ -14,6 +14,7 @@
 #include "tools/pdum/console.h"
 #include "tools/pdum/steps.h"
 #include "tools/pdum/target.h"
+#include "tools/pdum/tty_check.h"
 
 namespace crpp::pdum {
 namespace {
@@ -139,6 +140,29 @@ absl::StatusOr<ThawStep> ThawStepFrom(const ParsedArgs& args, const std::string&
   return step;
 }
 
+// What beam's thaw needs and can be known before the freeze: a terminal
+// for a terminal job, and the files that will replace the job's pipes.
+absl::Status BeamCanThaw(pid_t pid, const ThawStep& thaw) {
+  const std::string terminal = CheckJobTerminal(pid).terminal;
+  if (!terminal.empty() && !isatty(0) && !isatty(1) && !isatty(2)) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "pid %d runs on the terminal %s, and beam runs on no terminal to give it", pid, terminal));
+  }
+  const char* kNames[] = {"stdin", "stdout", "stderr"};
+  for (int n = 0; n < 3; ++n) {
+    const std::string& path = thaw.stdio_paths[n];
+    if (path.empty()) continue;
+    // stdin must exist; stdout and stderr may be created, in a directory that exists.
+    const std::string must_exist =
+        n == 0 ? path : std::filesystem::path(Absolute(path)).parent_path().string();
+    if (access(must_exist.c_str(), n == 0 ? R_OK : W_OK) != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--%s %s: %s: %s", kNames[n], path, must_exist, strerror(errno)));
+    }
+  }
+  return absl::OkStatus();
+}
+
 bool EmptyDir(const std::string& dir) {
   std::error_code ec;
   return std::filesystem::is_empty(dir, ec) && !ec;
@@ -214,6 +238,12 @@ int ShellBeam(const std::vector<std::string>& words) {
   }
   pid_t pid = 0;
   if (int code = Target(*args, kName, pid); code != 0) return code;
+  auto thaw = ThawStepFrom(*args, "", /*log_option=*/false);
+  if (!thaw.ok()) return UsageError(kName, thaw.status());
+  // The freeze ends the job: what would make the thaw fail is checked first.
+  if (absl::Status s = BeamCanThaw(pid, *thaw); !s.ok()) {
+    return Failed("Beam", s, "nothing was frozen; the job runs on", "", false);
+  }
   const bool cleanup = args->On("cleanup");
   std::string dir;
   if (args->Has("dir")) {
@@ -242,9 +272,8 @@ int ShellBeam(const std::vector<std::string>& words) {
   auto freeze = FreezeStepFrom(*args, pid, dir);
   if (!freeze.ok()) return UsageError(kName, freeze.status());
   freeze->leave_running = false;
+  thaw->dir = dir;
   if (int code = RunFreeze(*freeze, "Beam freeze"); code != 0) return code;
-  auto thaw = ThawStepFrom(*args, dir, /*log_option=*/false);
-  if (!thaw.ok()) return UsageError(kName, thaw.status());
   Thawing thawing = RunThaw(*thaw, "Beam thaw");
   if (thawing.exit_code != 0) {
     fprintf(stderr, "The images stay in %s: pdum-criu shell thaw --dir %s tries again.\n",

@@ -128,29 +128,35 @@ int WaitForJob(Thawing& t) {
   const int tty = OurTerminal();
   const pid_t job_group = getpgid(pid);
   const bool own_group = job_group > 0 && job_group != getpgrp();
-  // A terminal job comes to the foreground, as `fg` brings it.
+  // A terminal job comes to the foreground, as `fg` brings it, whenever we
+  // have the foreground ourselves.
+  const bool terminal_job = !t.frozen.terminal.empty() && tty >= 0 && own_group;
   bool handed = false;
-  if (!t.frozen.terminal.empty() && tty >= 0 && own_group && tcgetpgrp(tty) == getpgrp()) {
-    signal(SIGTTOU, SIG_IGN);  // we give the terminal away, then take it back from the background
-    handed = tcsetpgrp(tty, job_group) == 0;
-  }
-  // What would end us is passed on, unless the job gets it anyway: the
-  // terminal sends Ctrl-C and Ctrl-\ to its foreground group, which is the
-  // job's when handed, and ours too when the job is in our group.
+  auto hand_over = [&] {
+    if (terminal_job && tcgetpgrp(tty) == getpgrp()) handed = tcsetpgrp(tty, job_group) == 0;
+  };
+  auto take_back = [&] {
+    if (handed) tcsetpgrp(tty, getpgrp());
+    handed = false;
+  };
+  // We give the terminal away, and take it back from the background.
+  struct sigaction ignore = {}, pass = {}, old_ttou, old[4];
+  ignore.sa_handler = SIG_IGN;
+  sigaction(SIGTTOU, &ignore, &old_ttou);
+  hand_over();
+  // What would end us is passed on to the job, unless it shares our
+  // process group: the terminal's Ctrl-C and Ctrl-\ reach it then anyway.
   g_job_pidfd = t.job->completion_fd();
-  struct sigaction pass = {}, ignore = {}, old[4];
   pass.sa_handler = PassOn;
   pass.sa_flags = SA_RESTART;
-  ignore.sa_handler = SIG_IGN;
   const int kSignals[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP};
   for (int i = 0; i < 4; ++i) {
     const bool from_terminal = kSignals[i] == SIGINT || kSignals[i] == SIGQUIT;
-    const bool job_gets_it = from_terminal && (handed || !own_group);
-    sigaction(kSignals[i], job_gets_it ? &ignore : &pass, &old[i]);
+    sigaction(kSignals[i], from_terminal && !own_group ? &ignore : &pass, &old[i]);
   }
-  int status = 0, code = 0;
+  int status = 0, code = 0, stuck = 0;
   for (;;) {
-    pid_t r = waitpid(pid, &status, handed ? WUNTRACED : 0);
+    pid_t r = waitpid(pid, &status, terminal_job ? WUNTRACED : 0);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) {
       fprintf(stderr, "waiting for pid %d: %s\n", pid, strerror(errno));
@@ -159,17 +165,29 @@ int WaitForJob(Thawing& t) {
     }
     if (WIFSTOPPED(status)) {
       const int sig = WSTOPSIG(status);
-      // It read or wrote the terminal before it was given the foreground.
-      if (sig == SIGTTIN || sig == SIGTTOU) {
-        kill(-job_group, SIGCONT);
-        continue;
+      const bool wants_terminal = sig == SIGTTIN || sig == SIGTTOU;
+      if (!(handed && wants_terminal)) {
+        // Ctrl-Z, or it needs the terminal we do not have: we stop too, as
+        // sudo and ssh do, and our shell's fg or bg goes on with both. The
+        // kernel ignores the SIGTSTP when no shell could continue us.
+        take_back();
+        printf("pid %d stopped (%s)\n", pid, strsignal(sig));
+        fflush(stdout);
+        raise(SIGTSTP);
+        hand_over();
       }
-      printf(
-          "pid %d stopped (%s): it stays stopped, in the background; kill -CONT %d resumes "
-          "it\n",
-          pid, strsignal(sig), pid);
-      code = 128 + sig;
-      break;
+      // Else it touched the terminal before it was handed over.
+      stuck = wants_terminal && !handed ? stuck + 1 : 0;
+      if (stuck > 3) {
+        fprintf(stderr,
+                "pid %d needs the terminal and thaw cannot give it (not in the foreground): it "
+                "stays stopped; kill -CONT %d resumes it\n",
+                pid, pid);
+        code = 128 + sig;
+        break;
+      }
+      kill(-job_group, SIGCONT);
+      continue;
     }
     code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     if (WIFEXITED(status)) {
@@ -180,7 +198,8 @@ int WaitForJob(Thawing& t) {
     }
     break;
   }
-  if (handed) tcsetpgrp(tty, getpgrp());
+  take_back();
+  sigaction(SIGTTOU, &old_ttou, nullptr);
   for (int i = 0; i < 4; ++i) sigaction(kSignals[i], &old[i], nullptr);
   g_job_pidfd = -1;
   fflush(stdout);

@@ -51,8 +51,8 @@ struct TerminalFd {
   std::string path;
 };
 
-TtyVerdict Refuse(std::string why, std::string hint) {
-  return {absl::FailedPreconditionError(why), std::move(hint), ""};
+TtyVerdict Refuse(std::string why, std::string hint, std::string terminal = "") {
+  return {absl::FailedPreconditionError(why), std::move(hint), std::move(terminal)};
 }
 
 constexpr char kOverride[] =
@@ -84,21 +84,22 @@ TtyVerdict CheckJobTerminal(pid_t root) {
       terminals.emplace(st.st_rdev, TerminalFd{pid, fd, name});
     }
   }
+  const std::string terminal = terminals.empty() ? "" : terminals.begin()->second.path;
   if (terminals.size() > 1) {
     std::string list;
     for (const auto& [dev, t] : terminals) {
       absl::StrAppendFormat(&list, "%s%s (pid %d fd %d)", list.empty() ? "" : ", ", t.path, t.pid,
                             t.fd);
     }
-    return Refuse(absl::StrFormat("the job holds %d terminals: %s; thaw gives it back one only",
-                                  terminals.size(), list),
-                  absl::StrFormat("run the job on one terminal (redirect the others to files).%s",
-                                  kOverride));
+    return Refuse(
+        absl::StrFormat("the job holds %d terminals: %s; thaw gives it back one only",
+                        terminals.size(), list),
+        absl::StrFormat("run the job on one terminal (redirect the others to files).%s", kOverride),
+        terminal);
   }
   auto st = proc::ReadStat(root);
-  if (!st.ok()) return {st.status(), "", ""};
+  if (!st.ok()) return {st.status(), "", terminal};
   const dev_t ctty = ControllingTerminal(root);
-  std::string terminal = terminals.empty() ? "" : terminals.begin()->second.path;
   if (ctty != 0 && st->sid == root) {
     return Refuse(
         absl::StrFormat("pid %d leads the session of its terminal%s (a login shell, or the "
@@ -106,13 +107,15 @@ TtyVerdict CheckJobTerminal(pid_t root) {
                         "thaw's session, never as the leader of a terminal's session",
                         root, terminal.empty() ? "" : " " + terminal),
         absl::StrFormat("freeze a job this shell runs instead (a program started from it).%s",
-                        kOverride));
+                        kOverride),
+        terminal);
   }
   if (!terminals.empty() && ctty != 0 && terminals.begin()->first != ctty) {
     return Refuse(absl::StrFormat("pid %d has its fds on %s but another controlling terminal "
                                   "(device %d:%d): thaw's terminal would become both",
                                   root, terminal, major(ctty), minor(ctty)),
-                  absl::StrFormat("run the job on its controlling terminal.%s", kOverride));
+                  absl::StrFormat("run the job on its controlling terminal.%s", kOverride),
+                  terminal);
   }
   return {absl::OkStatus(), "", terminal};
 }

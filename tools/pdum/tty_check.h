@@ -32,7 +32,7 @@ namespace crpp::pdum {
 struct TtyVerdict {
   absl::Status status;   // OK, or FailedPrecondition naming the pid, fd and terminal
   std::string hint;      // what to do instead, when not OK
-  std::string terminal;  // the job's terminal ("" when none)
+  std::string terminal;  // the job's terminal ("" when none or not known)
 };
 
 // Looks at every process of the tree rooted at `root` (root first, then its

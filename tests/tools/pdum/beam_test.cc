@@ -118,6 +118,13 @@ BOOST_AUTO_TEST_CASE(what_beam_cannot_do_is_refused_before_freezing) {
   Ran running = RunPdum({"shell", "beam", "--dir", dir, "--pid", Pid(g.pid), "--leave-running"});
   BOOST_TEST(running.exit_code() == 2, running.all());
   BOOST_TEST(Contains(running.err, "takes the pid of the frozen one"), running.err);
+  // A file to stand for its stdin that is not there: known before the freeze ends the job.
+  Ran missing = RunPdum(
+      {"shell", "beam", "--dir", dir, "--pid", Pid(g.pid), "--stdin", dir + "/no-such-fifo"});
+  BOOST_TEST(missing.exit_code() == 1, missing.all());
+  BOOST_TEST(Contains(missing.err, "--stdin " + dir + "/no-such-fifo"), missing.err);
+  BOOST_TEST(Contains(missing.err, "nothing was frozen; the job runs on"), missing.err);
+  BOOST_TEST(!Exists(dir));
   // --cleanup removes the whole directory: not one holding files already.
   std::filesystem::create_directories(dir);
   { std::ofstream(dir + "/precious.txt") << "keep me\n"; }

@@ -213,6 +213,14 @@ BOOST_AUTO_TEST_CASE(job_of_one_terminal_thawed_on_another) {
   screen = b.Screen();
   BOOST_TEST(Contains(screen, "2:WORLD"), screen);
   BOOST_TEST(Contains(screen, "count 2"), screen);
+  // Ctrl-Z stops the job, and thaw with it; no shell here can continue
+  // thaw (the kernel ignores its SIGTSTP), so it goes on with the job at once.
+  (void)!write(b.master, "\x1a", 1);
+  screen = b.Screen();
+  BOOST_TEST(Contains(screen, "pid " + Pid(job) + " stopped ("), screen);
+  WriteLine(b.master, "again");
+  screen = b.Screen();
+  BOOST_TEST(Contains(screen, "3:AGAIN"), screen);
   // Ctrl-D: end of input for the foreground job; thaw ends with it.
   (void)!write(b.master, "\x04", 1);
   screen = b.Screen();
