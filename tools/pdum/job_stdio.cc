@@ -123,6 +123,7 @@ absl::StatusOr<std::unique_ptr<StdioHandover>> HandOverStdio(
     }
     const int mode = slot.job_reads ? O_RDONLY : O_WRONLY;
     int fd = -1;
+    bool ours_as_is = false;  // our own fd n, with the right mode already
     std::string source;
     if (!path.empty()) {
       const int flags = slot.job_reads ? O_RDONLY : O_WRONLY | O_CREAT | O_APPEND;
@@ -139,7 +140,8 @@ absl::StatusOr<std::unique_ptr<StdioHandover>> HandOverStdio(
             "the job's %s was a pipe (%s), and thaw's own %s is closed: name a file with --%s",
             kStdioName[n], resource, kStdioName[n], kStdioName[n]));
       }
-      if ((ours & O_ACCMODE) == mode) {
+      ours_as_is = (ours & O_ACCMODE) == mode;
+      if (ours_as_is) {
         fd = fcntl(n, F_DUPFD_CLOEXEC, 3);
       } else {
         // A terminal (read-write) or the wrong end: a description of the
@@ -156,13 +158,12 @@ absl::StatusOr<std::unique_ptr<StdioHandover>> HandOverStdio(
     }
     out->inherit.push_back({fd, resource});
     taken[slot.pipe_id] = n;
-    // criu restore takes the same fd as an inherited one: ours when it is
-    // one of 0-2 as is, else a redirection opening it.
-    const bool own_as_is = path.empty() && fd >= 0 && (fcntl(n, F_GETFL) & O_ACCMODE) == mode;
-    const int criu_fd = own_as_is ? n : 3 + static_cast<int>(out->redirections.size());
+    // criu restore takes the same fd as an inherited one: our fd n as it
+    // is, else a redirection opening it.
+    const int criu_fd = ours_as_is ? n : 3 + static_cast<int>(out->redirections.size());
     out->criu_args.push_back("--inherit-fd");
     out->criu_args.push_back(absl::StrFormat("fd[%d]:%s", criu_fd, resource));
-    if (!own_as_is) {
+    if (!ours_as_is) {
       const std::string file = path.empty() ? absl::StrFormat("/proc/%d/fd/%d", getpid(), n) : path;
       out->redirections.push_back(
           absl::StrFormat("%d%s%s", criu_fd, slot.job_reads ? "<" : ">>", ShellQuote(file)));

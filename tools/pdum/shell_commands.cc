@@ -180,6 +180,7 @@ int ShellFreeze(const std::vector<std::string>& words) {
                 kFreezeOptions);
   }
   if (!args->Has("dir")) return UsageError(kName, Missing("--dir' / '-d"));
+  if (auto v = ParseVerbosity(*args); !v.ok()) return UsageError(kName, v.status());
   pid_t pid = 0;
   if (int code = Target(*args, kName, pid); code != 0) return code;
   auto dir = PrepareDir(args->Value("dir"));
@@ -236,10 +237,10 @@ int ShellBeam(const std::vector<std::string>& words) {
                                  "one, which must end first (shell freeze --leave-running keeps "
                                  "a job running)"));
   }
-  pid_t pid = 0;
-  if (int code = Target(*args, kName, pid); code != 0) return code;
   auto thaw = ThawStepFrom(*args, "", /*log_option=*/false);
   if (!thaw.ok()) return UsageError(kName, thaw.status());
+  pid_t pid = 0;
+  if (int code = Target(*args, kName, pid); code != 0) return code;
   // The freeze ends the job: what would make the thaw fail is checked first.
   if (absl::Status s = BeamCanThaw(pid, *thaw); !s.ok()) {
     return Failed("Beam", s, "nothing was frozen; the job runs on", "", false);
