@@ -1,6 +1,6 @@
 #!/bin/bash
-# Puts criu, criu-ns and crit side by side in PREFIX/bin (criu-ns runs the
-# criu beside it):
+# Puts criu, criu-ns, crit and pdum-criu side by side in PREFIX/bin
+# (criu-ns runs the criu beside it):
 #   bazel run //tools:install -- PREFIX        (e.g. /usr/local, or ~/.local)
 # A relative PREFIX is the workspace's (where bazel run was typed).
 set -euo pipefail
@@ -26,7 +26,8 @@ find_binary() {
   return 1
 }
 mkdir -p "$prefix/bin"
-for pair in "tools/criu/criu:criu" "tools/criu_ns/criu-ns:criu-ns" "tools/crit/crit:crit"; do
+for pair in "tools/criu/criu:criu" "tools/criu_ns/criu-ns:criu-ns" "tools/crit/crit:crit" \
+  "tools/pdum/pdum-criu:pdum-criu"; do
   src="$(find_binary "${pair%%:*}")"
   install -m 0755 "$src" "$prefix/bin/${pair##*:}"
   echo "installed $prefix/bin/${pair##*:}"
