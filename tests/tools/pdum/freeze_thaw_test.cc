@@ -253,10 +253,12 @@ BOOST_AUTO_TEST_CASE(terminals_that_cannot_come_back_are_refused) {
   BOOST_TEST(Contains(refused.err, "--no-validate-tty"));
   BOOST_TEST(!Exists(dir + "/pstree.img"));
   BOOST_TEST(g.Talk("untouched", 2) == "");
-  // --no-validate-tty goes on anyway.
+  // --no-validate-tty goes on to the engine, which refuses a pty master
+  // whose slave is not in the tree too, and leaves the job running.
   Ran forced = RunPdum({"shell", "freeze", "--dir", dir, "--pid", Pid(g.pid), "--no-validate-tty"});
-  BOOST_TEST(forced.exit_code() == 0, forced.all());
-  BOOST_TEST(Exists(dir + "/pstree.img"));
+  BOOST_TEST(forced.exit_code() == 1, forced.all());
+  BOOST_TEST(Contains(forced.err, "fd 3 is the master of pty"), forced.err);
+  BOOST_TEST(!Exists(dir + "/pstree.img"));
   BOOST_TEST(g.Talk("still running", 3) == "");
   KillAndReap(g.pid);
   close(master);
