@@ -13,6 +13,7 @@
 #include "core/images/magic.h"
 #include "fdinfo.pb.h"
 #include "pstree.pb.h"
+#include "resources/files/fds.h"
 
 namespace crpp::api_internal {
 
@@ -54,14 +55,7 @@ absl::StatusOr<StdioPipes> MakeStdioPipes(const std::string& dir) {
   if (!tree.ok()) return tree.status();
   if (tree->empty()) return absl::DataLossError(dir + "/pstree.img: no task");
   const uint32_t root = tree->front().pid();
-  auto ids = images::ReadAll<criu::task_kobj_ids_entry>(absl::StrFormat("%s/ids-%d.img", dir, root),
-                                                        images::Ids());
-  if (!ids.ok()) return ids.status();
-  if (ids->size() != 1) {
-    return absl::DataLossError(absl::StrFormat("%s/ids-%d.img: expected one entry", dir, root));
-  }
-  auto fds = images::ReadAll<criu::fdinfo_entry>(
-      absl::StrFormat("%s/fdinfo-%d.img", dir, ids->front().files_id()), images::Fdinfo());
+  auto fds = resources::ReadTaskFdinfo(dir, static_cast<pid_t>(root));
   if (!fds.ok()) return fds.status();
   auto files = images::ReadAll<criu::file_entry>(dir + "/files.img", images::Files());
   if (!files.ok()) return files.status();

@@ -15,6 +15,7 @@
 #include "core/images/magic.h"
 #include "fdinfo.pb.h"
 #include "pstree.pb.h"
+#include "resources/files/fds.h"
 #include "tools/pdum/console.h"
 
 namespace crpp::pdum {
@@ -44,14 +45,7 @@ absl::StatusOr<FrozenJob> ReadFrozenJob(const std::string& dir) {
   job.pid = static_cast<pid_t>(tree->front().pid());
   job.pgid = static_cast<pid_t>(tree->front().pgid());
   job.sid = static_cast<pid_t>(tree->front().sid());
-  auto ids = images::ReadAll<criu::task_kobj_ids_entry>(
-      absl::StrFormat("%s/ids-%d.img", dir, job.pid), images::Ids());
-  if (!ids.ok()) return ids.status();
-  if (ids->size() != 1) {
-    return absl::DataLossError(absl::StrFormat("%s/ids-%d.img: expected one entry", dir, job.pid));
-  }
-  auto fds = images::ReadAll<criu::fdinfo_entry>(
-      absl::StrFormat("%s/fdinfo-%d.img", dir, ids->front().files_id()), images::Fdinfo());
+  auto fds = resources::ReadTaskFdinfo(dir, job.pid);
   if (!fds.ok()) return fds.status();
   auto files = images::ReadAll<criu::file_entry>(dir + "/files.img", images::Files());
   if (!files.ok()) return files.status();
