@@ -51,7 +51,11 @@ absl::StatusOr<std::pair<pid_t, int>> RestoreDetached(const RestoreRequest& requ
     return absl::InternalError("pipe: " + std::string(strerror(errno)));
   }
   pid_t middle = fork();
-  if (middle < 0) return absl::InternalError("fork: " + std::string(strerror(errno)));
+  if (middle < 0) {
+    const int e = errno;
+    for (int fd : {reply_pipe[0], reply_pipe[1], go_pipe[0], go_pipe[1]}) close(fd);
+    return absl::InternalError("Thaw: fork: " + std::string(strerror(e)));
+  }
   if (middle == 0) {
     close(reply_pipe[0]);
     close(go_pipe[1]);
@@ -131,8 +135,8 @@ absl::StatusOr<int> Thawed::Wait() {
   while (waitpid(pid_, &status, 0) < 0) {
     if (errno == ECHILD) {
       waited_ = true;
-      return absl::NotFoundError(absl::StrFormat(
-          "pid %d was reaped already (a Freeze that killed it collects it)", pid_));
+      return absl::NotFoundError(
+          absl::StrFormat("pid %d was reaped already (a Freeze that killed it collects it)", pid_));
     }
     if (errno != EINTR) {
       return absl::InternalError(absl::StrFormat("waitpid %d: %s", pid_, strerror(errno)));
