@@ -17,6 +17,7 @@
 #include "core/proc/proc.h"
 #include "fdinfo.pb.h"
 #include "pipe-data.pb.h"
+#include "resources/common/descriptions.h"
 #include "resources/pipes/pipes_internal.h"
 
 namespace crpp::resources {
@@ -101,42 +102,24 @@ absl::Status Pipes::Dump(DumpContext& ctx) {
       images::ImageWriter::Create(ctx.images_dir + "/pipes-data.img", images::PipesData());
   if (!data_image.ok()) return data_image.status();
   std::set<uint64_t> dumped;  // pipe inodes whose buffer is in pipes-data.img
-  for (const TreeTask& t : ctx.tree) {
-    if (t.zombie()) continue;
-    auto fds = proc::ListFds(t.pid);
-    if (!fds.ok()) return fds.status();
-    for (int fd : *fds) {
-      std::string link_path = absl::StrFormat("/proc/%d/fd/%d", t.pid, fd);
-      auto link = proc::ReadLink(link_path);
-      if (!link.ok()) return link.status();
-      uint64_t ino = PipeInode(*link);
-      if (ino == 0) continue;
-      struct stat st;
-      if (stat(link_path.c_str(), &st) != 0) {
-        return Errno(absl::StrFormat("pid %d fd %d: stat", t.pid, fd));
-      }
-      uint32_t id = ctx.files->FindDescription(t.pid, fd, st.st_dev, st.st_ino);
-      if (id == 0) {
-        auto info = proc::ReadFdInfo(t.pid, fd);
-        if (!info.ok()) return info.status();
-        criu::file_entry e;
-        e.set_type(criu::PIPE);
-        e.set_id(0);
+  // Every end held in the tree, one entry per open description; a pipe's
+  // buffer once, with the first description of it seen.
+  absl::Status walked = descriptions::ForEachDescription(
+      ctx, [](std::string_view link) { return PipeInode(std::string(link)) != 0; }, criu::PIPE,
+      [&](const descriptions::Found& f, criu::file_entry& e) -> absl::Status {
+        const uint64_t ino = PipeInode(f.link);
         auto* p = e.mutable_pipe();
         p->set_id(0);
         p->set_pipe_id(static_cast<uint32_t>(ino));
-        p->set_flags(info->flags & ~O_CLOEXEC);
+        p->set_flags(f.flags);
         SetNoOwner(*p->mutable_fown());
-        id = ctx.files->Add(std::move(e));
-        ctx.files->AddDescription(id, t.pid, fd, st.st_dev, st.st_ino);
-      }
-      ctx.fd_ids[{t.pid, fd}] = {id, criu::PIPE};
-      if (!dumped.insert(ino).second) continue;
-      auto b = pipes_internal::DumpBuffer(**data_image, t.pid, fd, static_cast<uint32_t>(ino));
-      if (!b.ok()) return b.status();
-      log::Info("pipes: pipe %d (size %d) holds %d bytes", ino, b->size, b->bytes);
-    }
-  }
+        if (!dumped.insert(ino).second) return absl::OkStatus();
+        auto b = pipes_internal::DumpBuffer(**data_image, f.pid, f.fd, static_cast<uint32_t>(ino));
+        if (!b.ok()) return b.status();
+        log::Info("pipes: pipe %d (size %d) holds %d bytes", ino, b->size, b->bytes);
+        return absl::OkStatus();
+      });
+  if (!walked.ok()) return walked;
   return (*data_image)->Close();
 }
 
