@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/kcmp.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -31,6 +32,30 @@ absl::Status DumpContext::FinishAllDeferred() {
     }
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<const std::vector<DumpContext::OpenFd>*> DumpContext::OpenFds(pid_t task) {
+  if (open_fds == nullptr) open_fds = std::make_shared<std::map<pid_t, std::vector<OpenFd>>>();
+  if (auto it = open_fds->find(task); it != open_fds->end()) return &it->second;
+  auto numbers = proc::ListFds(task);
+  if (!numbers.ok()) return numbers.status();
+  std::vector<OpenFd> fds;
+  fds.reserve(numbers->size());
+  for (int fd : *numbers) {
+    OpenFd f;
+    f.fd = fd;
+    const std::string path = absl::StrFormat("/proc/%d/fd/%d", task, fd);
+    char buf[4096];
+    const ssize_t n = readlink(path.c_str(), buf, sizeof buf);
+    if (n < 0 && errno == ENOENT) continue;  // closed meanwhile
+    if (n < 0 || ::stat(path.c_str(), &f.st) != 0) {
+      if (errno == ENOENT) continue;
+      return absl::NotFoundError(absl::StrFormat("%s: %s", path, strerror(errno)));
+    }
+    f.link.assign(buf, static_cast<size_t>(n));
+    fds.push_back(std::move(f));
+  }
+  return &open_fds->emplace(task, std::move(fds)).first->second;
 }
 
 bool TreeTask::zombie() const { return stat != nullptr && stat->state == 'Z'; }

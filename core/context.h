@@ -2,6 +2,7 @@
 #ifndef CRPP_CORE_CONTEXT_H_
 #define CRPP_CORE_CONTEXT_H_
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace criu {
 class file_entry;
@@ -190,6 +192,29 @@ struct DumpContext {
   absl::Status FinishAllDeferred();
   void DropDeferred() { deferred.clear(); }
 
+  // An open fd of a task as /proc shows it.
+  struct OpenFd {
+    int fd = -1;
+    std::string link;   // what /proc/PID/fd/FD points to
+    struct stat st {};  // of the open file
+  };
+  // The open fds of live task `pid`, by number, read from /proc once and
+  // shared by every plugin (a dozen of them walk the fds; frozen, the tree's
+  // fd tables hold still). An fd closed while it is read (a task not frozen
+  // yet) is left out. The dump driver forgets them all when it reads the
+  // tree again once frozen (ForgetOpenFds).
+  absl::StatusOr<const std::vector<OpenFd>*> OpenFds(pid_t task);
+  void ForgetOpenFds() { open_fds.reset(); }
+  // A context on the same tree (and fd cache) with a file table of its own,
+  // for a precheck that runs a plugin's dump walk without recording it.
+  DumpContext Probe(FileTable* scratch) const {
+    DumpContext probe;
+    probe.tree = tree;
+    probe.files = scratch;
+    probe.open_fds = open_fds;
+    return probe;
+  }
+
   void Select(const TreeTask& t) {
     pid = t.pid;
     task_id = t.id;
@@ -204,6 +229,8 @@ struct DumpContext {
   // The pieces, oldest first (public so that DumpContext stays an aggregate:
   // go through the functions above).
   std::deque<std::unique_ptr<Deferred>> deferred;
+  // OpenFds' cache, shared with probes.
+  std::shared_ptr<std::map<pid_t, std::vector<OpenFd>>> open_fds;
 };
 
 struct RestoreContext {

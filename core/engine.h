@@ -5,6 +5,7 @@
 #ifndef CRPP_CORE_ENGINE_H_
 #define CRPP_CORE_ENGINE_H_
 
+#include <chrono>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -52,8 +53,14 @@ class Engine final : public AnyEngine {
   absl::Status Precheck(DumpContext& ctx) const override {
     return Reg::ForEachInStageOrder([&ctx]<class R>() -> absl::Status {
       if constexpr (requires { R::Precheck(ctx); }) {
-        return ForEachTask<R>(
+        const auto start = std::chrono::steady_clock::now();
+        absl::Status s = ForEachTask<R>(
             ctx, [&ctx] { return R::Precheck(ctx); }, "dump");
+        log::Debug("precheck: %s took %d us", R::kName,
+                   std::chrono::duration_cast<std::chrono::microseconds>(
+                       std::chrono::steady_clock::now() - start)
+                       .count());
+        return s;
       }
       return absl::OkStatus();
     });

@@ -68,14 +68,16 @@ struct Held {
   std::vector<proc::Vma> maps;
 };
 
-absl::Status ReadProc(Held& h) {
+// `frozen`: the tree is stopped, and what is read is what gets dumped (the
+// VMA flags too).
+absl::Status ReadProc(Held& h, bool frozen) {
   auto st = proc::ReadStat(h.pid);
   if (!st.ok()) return st.status();
   h.stat = *st;
   if (h.stat.state == 'Z') return absl::OkStatus();  // nothing else is left of it
   auto status = proc::ReadStatus(h.pid);
   if (!status.ok()) return status.status();
-  auto maps = proc::ReadMaps(h.pid);
+  auto maps = proc::ReadMaps(h.pid, /*with_flags=*/frozen);
   if (!maps.ok()) return maps.status();
   h.status = *status;
   h.maps = std::move(*maps);
@@ -95,7 +97,7 @@ absl::StatusOr<std::vector<Held>> LookAtTree(pid_t root) {
   std::vector<Held> tree(1);
   tree[0].pid = root;
   for (size_t i = 0; i < tree.size(); ++i) {
-    if (auto s = ReadProc(tree[i]); !s.ok()) return s;
+    if (auto s = ReadProc(tree[i], /*frozen=*/false); !s.ok()) return s;
     if (tree[i].stat.state == 'Z') continue;
     auto kids = Children(tree[i].pid);
     if (!kids.ok()) return kids.status();
@@ -118,17 +120,16 @@ absl::Status SeizeThreads(Held& h) {
     grew = false;
     auto tids = proc::ListThreads(h.pid);
     if (!tids.ok()) return tids.status();
+    std::vector<pid_t> fresh;
     for (pid_t tid : *tids) {
-      if (known.count(tid)) continue;
-      known.insert(tid);
-      auto t = ptrace::Task::Seize(tid);
-      if (!t.ok()) {
-        if (absl::IsNotFound(t.status())) continue;  // it ended meanwhile
-        return t.status();
-      }
-      h.threads.push_back(std::move(*t));
-      grew = true;
+      if (known.insert(tid).second) fresh.push_back(tid);
     }
+    if (fresh.empty()) break;
+    // Those that ended meanwhile are left out.
+    auto seized = ptrace::Task::SeizeMany(fresh);
+    if (!seized.ok()) return seized.status();
+    for (auto& t : *seized) h.threads.push_back(std::move(t));
+    grew = true;
   }
   std::sort(h.threads.begin(), h.threads.end(),
             [](const auto& a, const auto& b) { return a->tid() < b->tid(); });
@@ -190,6 +191,7 @@ absl::StatusOr<std::vector<Held>> FreezeTree(pid_t root) {
 
 void FillTree(std::vector<Held>& held, DumpContext& ctx) {
   ctx.tree.clear();
+  ctx.ForgetOpenFds();
   for (size_t i = 0; i < held.size(); ++i) {
     TreeTask t;
     t.pid = held[i].pid;
@@ -309,7 +311,7 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
             stats.freezing_us);
   // /proc may have changed between the precheck and the freeze.
   for (Held& h : held) {
-    if (auto s = ReadProc(h); !s.ok()) {
+    if (auto s = ReadProc(h, /*frozen=*/true); !s.ok()) {
       (void)ReleaseAll(held, ptrace::Leave::kRunning);
       return absl::AbortedError(
           absl::StrFormat("pid %d vanished while being frozen (%s)", h.pid, s.message()));

@@ -45,9 +45,9 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return out;
 }
 
-absl::StatusOr<std::vector<Vma>> ReadMaps(pid_t pid) {
+absl::StatusOr<std::vector<Vma>> ReadMaps(pid_t pid, bool with_flags) {
   // smaps carries VmFlags (gd = grows down) on top of what maps says.
-  std::string path = absl::StrFormat("/proc/%d/smaps", pid);
+  std::string path = absl::StrFormat(with_flags ? "/proc/%d/smaps" : "/proc/%d/maps", pid);
   auto text = ReadFile(path);
   if (!text.ok()) return text.status();
   std::vector<Vma> out;

@@ -27,7 +27,10 @@ struct Vma {
   uint64_t size() const { return end - start; }
 };
 
-absl::StatusOr<std::vector<Vma>> ReadMaps(pid_t pid);
+// The memory map of `pid`. With `with_flags` it is read from smaps, for the
+// VMA flags (growsdown); smaps walks the page tables of every VMA, which
+// costs milliseconds for a large process: without, /proc/PID/maps is read.
+absl::StatusOr<std::vector<Vma>> ReadMaps(pid_t pid, bool with_flags = true);
 
 struct Stat {
   std::string comm;

@@ -60,17 +60,58 @@ bool InGroupStop(pid_t tid) {
 
 absl::StatusOr<std::unique_ptr<Task>> Task::Seize(pid_t tid) {
   std::unique_ptr<Task> t(new Task(tid));
-  t->was_stopped_ = InGroupStop(tid);
-  if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) != 0) {
-    if (errno == ESRCH) return absl::NotFoundError(absl::StrFormat("pid %d: no such process", tid));
-    return Errno(tid, "PTRACE_SEIZE");
-  }
-  t->attached_ = true;
-  if (auto s = t->Stop(); !s.ok()) return s;
-  if (auto s = t->Capture(); !s.ok()) return s;
-  log::Debug("pid %d: seized at rip %#x%s", tid, t->saved_regs_.rip,
-             t->was_stopped_ ? " (was stopped)" : "");
+  if (auto s = t->BeginSeize(); !s.ok()) return s;
+  if (auto s = t->FinishSeize(); !s.ok()) return s;
   return t;
+}
+
+absl::StatusOr<std::vector<std::unique_ptr<Task>>> Task::SeizeMany(const std::vector<pid_t>& tids) {
+  std::vector<std::unique_ptr<Task>> begun;
+  begun.reserve(tids.size());
+  for (pid_t tid : tids) {
+    std::unique_ptr<Task> t(new Task(tid));
+    if (auto s = t->BeginSeize(); !s.ok()) {
+      if (absl::IsNotFound(s)) continue;  // it ended meanwhile
+      return s;
+    }
+    begun.push_back(std::move(t));
+  }
+  std::vector<std::unique_ptr<Task>> seized;
+  seized.reserve(begun.size());
+  for (size_t i = 0; i < begun.size(); ++i) {
+    if (auto s = begun[i]->FinishSeize(); !s.ok()) {
+      if (absl::IsNotFound(s)) continue;
+      // The others are let go by their destructors, which need them in
+      // their stop.
+      for (size_t j = i + 1; j < begun.size(); ++j) (void)begun[j]->WaitStopped();
+      return s;
+    }
+    seized.push_back(std::move(begun[i]));
+  }
+  return seized;
+}
+
+absl::Status Task::BeginSeize() {
+  was_stopped_ = InGroupStop(tid_);
+  if (::ptrace(PTRACE_SEIZE, tid_, nullptr, nullptr) != 0) {
+    if (errno == ESRCH) {
+      return absl::NotFoundError(absl::StrFormat("pid %d: no such process", tid_));
+    }
+    return Errno(tid_, "PTRACE_SEIZE");
+  }
+  attached_ = true;
+  if (::ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) != 0) {
+    return Errno(tid_, "PTRACE_INTERRUPT");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Task::FinishSeize() {
+  if (auto s = WaitStopped(); !s.ok()) return s;
+  if (auto s = Capture(); !s.ok()) return s;
+  log::Debug("pid %d: seized at rip %#x%s", tid_, saved_regs_.rip,
+             was_stopped_ ? " (was stopped)" : "");
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<Task>> Task::Adopt(pid_t tid) {
@@ -107,6 +148,10 @@ absl::StatusOr<int64_t> Task::SyscallAtIp(long nr, uint64_t a1, uint64_t a2, uin
 absl::Status Task::Stop() {
   if (::ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) != 0)
     return Errno(tid_, "PTRACE_INTERRUPT");
+  return WaitStopped();
+}
+
+absl::Status Task::WaitStopped() {
   // A signal may be on its way: let it be delivered (as it would have been)
   // until the task reports the stop we asked for.
   for (int i = 0; i < 64; ++i) {

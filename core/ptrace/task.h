@@ -37,6 +37,12 @@ class Task {
  public:
   // Seizes and stops `tid`. Fails (leaving the task untouched) if it cannot.
   static absl::StatusOr<std::unique_ptr<Task>> Seize(pid_t tid);
+  // Seizes the threads `tids` side by side: every one is seized and asked to
+  // stop before the first stop is waited for, so they stop in parallel.
+  // Threads that end meanwhile are left out; on failure every thread seized
+  // is let go as it was.
+  static absl::StatusOr<std::vector<std::unique_ptr<Task>>> SeizeMany(
+      const std::vector<pid_t>& tids);
   // Takes over a task this process already traces and that is stopped now
   // (e.g. at a syscall stop): its current registers and mask become the ones
   // Release() puts back.
@@ -125,6 +131,12 @@ class Task {
  private:
   explicit Task(pid_t tid) : tid_(tid) {}
   absl::Status Stop();
+  // The second half of Stop(), once PTRACE_INTERRUPT was sent.
+  absl::Status WaitStopped();
+  // PTRACE_SEIZE + PTRACE_INTERRUPT, without waiting for the stop.
+  absl::Status BeginSeize();
+  // Waits for the stop BeginSeize asked for and captures the task's state.
+  absl::Status FinishSeize();
   // Saves the task's registers and signal mask and blocks its signals.
   absl::Status Capture();
   absl::Status MapScratch();

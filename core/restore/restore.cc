@@ -24,6 +24,7 @@
 #include "core/log.h"
 #include "core/proc/proc.h"
 #include "core/ptrace/task.h"
+#include "core/restore/follow.h"
 #include "core/restore/restore_task.h"
 #include "core/strings.h"
 #include "pstree.pb.h"
@@ -38,59 +39,6 @@ namespace {
 
 using restore_internal::TaskSpec;
 using restore_internal::TreeSpec;
-
-const char* StepName(int step) {
-  switch (step) {
-    case RESTORER_STEP_UNMAP:
-      return "unmapping the restore engine";
-    case RESTORER_STEP_VMAS:
-      return "mapping memory";
-    case RESTORER_STEP_VDSO:
-      return "moving the vDSO";
-    case RESTORER_STEP_SIGNALS:
-      return "signal actions";
-    case RESTORER_STEP_TIMERS:
-      return "itimers";
-    case RESTORER_STEP_MM:
-      return "mm layout (PR_SET_MM_MAP)";
-    case RESTORER_STEP_THREAD:
-      return "thread state (robust list, rseq, TLS)";
-    case RESTORER_STEP_SIGRETURN:
-      return "sigreturn";
-    case RESTORER_STEP_ARGS:
-      return "checking its arguments";
-    case RESTORER_STEP_CREDS:
-      return "credentials";
-  }
-  return "an unknown step";
-}
-
-std::string ReadRest(int fd) {
-  std::string got;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return got;
-    got.append(buf, static_cast<size_t>(n));
-  }
-}
-
-absl::Status RestorerFailure(pid_t child, const std::string& report, int wait_status) {
-  if (report.size() >= 8) {
-    int32_t step, err;
-    memcpy(&step, report.data(), 4);
-    memcpy(&err, report.data() + 4, 4);
-    return absl::InternalError(absl::StrFormat("pid %d: the restorer failed at %s: %s", child,
-                                               StepName(step), strerror(-err)));
-  }
-  if (WIFSIGNALED(wait_status)) {
-    return absl::InternalError(absl::StrFormat("pid %d: killed by signal %d in the restorer", child,
-                                               WTERMSIG(wait_status)));
-  }
-  return absl::InternalError(absl::StrFormat("pid %d: the restorer exited with status %d", child,
-                                             WEXITSTATUS(wait_status)));
-}
 
 // stats-restore, as CRIU writes it.
 absl::Status WriteRestoreStats(const std::string& dir, uint64_t pages, uint64_t forking_us,
@@ -183,112 +131,6 @@ absl::StatusOr<std::vector<TaskSpec>> ReadTree(const std::string& dir) {
   return tasks;
 }
 
-// Follows process `pid` through the restorer with ptrace, and every thread
-// its restorer creates (PTRACE_O_TRACECLONE traces them from their first
-// instruction), until each is at the exit of its final rt_sigreturn, where
-// it is the restored thread; leaves them all stopped there. `threads` gets
-// the tid of every other thread as soon as it is traced (to be killed and
-// collected if the restore fails).
-absl::Status FollowToSigreturn(pid_t pid, size_t nr_threads, int status_fd,
-                               std::atomic<uint32_t>& go, std::vector<pid_t>& threads) {
-  if (::ptrace(PTRACE_SEIZE, pid, nullptr,
-               PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL | PTRACE_O_TRACECLONE) != 0) {
-    return absl::InternalError(absl::StrFormat("pid %d: PTRACE_SEIZE: %s", pid, strerror(errno)));
-  }
-  if (::ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) != 0) {
-    return absl::InternalError(
-        absl::StrFormat("pid %d: PTRACE_INTERRUPT: %s", pid, strerror(errno)));
-  }
-  // The go word is set only once the task has stopped for our interrupt (it
-  // waits for that word, so it cannot get further): the task is traced
-  // before it can reach the restorer's final trap.
-  bool told_to_go = false;
-  // Each thread runs freely through the restorer until its int3 right
-  // before rt_sigreturn (trap_before_sigreturn); from there it is stepped to
-  // the syscall's exit.
-  enum Phase { kToTrap, kToEntry, kToExit, kDone };
-  std::map<pid_t, Phase> phase{{pid, kToTrap}};
-  size_t done = 0;
-  const std::string task_dir = absl::StrFormat("/proc/%d/task/", pid);
-  while (done < nr_threads + 1) {
-    // Peek first: only our threads' changes are ours to collect.
-    siginfo_t si{};
-    if (waitid(P_ALL, 0, &si, WEXITED | WSTOPPED | WNOWAIT | __WALL) != 0) {
-      return absl::InternalError(absl::StrFormat("pid %d: waitid: %s", pid, strerror(errno)));
-    }
-    pid_t tid = si.si_pid;
-    if (!phase.count(tid)) {
-      // A thread the restorer just created, seen before its creator's clone event.
-      if (access((task_dir + std::to_string(tid)).c_str(), F_OK) != 0) {
-        return absl::InternalError(absl::StrFormat(
-            "pid %d changed state (code %d, status %d) while pid %d was being restored", tid,
-            si.si_code, si.si_status, pid));
-      }
-      phase[tid] = kToTrap;
-      threads.push_back(tid);
-    }
-    int st;
-    if (waitpid(tid, &st, __WALL) != tid) {
-      return absl::InternalError(absl::StrFormat("pid %d: waitpid: %s", tid, strerror(errno)));
-    }
-    if (WIFEXITED(st) || WIFSIGNALED(st)) {
-      // A thread that fails ends the whole process (exit_group): its
-      // report is collected when the main thread is.
-      if (tid == pid) return RestorerFailure(pid, ReadRest(status_fd), st);
-      if (phase[tid] == kDone) --done;
-      phase.erase(tid);
-      continue;
-    }
-    if (!WIFSTOPPED(st)) continue;
-    if (!told_to_go) {
-      go.store(restore_internal::kGo);
-      syscall(SYS_futex, reinterpret_cast<uint32_t*>(&go), FUTEX_WAKE, 1, nullptr, nullptr, 0);
-      told_to_go = true;
-    }
-    Phase& ph = phase[tid];
-    long inject = 0;
-    const int event = st >> 16;
-    if (event == PTRACE_EVENT_CLONE) {
-      unsigned long child = 0;
-      ::ptrace(PTRACE_GETEVENTMSG, tid, nullptr, &child);
-      if (!phase.count(static_cast<pid_t>(child))) {
-        phase[static_cast<pid_t>(child)] = kToTrap;
-        threads.push_back(static_cast<pid_t>(child));
-      }
-    } else if (WSTOPSIG(st) == (SIGTRAP | 0x80)) {
-      user_regs_struct regs;
-      ::ptrace(PTRACE_GETREGS, tid, nullptr, &regs);
-      if (ph == kToEntry) {
-        if (static_cast<long>(regs.orig_rax) != SYS_rt_sigreturn) {
-          return absl::InternalError(
-              absl::StrFormat("pid %d: the restorer made syscall %d where rt_sigreturn was due",
-                              tid, regs.orig_rax));
-        }
-        ph = kToExit;
-      } else if (ph == kToExit) {
-        ph = kDone;
-        ++done;
-        continue;  // stays stopped here
-      }
-    } else if (event == 0) {
-      siginfo_t sig{};
-      ::ptrace(PTRACE_GETSIGINFO, tid, nullptr, &sig);
-      if (ph == kToTrap && WSTOPSIG(st) == SIGTRAP && sig.si_code == SI_KERNEL) {
-        ph = kToEntry;  // our int3: swallow it
-      } else {
-        inject = WSTOPSIG(st);  // a real signal (a fault in the restorer): deliver it
-      }
-    }
-    long req = ph == kToTrap ? PTRACE_CONT : PTRACE_SYSCALL;
-    if (::ptrace(static_cast<__ptrace_request>(req), tid, nullptr,
-                 reinterpret_cast<void*>(inject)) != 0) {
-      return absl::InternalError(
-          absl::StrFormat("pid %d: resuming the restorer: %s", tid, strerror(errno)));
-    }
-  }
-  return absl::OkStatus();
-}
-
 // What a task reported on its status pipe once it was ready for the
 // restorer (a zombie reports only that it dies again).
 struct Report {
@@ -298,33 +140,20 @@ struct Report {
   uint64_t pages = 0;
 };
 
-// Waits for task `pid`'s report; notices if the root dies without one
-// (another process holding the pipe open would otherwise hide it).
-absl::StatusOr<Report> WaitReport(int status_fd, pid_t pid, pid_t root) {
+// Reads task `pid`'s report, once its status pipe is readable.
+absl::StatusOr<Report> ReadReport(int status_fd, pid_t pid) {
   char first = 0;
   for (;;) {
-    pollfd p{status_fd, POLLIN, 0};
-    int r = poll(&p, 1, 200);
-    if (r > 0) {
-      ssize_t n = read(status_fd, &first, 1);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        return absl::InternalError(absl::StrFormat("pid %d died before restoring anything", pid));
-      }
-      break;
+    ssize_t n = read(status_fd, &first, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return absl::InternalError(absl::StrFormat("pid %d died before restoring anything", pid));
     }
-    // WNOWAIT: the root stays a zombie (its pid taken) until KillAll
-    // collects it.
-    siginfo_t si{};
-    if (waitid(P_PID, static_cast<id_t>(root), &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-        si.si_pid == root) {
-      return absl::InternalError(
-          absl::StrFormat("pid %d died during the restore (%s %d) before pid %d reported", root,
-                          si.si_code == CLD_EXITED ? "exit status" : "signal", si.si_status, pid));
-    }
+    break;
   }
   Report rep;
-  if (first == restore_internal::kError) return absl::InternalError(ReadRest(status_fd));
+  if (first == restore_internal::kError)
+    return absl::InternalError(restore_internal::ReadRest(status_fd));
   if (first == restore_internal::kZombie) {
     rep.zombie = true;
     return rep;
@@ -387,21 +216,52 @@ class Restoring {
   }
 
   // Takes every task to the end of its restorer, then lets them all go.
+  // Each task is traced as soon as it reports that it is ready, and goes
+  // through its restorer while the others are still being restored.
   absl::Status Finish(uint64_t& pages) {
-    std::vector<Report> reports(tree_.tasks.size());
-    for (size_t i = 0; i < tree_.tasks.size(); ++i) {
-      pid_t pid = tree_.tasks[i].pid;
-      auto rep = WaitReport(status_r_[i], pid, root_);
-      if (!rep.ok()) return rep.status();
-      reports[i] = *rep;
-      if (rep->zombie) continue;
-      traced_.push_back(pid);
-      if (auto s = FollowToSigreturn(pid, tree_.tasks[i].threads.size(), status_r_[i], tree_.go[i],
-                                     traced_threads_);
-          !s.ok()) {
-        return s;
+    const size_t n = tree_.tasks.size();
+    std::vector<Report> reports(n);
+    std::vector<size_t> waiting(n);  // the tasks yet to report
+    for (size_t i = 0; i < n; ++i) waiting[i] = i;
+    restore_internal::RestorerFollower follower(traced_threads_);
+    std::vector<pollfd> fds;
+    while (!waiting.empty() || follower.Active()) {
+      // The restorers' stops; once every task has reported, only those.
+      auto moved = follower.Poll(/*block=*/waiting.empty());
+      if (!moved.ok()) return moved.status();
+      if (waiting.empty()) continue;
+      fds.clear();
+      for (size_t i : waiting) fds.push_back(pollfd{status_r_[i], POLLIN, 0});
+      // While restorers run, come back to their stops soon.
+      const int timeout_ms = !follower.Active() ? 200 : *moved ? 0 : 1;
+      const int ready = poll(fds.data(), fds.size(), timeout_ms);
+      if (ready < 0 && errno != EINTR) {
+        return absl::InternalError(absl::StrFormat("poll: %s", strerror(errno)));
       }
-      pages += rep->pages;
+      if (ready <= 0) {
+        if (auto s = RootAlive(); !s.ok()) return s;
+        continue;
+      }
+      std::vector<size_t> still;
+      for (size_t k = 0; k < fds.size(); ++k) {
+        const size_t i = waiting[k];
+        if (fds[k].revents == 0) {
+          still.push_back(i);
+          continue;
+        }
+        const pid_t pid = tree_.tasks[i].pid;
+        auto rep = ReadReport(status_r_[i], pid);
+        if (!rep.ok()) return rep.status();
+        reports[i] = *rep;
+        if (rep->zombie) continue;
+        traced_.push_back(pid);
+        if (auto s = follower.Add(pid, tree_.tasks[i].threads.size(), status_r_[i], &tree_.go[i]);
+            !s.ok()) {
+          return s;
+        }
+        pages += rep->pages;
+      }
+      waiting.swap(still);
     }
     // All tasks are restored and held at their last syscall: remove the
     // restorer's areas (code cannot unmap the page it runs from) and let
@@ -448,6 +308,22 @@ class Restoring {
 
  private:
   size_t GoBytes() const { return std::max<size_t>(4096, tree_.tasks.size() * 4); }
+
+  // Notices the root's death while tasks have yet to report (another
+  // process holding their pipes open would otherwise hide it). WNOWAIT: the
+  // root stays a zombie (its pid taken) until KillAll collects it.
+  absl::Status RootAlive() const {
+    siginfo_t si{};
+    // A traced root's stops are reported too: only its end counts.
+    if (waitid(P_PID, static_cast<id_t>(root_), &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        si.si_pid == root_ &&
+        (si.si_code == CLD_EXITED || si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED)) {
+      return absl::InternalError(absl::StrFormat(
+          "pid %d died during the restore (%s %d) before its tree was restored", root_,
+          si.si_code == CLD_EXITED ? "exit status" : "signal", si.si_status));
+    }
+    return absl::OkStatus();
+  }
 
   // Nothing half-restored survives: every task dies with its parent until
   // its restore is done (PR_SET_PDEATHSIG), so killing the root takes the

@@ -72,15 +72,12 @@ absl::Status ForEachDescription(DumpContext& ctx, const LinkMatch& match, criu::
                                 const Describe& describe) {
   for (const TreeTask& t : ctx.tree) {
     if (t.zombie()) continue;
-    auto fds = proc::ListFds(t.pid);
+    auto fds = ctx.OpenFds(t.pid);
     if (!fds.ok()) return fds.status();
-    for (int fd : *fds) {
-      const std::string link_path = absl::StrFormat("/proc/%d/fd/%d", t.pid, fd);
-      auto target = proc::ReadLink(link_path);
-      if (!target.ok()) return target.status();
-      if (!match(*target)) continue;
-      struct stat st;
-      if (stat(link_path.c_str(), &st) != 0) return Errno(Where(t.pid, fd) + ": stat");
+    for (const DumpContext::OpenFd& open : **fds) {
+      if (!match(open.link)) continue;
+      const int fd = open.fd;
+      const struct stat& st = open.st;
       uint32_t id = ctx.files->FindDescription(t.pid, fd, st.st_dev, st.st_ino);
       if (id == 0) {
         auto info = ReadFdInfoLines(t.pid, fd);
@@ -91,7 +88,7 @@ absl::Status ForEachDescription(DumpContext& ctx, const LinkMatch& match, criu::
                     fd,
                     static_cast<uint32_t>(*flags) & ~static_cast<uint32_t>(O_CLOEXEC),
                     std::move(*info),
-                    *target,
+                    open.link,
                     st};
         criu::file_entry e;
         e.set_type(type);

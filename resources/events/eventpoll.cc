@@ -110,9 +110,7 @@ absl::Status Targets(const descriptions::Found& f, criu::eventpoll_file_entry& e
 absl::Status EventPoll::Precheck(DumpContext& ctx) {
   // The same walk on a table of its own: nothing is recorded.
   FileTable scratch;
-  DumpContext probe;
-  probe.tree = ctx.tree;
-  probe.files = &scratch;
+  DumpContext probe = ctx.Probe(&scratch);
   return descriptions::ForEachDescription(probe, kLink, criu::EVENTPOLL,
                                           [](const descriptions::Found& f, criu::file_entry& e) {
                                             return Targets(f, *e.mutable_epfd(), false);

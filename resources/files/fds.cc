@@ -36,18 +36,17 @@ struct FdFile {
   std::string protocol;  // of a socket: "UNIX-STREAM", "TCP", ...
 };
 
-absl::StatusOr<FdFile> Inspect(pid_t pid, int fd) {
-  FdFile f{fd, {}, {}, {}, {}};
+// What the fds plugin needs to know of `pid`'s fd OPEN; its fdinfo (flags,
+// position) only `with_info` (the precheck does without).
+absl::StatusOr<FdFile> Inspect(pid_t pid, const DumpContext::OpenFd& open, bool with_info) {
+  const int fd = open.fd;
+  FdFile f{fd, open.link, open.st, {}, {}};
   std::string link = absl::StrFormat("/proc/%d/fd/%d", pid, fd);
-  auto target = proc::ReadLink(link);
-  if (!target.ok()) return target.status();
-  f.path = *target;
-  if (stat(link.c_str(), &f.st) != 0) {
-    return absl::NotFoundError(absl::StrFormat("pid %d fd %d: stat: %s", pid, fd, strerror(errno)));
+  if (with_info) {
+    auto info = proc::ReadFdInfo(pid, fd);
+    if (!info.ok()) return info.status();
+    f.info = *info;
   }
-  auto info = proc::ReadFdInfo(pid, fd);
-  if (!info.ok()) return info.status();
-  f.info = *info;
   if (S_ISSOCK(f.st.st_mode)) {
     char proto[64] = {0};
     ssize_t n = getxattr(link.c_str(), "system.sockprotoname", proto, sizeof proto - 1);
@@ -130,10 +129,11 @@ absl::StatusOr<std::vector<criu::fdinfo_entry>> ReadTaskFdinfo(const std::string
 
 absl::Status Fds::Precheck(DumpContext& ctx) {
   if (ctx.zombie) return absl::OkStatus();
-  auto fds = proc::ListFds(ctx.pid);
+  auto fds = ctx.OpenFds(ctx.pid);
   if (!fds.ok()) return fds.status();
-  for (int fd : *fds) {
-    auto f = Inspect(ctx.pid, fd);
+  for (const DumpContext::OpenFd& open : **fds) {
+    const int fd = open.fd;
+    auto f = Inspect(ctx.pid, open, /*with_info=*/false);
     if (!f.ok()) return f.status();
     if (S_ISREG(f->st.st_mode) && std::string_view(f->path).ends_with(" (deleted)")) {
       continue;  // the ghosts plugin checks these
@@ -154,14 +154,15 @@ absl::Status Fds::Precheck(DumpContext& ctx) {
 absl::Status Fds::Dump(DumpContext& ctx) {
   if (ctx.zombie) return absl::OkStatus();
   pid_t pid = ctx.pid;
-  auto fds = proc::ListFds(pid);
+  auto fds = ctx.OpenFds(pid);
   if (!fds.ok()) return fds.status();
   // fdinfo-N.img is per fd table: N is the task's files_id (tree.cc).
   auto w = images::TypedImageWriter<criu::fdinfo_entry>::Create(
       absl::StrFormat("%s/fdinfo-%d.img", ctx.images_dir, ctx.task_id), images::Fdinfo());
   if (!w.ok()) return w.status();
-  for (int fd : *fds) {
-    auto f = Inspect(pid, fd);
+  for (const DumpContext::OpenFd& open : **fds) {
+    const int fd = open.fd;
+    auto f = Inspect(pid, open, /*with_info=*/true);
     if (!f.ok()) return f.status();
     // Descriptions a tree-wide plugin (pipes, ghosts) has already put in the
     // table; and fds made by dup() or inherited across fork(), which share

@@ -51,16 +51,14 @@ struct Unlinked {
 // What `pid`'s `fd` is if it is a deleted regular file; `path` stays empty
 // when it is not. A deleted file that another hard link keeps, or one too
 // large for the limit, is refused here.
-absl::StatusOr<Unlinked> LookAt(pid_t pid, int fd, const DumpContext& ctx) {
+absl::StatusOr<Unlinked> LookAt(pid_t pid, const DumpContext::OpenFd& open,
+                                const DumpContext& ctx) {
   Unlinked u{};
-  std::string link = absl::StrFormat("/proc/%d/fd/%d", pid, fd);
-  auto target = proc::ReadLink(link);
-  if (!target.ok()) return target.status();
+  const int fd = open.fd;
+  const std::string* target = &open.link;
   if (!std::string_view(*target).ends_with(kDeleted)) return u;
   if (target->rfind("/memfd:", 0) == 0) return u;  // a memfd: the shmem plugin's
-  if (stat(link.c_str(), &u.st) != 0) {
-    return absl::NotFoundError(absl::StrFormat("pid %d fd %d: stat: %s", pid, fd, strerror(errno)));
-  }
+  u.st = open.st;
   if (!S_ISREG(u.st.st_mode)) return u;  // directories and the rest: the Fds plugin says
   std::string path = target->substr(0, target->size() - kDeleted.size());
   u.linked = u.st.st_nlink != 0;
@@ -161,10 +159,10 @@ absl::StatusOr<uint32_t> LinkBack(DumpContext& ctx, pid_t pid, int fd, const std
 absl::Status Ghosts::Precheck(DumpContext& ctx) {
   for (const TreeTask& t : ctx.tree) {
     if (t.zombie()) continue;
-    auto fds = proc::ListFds(t.pid);
+    auto fds = ctx.OpenFds(t.pid);
     if (!fds.ok()) return fds.status();
-    for (int fd : *fds) {
-      if (auto u = LookAt(t.pid, fd, ctx); !u.ok()) return u.status();
+    for (const DumpContext::OpenFd& open : **fds) {
+      if (auto u = LookAt(t.pid, open, ctx); !u.ok()) return u.status();
     }
   }
   return absl::OkStatus();
@@ -179,10 +177,11 @@ absl::Status Ghosts::Dump(DumpContext& ctx) {
   std::map<std::pair<dev_t, ino_t>, uint32_t> links;      // inode -> its link's file id
   for (const TreeTask& t : ctx.tree) {
     if (t.zombie()) continue;
-    auto fds = proc::ListFds(t.pid);
+    auto fds = ctx.OpenFds(t.pid);
     if (!fds.ok()) return fds.status();
-    for (int fd : *fds) {
-      auto u = LookAt(t.pid, fd, ctx);
+    for (const DumpContext::OpenFd& open : **fds) {
+      const int fd = open.fd;
+      auto u = LookAt(t.pid, open, ctx);
       if (!u.ok()) return u.status();
       if (u->path.empty()) continue;
       uint32_t id = ctx.files->FindDescription(t.pid, fd, u->st.st_dev, u->st.st_ino);

@@ -6,8 +6,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <functional>
+#include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -120,28 +124,35 @@ std::string FdPath(pid_t pid, int fd) {
   return p.ok() ? *p : "?";
 }
 
-absl::Status RefuseWithoutOption(pid_t pid, int fd, const Lock& l) {
+absl::Status RefuseWithoutOption(pid_t pid, int fd, const std::string& path, const Lock& l) {
   return absl::FailedPreconditionError(absl::StrFormat(
-      "pid %d fd %d (%s) holds a %s lock: dump with --file-locks to dump file locks", pid, fd,
-      FdPath(pid, fd), KindName(l.kind)));
+      "pid %d fd %d (%s) holds a %s lock: dump with --file-locks to dump file locks", pid, fd, path,
+      KindName(l.kind)));
 }
 
-}  // namespace
-
-absl::Status FileLocks::Precheck(DumpContext& ctx) {
-  if (ctx.zombie) return absl::OkStatus();
-  auto fds = proc::ListFds(ctx.pid);
-  if (!fds.ok()) return fds.status();
-  for (int fd : *fds) {
-    auto locks = ReadLocks(ctx.pid, fd);
-    if (!locks.ok()) return locks.status();
-    if (!locks->empty() && !ctx.file_locks) return RefuseWithoutOption(ctx.pid, fd, locks->front());
+// The inode numbers /proc/locks shows a lock (or a waiter) on. Only fds of
+// these inodes can hold a lock, so only theirs need their fdinfo read: one
+// read of /proc/locks instead of one fdinfo per fd of the tree. Null if
+// /proc/locks cannot be read (every fd is looked at then).
+std::unique_ptr<std::set<uint64_t>> LockedInodes() {
+  auto text = proc::ReadFile("/proc/locks");
+  if (!text.ok()) return nullptr;
+  auto inodes = std::make_unique<std::set<uint64_t>>();
+  for (std::string_view line : Split(*text, '\n')) {
+    // "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (a waiter has "->"
+    // before its kind): the inode ends the word MAJ:MIN:INO.
+    for (std::string_view w : Words(line)) {
+      if (std::count(w.begin(), w.end(), ':') != 2) continue;
+      uint64_t ino = 0;
+      if (ParseInt(w.substr(w.rfind(':') + 1), ino)) inodes->insert(ino);
+    }
   }
-  return absl::OkStatus();
+  return inodes;
 }
 
-absl::Status FileLocks::Dump(DumpContext& ctx) {
-  if (!ctx.tree.empty() && ctx.pid != ctx.tree.front().pid) return absl::OkStatus();
+// The live tasks whose locks are looked at: the tree's, or the selected task
+// in plugin tests.
+std::vector<pid_t> LiveTasks(const DumpContext& ctx) {
   std::vector<pid_t> tasks;
   if (ctx.tree.empty()) {
     if (!ctx.zombie) tasks.push_back(ctx.pid);
@@ -150,6 +161,41 @@ absl::Status FileLocks::Dump(DumpContext& ctx) {
       if (!t.zombie()) tasks.push_back(t.pid);
     }
   }
+  return tasks;
+}
+
+// Calls FN(pid, fd, its locks) for every fd of the tree that holds a lock;
+// without --file-locks the first one refuses the dump.
+absl::Status ForEachHeldLock(
+    DumpContext& ctx, const std::function<absl::Status(pid_t, int, const std::vector<Lock>&)>& fn) {
+  const std::unique_ptr<std::set<uint64_t>> locked = LockedInodes();
+  if (locked != nullptr && locked->empty()) return absl::OkStatus();
+  for (pid_t pid : LiveTasks(ctx)) {
+    auto fds = ctx.OpenFds(pid);
+    if (!fds.ok()) return fds.status();
+    for (const DumpContext::OpenFd& open : **fds) {
+      if (locked != nullptr && !locked->count(open.st.st_ino)) continue;
+      auto locks = ReadLocks(pid, open.fd);
+      if (!locks.ok()) return locks.status();
+      if (locks->empty()) continue;
+      if (!ctx.file_locks) return RefuseWithoutOption(pid, open.fd, open.link, locks->front());
+      if (auto s = fn(pid, open.fd, *locks); !s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status FileLocks::Precheck(DumpContext& ctx) {
+  // Once for the whole tree, from its root's turn.
+  if (!ctx.tree.empty() && ctx.pid != ctx.tree.front().pid) return absl::OkStatus();
+  return ForEachHeldLock(ctx,
+                         [](pid_t, int, const std::vector<Lock>&) { return absl::OkStatus(); });
+}
+
+absl::Status FileLocks::Dump(DumpContext& ctx) {
+  if (!ctx.tree.empty() && ctx.pid != ctx.tree.front().pid) return absl::OkStatus();
   // Written even when empty, as CRIU does.
   auto w = images::TypedImageWriter<criu::file_lock_entry>::Create(
       ctx.images_dir + "/filelocks.img", LocksKind());
@@ -174,31 +220,25 @@ absl::Status FileLocks::Dump(DumpContext& ctx) {
     return false;
   };
   size_t count = 0;
-  for (pid_t pid : tasks) {
-    auto fds = proc::ListFds(pid);
-    if (!fds.ok()) return fds.status();
-    for (int fd : *fds) {
-      auto locks = ReadLocks(pid, fd);
-      if (!locks.ok()) return locks.status();
-      if (locks->empty()) continue;
-      if (!ctx.file_locks) return RefuseWithoutOption(pid, fd, locks->front());
-      for (const Lock& l : *locks) {
-        if (already(pid, fd, l)) continue;
-        seen.push_back({pid, fd, l});
-        criu::file_lock_entry e;
-        e.set_flag(l.kind);
-        e.set_type(static_cast<uint32_t>(l.type));
-        e.set_pid(pid);
-        e.set_fd(fd);
-        e.set_start(l.start);
-        e.set_len(l.end < 0 ? 0 : l.end - l.start + 1);
-        if (auto s = w->Write(e); !s.ok()) return s;
-        ++count;
-        log::Info("file-locks: pid %d fd %d: %s", pid, fd,
-                  Describe(e.flag(), static_cast<int>(e.type()), e.start(), e.len()));
-      }
+  auto dumped = ForEachHeldLock(ctx, [&](pid_t pid, int fd, const std::vector<Lock>& locks) {
+    for (const Lock& l : locks) {
+      if (already(pid, fd, l)) continue;
+      seen.push_back({pid, fd, l});
+      criu::file_lock_entry e;
+      e.set_flag(l.kind);
+      e.set_type(static_cast<uint32_t>(l.type));
+      e.set_pid(pid);
+      e.set_fd(fd);
+      e.set_start(l.start);
+      e.set_len(l.end < 0 ? 0 : l.end - l.start + 1);
+      if (auto s = w->Write(e); !s.ok()) return s;
+      ++count;
+      log::Info("file-locks: pid %d fd %d: %s", pid, fd,
+                Describe(e.flag(), static_cast<int>(e.type()), e.start(), e.len()));
     }
-  }
+    return absl::OkStatus();
+  });
+  if (!dumped.ok()) return dumped;
   if (auto s = w->Close(); !s.ok()) return s;
   log::Info("file-locks: %d locks", count);
   return absl::OkStatus();

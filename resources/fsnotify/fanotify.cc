@@ -174,9 +174,7 @@ absl::Status Walk(DumpContext& ctx, bool dumping) {
 absl::Status Fanotify::Precheck(DumpContext& ctx) {
   // The same walk on a table of its own: nothing is recorded.
   FileTable scratch;
-  DumpContext probe;
-  probe.tree = ctx.tree;
-  probe.files = &scratch;
+  DumpContext probe = ctx.Probe(&scratch);
   return Walk(probe, false);
 }
 

@@ -222,7 +222,7 @@ struct SpecialAreas {
 };
 
 absl::StatusOr<SpecialAreas> OwnSpecialAreas() {
-  auto maps = proc::ReadMaps(getpid());
+  auto maps = proc::ReadMaps(getpid(), /*with_flags=*/false);
   if (!maps.ok()) return maps.status();
   SpecialAreas s;
   for (const auto& v : *maps) {

@@ -59,17 +59,13 @@ absl::Status Fifos::Dump(DumpContext& ctx) {
   std::set<uint64_t> dumped;  // FIFO inodes whose buffer is in fifo-data.img
   for (const TreeTask& t : ctx.tree) {
     if (t.zombie()) continue;
-    auto fds = proc::ListFds(t.pid);
+    auto fds = ctx.OpenFds(t.pid);
     if (!fds.ok()) return fds.status();
-    for (int fd : *fds) {
-      std::string link_path = absl::StrFormat("/proc/%d/fd/%d", t.pid, fd);
-      struct stat st;
-      if (stat(link_path.c_str(), &st) != 0) {
-        return Errno(absl::StrFormat("pid %d fd %d: stat", t.pid, fd));
-      }
+    for (const DumpContext::OpenFd& open : **fds) {
+      const int fd = open.fd;
+      const struct stat& st = open.st;
       if (!S_ISFIFO(st.st_mode)) continue;
-      auto path = proc::ReadLink(link_path);
-      if (!path.ok()) return path.status();
+      const std::string* path = &open.link;
       if (path->rfind("pipe:[", 0) == 0) continue;  // an anonymous pipe: the pipes plugin's
       if (path->empty() || (*path)[0] != '/' || path->ends_with(" (deleted)")) {
         return absl::UnimplementedError(absl::StrFormat(

@@ -92,18 +92,17 @@ const HeldSocket* ListenerOf(const Sockets& all, const HeldSocket& s) {
 }
 
 // Every UNIX socket of the tree, checked: what cannot be restored is refused.
-absl::StatusOr<Sockets> Collect(const DumpContext& ctx) {
+absl::StatusOr<Sockets> Collect(DumpContext& ctx) {
   auto diag = unix_sk::ListUnixSockets();
   if (!diag.ok()) return diag.status();
   Sockets all;
   for (const TreeTask& t : ctx.tree) {
     if (t.zombie()) continue;
-    auto fds = proc::ListFds(t.pid);
+    auto fds = ctx.OpenFds(t.pid);
     if (!fds.ok()) return fds.status();
-    for (int fd : *fds) {
-      auto link = proc::ReadLink(absl::StrFormat("/proc/%d/fd/%d", t.pid, fd));
-      if (!link.ok()) return link.status();
-      uint32_t ino = SocketInode(*link);
+    for (const DumpContext::OpenFd& open : **fds) {
+      const int fd = open.fd;
+      uint32_t ino = SocketInode(open.link);
       if (ino == 0) continue;
       auto d = diag->sockets.find(ino);
       if (d == diag->sockets.end()) {

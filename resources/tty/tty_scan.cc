@@ -30,19 +30,15 @@ std::string Device(dev_t d) {
 
 }  // namespace
 
-absl::StatusOr<Scan> ScanTree(const DumpContext& ctx) {
+absl::StatusOr<Scan> ScanTree(DumpContext& ctx) {
   Scan scan;
   for (const TreeTask& t : ctx.tree) {
     if (t.zombie()) continue;
-    auto fds = proc::ListFds(t.pid);
+    auto fds = ctx.OpenFds(t.pid);
     if (!fds.ok()) return fds.status();
-    for (int fd : *fds) {
-      const std::string link_path = absl::StrFormat("/proc/%d/fd/%d", t.pid, fd);
-      struct stat st;
-      if (stat(link_path.c_str(), &st) != 0) {
-        if (errno == ENOENT) continue;  // closed meanwhile (the tree may still run)
-        return descriptions::Errno(Where(t.pid, fd) + ": stat");
-      }
+    for (const DumpContext::OpenFd& open : **fds) {
+      const int fd = open.fd;
+      const struct stat& st = open.st;
       if (!S_ISCHR(st.st_mode) || !IsTerminalDevice(st.st_rdev)) continue;
       TtyFd f{t.pid, fd, {}, st, End::kOther, 0, {}};
       if (IsPtyMaster(st.st_rdev)) {
@@ -62,9 +58,7 @@ absl::StatusOr<Scan> ScanTree(const DumpContext& ctx) {
           continue;  // a console or serial line: the fds plugin's
         }
       }
-      auto link = proc::ReadLink(link_path);
-      if (!link.ok()) return link.status();
-      f.link = *link;
+      f.link = open.link;
       scan.fds.push_back(std::move(f));
     }
   }

@@ -42,7 +42,7 @@ struct Scan {
   std::set<unsigned> masters, slaves;  // indexes of the pty ends the tree holds
 };
 
-absl::StatusOr<Scan> ScanTree(const DumpContext& ctx);
+absl::StatusOr<Scan> ScanTree(DumpContext& ctx);
 
 // The ends of the ptys and the controlling terminals of the tree.
 absl::Status CheckScan(const DumpContext& ctx, const Scan& scan);
