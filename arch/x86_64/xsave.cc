@@ -6,7 +6,9 @@
 
 namespace crpp::arch {
 
-absl::StatusOr<XsaveLayout> ReadXsaveLayout() {
+namespace {
+
+absl::StatusOr<XsaveLayout> QueryXsaveLayout() {
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (!__get_cpuid(1, &a, &b, &c, &d)) return absl::UnavailableError("no CPUID leaf 1");
   if ((c & bit_OSXSAVE) == 0) {
@@ -25,6 +27,15 @@ absl::StatusOr<XsaveLayout> ReadXsaveLayout() {
     return absl::DataLossError(
         absl::StrFormat("CPUID 0xD reports only %d bytes of xsave area", layout.enabled_size));
   }
+  return layout;
+}
+
+}  // namespace
+
+absl::StatusOr<XsaveLayout> ReadXsaveLayout() {
+  // CPUID traps to the hypervisor on a VM: asked once (it cannot change
+  // while we run).
+  static const absl::StatusOr<XsaveLayout> layout = QueryXsaveLayout();
   return layout;
 }
 

@@ -383,6 +383,15 @@ absl::StatusOr<int64_t> Task::Syscall(long nr, uint64_t a1, uint64_t a2, uint64_
   return RunAt(scratch_, nr, args);
 }
 
+absl::StatusOr<int64_t> Task::RunStub(uint64_t addr, uint64_t arg, long nr) {
+  if (!attached_) return absl::FailedPreconditionError("task is not seized");
+  if (const SyscallHook& hook = TestSyscallHook()) {
+    if (absl::Status s = hook(tid_, nr); !s.ok()) return s;
+  }
+  uint64_t args[6] = {arg, 0, 0, 0, 0, 0};
+  return RunAt(addr, 0, args);
+}
+
 absl::StatusOr<uint64_t> Task::MappedScratch() {
   if (!attached_) return absl::FailedPreconditionError("task is not seized");
   if (running_) return absl::FailedPreconditionError("task runs code of ours");

@@ -70,6 +70,13 @@ class Task {
                                      uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0,
                                      uint64_t a6 = 0);
 
+  // Runs a stub of ours written in the task's scratch page (at `addr`, a
+  // few syscalls in a row ending in int3) with rdi = `arg` and the other
+  // registers of seize time, and returns what it leaves in rax. One
+  // injection instead of one per syscall; counts as one injected syscall
+  // (`nr`, its first) for the test hook.
+  absl::StatusOr<int64_t> RunStub(uint64_t addr, uint64_t arg, long nr);
+
   // Runs one syscall from the task's own code (the instruction bytes at its
   // ip are borrowed and put back), without mapping the scratch page.
   absl::StatusOr<int64_t> SyscallAtIp(long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0);

@@ -204,6 +204,39 @@ void SetAltstack(const stack_t& ss, criu::thread_core_entry& th) {
   sase->set_ss_flags(static_cast<uint32_t>(ss.ss_flags));
 }
 
+// What only a thread can tell of itself, asked in one injection:
+// sigaltstack(NULL, buf), prctl(PR_GET_TID_ADDRESS, buf + 40) and
+// prctl(PR_GET_PDEATHSIG, buf + 56), with rdi = buf. The first two results
+// are stored at buf + 32 and buf + 48; the last is left in rax. x86-64 code,
+// assembled from the instructions beside it.
+constexpr uint8_t kThreadProbe[] = {
+    0x49, 0x89, 0xfc,              // mov  r12, rdi
+    0x31, 0xff,                    // xor  edi, edi
+    0x4c, 0x89, 0xe6,              // mov  rsi, r12
+    0xb8, 0x83, 0x00, 0x00, 0x00,  // mov  eax, SYS_sigaltstack (131)
+    0x0f, 0x05,                    // syscall
+    0x49, 0x89, 0x44, 0x24, 0x20,  // mov  [r12 + 32], rax
+    0xbf, 0x28, 0x00, 0x00, 0x00,  // mov  edi, PR_GET_TID_ADDRESS (40)
+    0x49, 0x8d, 0x74, 0x24, 0x28,  // lea  rsi, [r12 + 40]
+    0xb8, 0x9d, 0x00, 0x00, 0x00,  // mov  eax, SYS_prctl (157)
+    0x0f, 0x05,                    // syscall
+    0x49, 0x89, 0x44, 0x24, 0x30,  // mov  [r12 + 48], rax
+    0xbf, 0x02, 0x00, 0x00, 0x00,  // mov  edi, PR_GET_PDEATHSIG (2)
+    0x49, 0x8d, 0x74, 0x24, 0x38,  // lea  rsi, [r12 + 56]
+    0xb8, 0x9d, 0x00, 0x00, 0x00,  // mov  eax, SYS_prctl (157)
+    0x0f, 0x05,                    // syscall
+    0xcc,                          // int3
+};
+static_assert(SYS_sigaltstack == 131 && SYS_prctl == 157 && PR_GET_TID_ADDRESS == 40 &&
+              PR_GET_PDEATHSIG == 2);
+// Where the probe and its buffer go in the scratch page (its first bytes
+// hold the "syscall; int3" of single injected syscalls).
+constexpr uint64_t kProbeCode = 64, kProbeData = 1024;
+// The probe's buffer, by offset.
+constexpr size_t kAltstackAt = 0, kAltstackResultAt = 32, kTidAddressAt = 40, kTidResultAt = 48,
+                 kPdeathAt = 56, kProbeDataSize = 64;
+static_assert(sizeof(stack_t) <= kAltstackResultAt);
+
 absl::Status WriteCore(const DumpContext& ctx, pid_t tid, const criu::core_entry& core) {
   auto w = images::TypedImageWriter<criu::core_entry>::Create(
       absl::StrFormat("%s/core-%d.img", ctx.images_dir, tid), images::Core());
@@ -214,9 +247,11 @@ absl::Status WriteCore(const DumpContext& ctx, pid_t tid, const criu::core_entry
 
 // A thread besides the main one. What only the thread itself can tell
 // (altstack, clear_child_tid address, parent-death signal) comes from
-// syscalls run in it, on the main thread's scratch page (one address space).
+// kThreadProbe run in it, on the main thread's scratch page (one address
+// space).
+// `probe_written`: the thread probe is in the process's scratch page already.
 absl::Status DumpThread(const DumpContext& ctx, ptrace::Task& main, ptrace::Task& t,
-                        const criu::creds_entry& process_creds) {
+                        const criu::creds_entry& process_creds, bool& probe_written) {
   pid_t tid = t.tid();
   criu::core_entry core;
   if (auto s = FillThread(t, core); !s.ok()) return s;
@@ -229,20 +264,34 @@ absl::Status DumpThread(const DumpContext& ctx, ptrace::Task& main, ptrace::Task
         "pid %d: thread %d has credentials other than its process's: not supported", ctx.pid, tid));
   }
   if (auto s = t.ShareScratch(main); !s.ok()) return s;
-  const uint64_t at = t.scratch();
-  if (auto r = t.SyscallOk("sigaltstack", SYS_sigaltstack, 0, at); !r.ok()) return r.status();
-  if (auto r = t.SyscallOk("PR_GET_TID_ADDRESS", SYS_prctl, PR_GET_TID_ADDRESS, at + 64); !r.ok()) {
-    return r.status();
+  const uint64_t page = t.scratch();
+  if (!probe_written) {
+    if (auto s = t.WriteMemory(page + kProbeCode, kThreadProbe, sizeof kThreadProbe); !s.ok()) {
+      return s;
+    }
+    probe_written = true;
   }
-  if (auto r = t.SyscallOk("PR_GET_PDEATHSIG", SYS_prctl, PR_GET_PDEATHSIG, at + 128); !r.ok()) {
-    return r.status();
+  auto last = t.RunStub(page + kProbeCode, page + kProbeData, SYS_sigaltstack);
+  if (!last.ok()) return last.status();
+  char data[kProbeDataSize];
+  if (auto s = t.ReadMemory(page + kProbeData, data, sizeof data); !s.ok()) return s;
+  int64_t altstack_result = 0, tid_result = 0;
+  memcpy(&altstack_result, data + kAltstackResultAt, 8);
+  memcpy(&tid_result, data + kTidResultAt, 8);
+  for (const auto& [what, r] : {std::pair<const char*, int64_t>{"sigaltstack", altstack_result},
+                                {"PR_GET_TID_ADDRESS", tid_result},
+                                {"PR_GET_PDEATHSIG", *last}}) {
+    if (r < 0 && r > -4096) {
+      return absl::InternalError(
+          absl::StrFormat("pid %d: %s: %s", tid, what, strerror(static_cast<int>(-r))));
+    }
   }
   stack_t ss{};
   uint64_t tid_address = 0;
   int pdeath = 0;
-  if (auto s = t.ReadMemory(at, &ss, sizeof ss); !s.ok()) return s;
-  if (auto s = t.ReadMemory(at + 64, &tid_address, sizeof tid_address); !s.ok()) return s;
-  if (auto s = t.ReadMemory(at + 128, &pdeath, sizeof pdeath); !s.ok()) return s;
+  memcpy(&ss, data + kAltstackAt, sizeof ss);
+  memcpy(&tid_address, data + kTidAddressAt, sizeof tid_address);
+  memcpy(&pdeath, data + kPdeathAt, sizeof pdeath);
   SetAltstack(ss, *th);
   th->set_pdeath_sig(static_cast<uint32_t>(pdeath));
   core.mutable_thread_info()->set_clear_tid_addr(tid_address);
@@ -393,8 +442,9 @@ absl::Status TaskCore::Dump(DumpContext& ctx) {
   th->set_pdeath_sig(static_cast<uint32_t>(state->pdeath_signal));
   FillCreds(*ctx.status, static_cast<uint32_t>(state->securebits), *th->mutable_creds());
   if (auto s = WriteCore(ctx, pid, core); !s.ok()) return s;
+  bool probe_written = false;
   for (ptrace::Task* thread : ctx.threads) {
-    if (auto s = DumpThread(ctx, t, *thread, th->creds()); !s.ok()) return s;
+    if (auto s = DumpThread(ctx, t, *thread, th->creds(), probe_written); !s.ok()) return s;
   }
   log::Info("core: pid %d at ip %#x, %d more threads, %d+%d pending signals", pid, t.regs().rip,
             ctx.threads.size(), tc->signals_s().signals_size(), th->signals_p().signals_size());
