@@ -23,7 +23,8 @@
 //
 // Registry<A, B, ...> checks, while compiling, that every plugin has the right
 // shape, that names and images are unique and known, and that dependencies are
-// registered and run no later than their dependents. Engine<Registry> then runs
+// registered and run before their dependents (an earlier stage, or the same
+// stage and registered first). Engine<Registry> then runs
 // the hooks in stage order. Plugins from outside the project are added with
 // Registry<...>::With<Mine>. A mistake is a compile error whose text says what
 // is wrong (tests/core/registry_compile_fail_test checks each message).
@@ -200,9 +201,20 @@ class Registry {
   static constexpr bool DepsRegistered(DependsOn<Deps...>) {
     return (registry_internal::kContains<Deps, Rs...> && ... && true);
   }
+  // Where T is registered (kCount if it is not).
+  template <class T>
+  static constexpr std::size_t IndexOf() {
+    std::size_t i = 0, found = kCount;
+    ((std::is_same_v<T, Rs> ? (found = i, ++i) : ++i), ...);
+    return found;
+  }
+  // A dependency runs first: in an earlier stage, or in the same stage and
+  // registered before (registration order breaks ties, see StageOrder).
   template <class R, class... Deps>
   static constexpr bool DepsEarlier(DependsOn<Deps...>) {
-    return ((static_cast<int>(Deps::kStage) <= static_cast<int>(R::kStage)) && ... && true);
+    return ((static_cast<int>(Deps::kStage) < static_cast<int>(R::kStage) ||
+             (Deps::kStage == R::kStage && IndexOf<Deps>() < IndexOf<R>())) &&
+            ... && true);
   }
 
   static_assert(NamesUnique(),
@@ -214,7 +226,8 @@ class Registry {
   static_assert((DepsRegistered<Rs>(typename registry_internal::DepsOf<Rs>::type{}) && ...),
                 "resource registry: a plugin depends on a plugin that is not registered");
   static_assert((DepsEarlier<Rs>(typename registry_internal::DepsOf<Rs>::type{}) && ...),
-                "resource registry: a plugin depends on a plugin of a later stage");
+                "resource registry: a plugin depends on a plugin of a later stage, or of its "
+                "own stage registered after it");
 
  public:
   // Naming this member forces the checks above to run (Engine does).

@@ -32,5 +32,5 @@ for src in "$cases_dir"/*.cc; do
     echo "ok   $name rejected: $want"
   fi
 done
-[ $count -ge 8 ] || { echo "FAIL: only $count cases found under $cases_dir"; exit 1; }
+[ $count -ge 10 ] || { echo "FAIL: only $count cases found under $cases_dir"; exit 1; }
 exit $failures

@@ -9,5 +9,14 @@ struct Other {
   static absl::Status Dump(DumpContext&) { return absl::OkStatus(); }
   static absl::Status Restore(RestoreContext&) { return absl::OkStatus(); }
 };
-Engine<Registry<Good>::With<Other>> engine;
+// Same stage as Good and registered after it: fine.
+struct Sibling {
+  static constexpr std::string_view kName = "sibling";
+  static constexpr Stage kStage = Stage::kFiles;
+  static constexpr std::string_view kImages[] = {"PSTREE"};
+  using Depends = DependsOn<Good>;
+  static absl::Status Dump(DumpContext&) { return absl::OkStatus(); }
+  static absl::Status Restore(RestoreContext&) { return absl::OkStatus(); }
+};
+Engine<Registry<Good>::With<Other, Sibling>> engine;
 }  // namespace crpp::bad
