@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "core/proc/proc.h"
 #include "fdinfo.pb.h"
+#include "resources/common/descriptions.h"
 #include "resources/sockets/unix.h"
 #include "resources/sockets/unix_diag.h"
 #include "resources/sockets/unix_queue.h"
@@ -233,7 +234,7 @@ absl::StatusOr<Sockets> Collect(DumpContext& ctx) {
 absl::StatusOr<criu::file_entry> Entry(const HeldSocket& s, std::vector<std::string>& queue) {
   const Holder& h = s.holders.front();
   const std::string what = Describe(s);
-  auto copy = unix_sk::CopyFd(h.pid, h.fd);
+  auto copy = descriptions::CopyFd(h.pid, h.fd);
   if (!copy.ok()) return copy.status();
   struct Closer {
     int fd;

@@ -96,18 +96,6 @@ absl::StatusOr<std::vector<std::string>> PeekAll(int sock, int type, const std::
 
 }  // namespace
 
-absl::StatusOr<int> CopyFd(pid_t pid, int fd) {
-  const std::string what = absl::StrFormat("pid %d fd %d", pid, fd);
-  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-  if (pidfd < 0) return Errno(what, "pidfd_open");
-  int copy = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0));
-  int e = errno;
-  close(pidfd);
-  errno = e;
-  if (copy < 0) return Errno(what, "pidfd_getfd");
-  return copy;
-}
-
 absl::StatusOr<std::vector<std::string>> PeekQueue(int sock, int type, const std::string& what) {
   int old_off = -1;
   socklen_t len = sizeof old_off;

@@ -13,10 +13,6 @@
 
 namespace crpp::resources::unix_sk {
 
-// An fd of ours for the open file `pid`'s `fd` refers to (pidfd_getfd), or
-// an error naming both. The caller closes it.
-absl::StatusOr<int> CopyFd(pid_t pid, int fd);
-
 // What `sock`'s receive queue holds, left in place: one string per message
 // for SOCK_DGRAM and SOCK_SEQPACKET, a single string of every byte for
 // SOCK_STREAM (nothing if empty). Peeks from offset 0 with SO_PEEK_OFF and
