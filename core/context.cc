@@ -60,6 +60,8 @@ absl::StatusOr<const std::vector<DumpContext::OpenFd>*> DumpContext::OpenFds(pid
 
 bool TreeTask::zombie() const { return stat != nullptr && stat->state == 'Z'; }
 
+bool TreeTask::owns_fd_table() const { return !zombie() && (files_id == 0 || files_id == id); }
+
 uint32_t FileTable::Add(criu::file_entry entry) {
   uint32_t id = static_cast<uint32_t>(entries_.size()) + 1;
   entry.set_id(id);

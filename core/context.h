@@ -121,7 +121,18 @@ struct TreeTask {
   const proc::Stat* stat = nullptr;
   const proc::Status* status = nullptr;
   const std::vector<proc::Vma>* maps = nullptr;  // empty for a zombie
+  // The fd table this task uses, as an id: its own id, or, for a child made
+  // by clone(CLONE_FILES) that still shares its parent's table, the
+  // parent's files_id (the table's owner is the highest task sharing it
+  // along the parent links). 0 where the dump driver did not set it (tests
+  // of plugins): its own.
+  uint32_t files_id = 0;
   bool zombie() const;
+  // Live and the owner of its fd table: the tasks whose fds a walk over the
+  // tree's fds looks at. A table several tasks share is walked once, through
+  // its owner, so that each fd is seen once (and a POSIX lock, which
+  // belongs to the table, is too).
+  bool owns_fd_table() const;
 };
 
 struct DumpContext {
@@ -144,6 +155,10 @@ struct DumpContext {
   // call (Select). Null in tests of plugins that need no task.
   pid_t pid = 0;
   uint32_t task_id = 1;
+  // TreeTask::files_id of the task (task_id when its fd table is its own):
+  // fdinfo-<files_id>.img holds the table, written by its owner.
+  uint32_t files_id = 1;
+  bool owns_fd_table() const { return files_id == task_id; }
   ptrace::Task* task = nullptr;
   std::vector<ptrace::Task*> threads;  // its threads but the main one
   const proc::Stat* stat = nullptr;
@@ -218,6 +233,7 @@ struct DumpContext {
   void Select(const TreeTask& t) {
     pid = t.pid;
     task_id = t.id;
+    files_id = t.files_id != 0 ? t.files_id : t.id;
     task = t.task;
     threads = t.threads;
     stat = t.stat;
@@ -254,6 +270,10 @@ struct RestoreContext {
   // --inherit-fd: resource ("pipe:[INO]", a file path without its leading
   // '/') -> an fd of the caller's that stands for it (engine range).
   std::map<std::string, int> inherit_fds;
+  // The task shares its parent's fd table (it was forked with CLONE_FILES):
+  // the table's owner restores the fds in it, so this task installs none and
+  // closes none (not even the inherited descriptions: the owner does).
+  bool shares_parent_files = false;
   // Lowest fd number of the engine's range: fds the engine keeps in the task
   // (inherited ones included) are put at or above it.
   int fd_base = 0;

@@ -61,10 +61,10 @@ absl::Status ToFile(const std::string& path, bool append) {
   return absl::OkStatus();
 }
 
-void ToStderr() {
+void ToStderr(bool close_fd) {
   Sink& s = TheSink();
   std::lock_guard lock(s.mu);
-  if (s.fd != STDERR_FILENO) close(s.fd);
+  if (s.fd != STDERR_FILENO && close_fd) close(s.fd);
   s.fd = STDERR_FILENO;
   s.file = false;
   s.path.clear();
@@ -79,6 +79,7 @@ int MoveFdAbove(int min_fd) {
     if (fd >= 0) s.fd = fd;
     return fd;
   }
+  if (s.fd >= min_fd) return s.fd;
   int fd = fcntl(s.fd, F_DUPFD_CLOEXEC, min_fd);
   if (fd < 0) return -1;
   close(s.fd);

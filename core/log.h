@@ -32,14 +32,19 @@ int Verbosity();
 // Sends the log to `path` (created, and truncated unless `append`). Until
 // then, and after ToStderr(), messages go to stderr.
 absl::Status ToFile(const std::string& path, bool append = false);
-void ToStderr();
+// `close_fd` false leaves the log file's fd open: in a process whose fd table
+// another process shares and still logs through (that one closes it).
+void ToStderr(bool close_fd = true);
 // True when the log is a file, i.e. errors do not reach the terminal by themselves.
 bool LogsToFile();
 const std::string& LogPath();
 
 // Moves the log's file descriptor to the lowest free number >= min_fd (a
-// restored task needs the low numbers for its own files). Returns the new fd,
-// or -1 when the log goes to stderr.
+// restored task needs the low numbers for its own files; stderr itself is
+// copied there). Returns the fd, -1 if it cannot. A log fd at min_fd or above
+// already stays where it is: a process sharing its fd table (restore's
+// clone(CLONE_FILES) children) has it at the same number, and moving it
+// would close that.
 int MoveFdAbove(int min_fd);
 
 bool Enabled(Level level);

@@ -1,7 +1,9 @@
 #include "core/dump/dump.h"
 
+#include <linux/kcmp.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -189,9 +191,21 @@ absl::StatusOr<std::vector<Held>> FreezeTree(pid_t root) {
   return ordered;
 }
 
+// The files_id of a task (TreeTask::files_id): its parent's when both live
+// and share one fd table (kcmp), else its own. Parents come first in `tree`.
+uint32_t FilesId(const std::vector<TreeTask>& tree, const std::map<pid_t, size_t>& index,
+                 const TreeTask& t) {
+  auto parent = index.find(t.ppid);
+  if (t.zombie() || parent == index.end()) return t.id;
+  const TreeTask& p = tree[parent->second];
+  if (p.zombie() || syscall(SYS_kcmp, p.pid, t.pid, KCMP_FILES, 0, 0) != 0) return t.id;
+  return p.files_id;
+}
+
 void FillTree(std::vector<Held>& held, DumpContext& ctx) {
   ctx.tree.clear();
   ctx.ForgetOpenFds();
+  std::map<pid_t, size_t> index;
   for (size_t i = 0; i < held.size(); ++i) {
     TreeTask t;
     t.pid = held[i].pid;
@@ -202,6 +216,8 @@ void FillTree(std::vector<Held>& held, DumpContext& ctx) {
     t.stat = &held[i].stat;
     t.status = &held[i].status;
     t.maps = &held[i].maps;
+    t.files_id = FilesId(ctx.tree, index, t);
+    index[t.pid] = i;
     ctx.tree.push_back(t);
   }
   if (!ctx.tree.empty()) ctx.Select(ctx.tree.front());

@@ -1,6 +1,7 @@
 #include "core/restore/follow.h"
 
 #include <linux/futex.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -12,6 +13,7 @@
 #include <string>
 
 #include "absl/strings/str_format.h"
+#include "core/proc/proc.h"
 #include "core/restore/restore_task.h"
 #include "restorer/restorer_args.h"
 
@@ -77,10 +79,19 @@ pid_t ThreadGroupOf(pid_t tid) {
 
 }  // namespace
 
-std::string ReadRest(int fd) {
+std::string ReadRest(int fd, pid_t pid) {
   std::string got;
   char buf[4096];
-  for (;;) {
+  for (bool ended = false;;) {
+    pollfd p{fd, POLLIN, 0};
+    const int r = poll(&p, 1, ended ? 0 : 100);
+    if (r < 0 && errno == EINTR) continue;
+    if (r == 0) {
+      if (ended) return got;
+      auto st = proc::ReadStat(pid);
+      ended = !st.ok() || st->state == 'Z' || st->state == 'X';
+      continue;
+    }
     ssize_t n = read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return got;
@@ -154,7 +165,7 @@ absl::Status RestorerFollower::Handle(pid_t tid) {
   if (WIFEXITED(st) || WIFSIGNALED(st)) {
     // A thread that fails ends the whole process (exit_group): its report
     // is collected when the main thread is.
-    if (tid == p.pid) return RestorerFailure(p.pid, ReadRest(p.status_fd), st);
+    if (tid == p.pid) return RestorerFailure(p.pid, ReadRest(p.status_fd, p.pid), st);
     if (th.phase == kDone && p.done-- == p.nr_threads + 1) ++active_;
     known_.erase(tid);
     return absl::OkStatus();

@@ -20,8 +20,11 @@
 
 namespace crpp::restore_internal {
 
-// What is left to read from `fd` until its end (a failed task's report).
-std::string ReadRest(int fd);
+// What is left to read from task `pid`'s status pipe `fd` (a failed task's
+// report): up to the pipe's end, or, once the task has ended, what is there.
+// The end may never come, even after: another task sharing the failed one's
+// fd table (clone(CLONE_FILES)) holds the pipe's write end too.
+std::string ReadRest(int fd, pid_t pid);
 
 class RestorerFollower {
  public:

@@ -16,9 +16,9 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <optional>
 
 #include "absl/strings/str_format.h"
-#include "core.pb.h"
 #include "core/images/image_io.h"
 #include "core/images/magic.h"
 #include "core/log.h"
@@ -27,10 +27,8 @@
 #include "core/restore/follow.h"
 #include "core/restore/restore_task.h"
 #include "core/strings.h"
-#include "pstree.pb.h"
 #include "resources/default_resources.h"
 #include "resources/files/ghost.h"
-#include "resources/task/core.h"
 #include "restorer/restorer_args.h"
 #include "stats.pb.h"
 
@@ -59,78 +57,6 @@ absl::Status WriteRestoreStats(const std::string& dir, uint64_t pages, uint64_t 
   return w->Close();
 }
 
-// The tree to restore, from pstree.img (and each zombie's core image for
-// its exit code): parents before children, the root first.
-absl::StatusOr<std::vector<TaskSpec>> ReadTree(const std::string& dir) {
-  std::string path = dir + "/pstree.img";
-  auto entries = images::ReadAll<criu::pstree_entry>(path, images::Pstree());
-  if (!entries.ok()) return entries.status();
-  if (entries->empty()) return absl::DataLossError(path + ": no task");
-  std::vector<TaskSpec> tasks;
-  std::map<pid_t, size_t> index;
-  for (const auto& e : *entries) {
-    TaskSpec t;
-    t.pid = static_cast<pid_t>(e.pid());
-    t.ppid = static_cast<pid_t>(e.ppid());
-    t.pgid = static_cast<pid_t>(e.pgid());
-    t.sid = static_cast<pid_t>(e.sid());
-    t.zombie = e.threads_size() == 0;
-    if (t.pid <= 0 || index.count(t.pid)) {
-      return absl::DataLossError(absl::StrFormat("%s: bad or repeated pid %d", path, t.pid));
-    }
-    if (tasks.empty() ? t.ppid != 0 && index.count(t.ppid) : !index.count(t.ppid)) {
-      return absl::DataLossError(absl::StrFormat(
-          "%s: pid %d comes before its parent %d (or the parent is missing)", path, t.pid, t.ppid));
-    }
-    if (tasks.empty() && t.zombie) {
-      return absl::DataLossError(absl::StrFormat("%s: the root task %d is a zombie", path, t.pid));
-    }
-    if (!t.zombie && e.threads(0) != e.pid()) {
-      return absl::DataLossError(absl::StrFormat("%s: pid %d's first thread is %d, not the process",
-                                                 path, t.pid, e.threads(0)));
-    }
-    if (e.threads_size() > RESTORER_MAX_THREADS + 1) {
-      return absl::UnimplementedError(
-          absl::StrFormat("%s: pid %d has %d threads, more than the %d supported", path, t.pid,
-                          e.threads_size(), RESTORER_MAX_THREADS + 1));
-    }
-    for (int i = 1; i < e.threads_size(); ++i) {
-      t.threads.push_back(static_cast<pid_t>(e.threads(i)));
-    }
-    if (t.zombie) {
-      auto core = images::ReadAll<criu::core_entry>(absl::StrFormat("%s/core-%d.img", dir, t.pid),
-                                                    images::Core());
-      if (!core.ok()) return core.status();
-      if (core->size() != 1 || !core->front().has_tc() ||
-          core->front().tc().task_state() != resources::kTaskDead) {
-        return absl::DataLossError(absl::StrFormat(
-            "%s/core-%d.img: the zombie's core has no dead task state", dir, t.pid));
-      }
-      t.exit_code = static_cast<int>(core->front().tc().exit_code());
-    }
-    index[t.pid] = tasks.size();
-    tasks.push_back(t);
-  }
-  // Which tasks share their parent's fs (cwd, root, umask): the same fs_id.
-  std::map<pid_t, uint32_t> fs_ids;
-  for (const TaskSpec& t : tasks) {
-    if (t.zombie) continue;
-    auto ids = images::ReadAll<criu::task_kobj_ids_entry>(
-        absl::StrFormat("%s/ids-%d.img", dir, t.pid), images::Ids());
-    if (!ids.ok()) return ids.status();
-    if (ids->size() != 1) {
-      return absl::DataLossError(absl::StrFormat("%s/ids-%d.img: expected one entry", dir, t.pid));
-    }
-    fs_ids[t.pid] = ids->front().fs_id();
-  }
-  for (TaskSpec& t : tasks) {
-    auto mine = fs_ids.find(t.pid), parents = fs_ids.find(t.ppid);
-    t.shares_parent_fs =
-        mine != fs_ids.end() && parents != fs_ids.end() && mine->second == parents->second;
-  }
-  return tasks;
-}
-
 // What a task reported on its status pipe once it was ready for the
 // restorer (a zombie reports only that it dies again).
 struct Report {
@@ -152,8 +78,9 @@ absl::StatusOr<Report> ReadReport(int status_fd, pid_t pid) {
     break;
   }
   Report rep;
-  if (first == restore_internal::kError)
-    return absl::InternalError(restore_internal::ReadRest(status_fd));
+  if (first == restore_internal::kError) {
+    return absl::InternalError(restore_internal::ReadRest(status_fd, pid));
+  }
   if (first == restore_internal::kZombie) {
     rep.zombie = true;
     return rep;
@@ -198,6 +125,7 @@ class Restoring {
     void* m = mmap(nullptr, GoBytes(), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) return absl::InternalError(absl::StrFormat("mmap: %s", strerror(errno)));
     tree_.go = static_cast<std::atomic<uint32_t>*>(m);
+    tree_.turn = tree_.go + tree_.tasks.size();
     for (size_t i = 0; i < tree_.tasks.size(); ++i) {
       int p[2];
       if (pipe2(p, O_CLOEXEC) != 0) {
@@ -225,10 +153,11 @@ class Restoring {
     for (size_t i = 0; i < n; ++i) waiting[i] = i;
     restore_internal::RestorerFollower follower(traced_threads_);
     std::vector<pollfd> fds;
+    auto looked = std::chrono::steady_clock::now();
     while (!waiting.empty() || follower.Active()) {
       // The restorers' stops; once every task has reported, only those.
       auto moved = follower.Poll(/*block=*/waiting.empty());
-      if (!moved.ok()) return moved.status();
+      if (!moved.ok()) return ReportedError(waiting).value_or(moved.status());
       if (waiting.empty()) continue;
       fds.clear();
       for (size_t i : waiting) fds.push_back(pollfd{status_r_[i], POLLIN, 0});
@@ -240,6 +169,10 @@ class Restoring {
       }
       if (ready <= 0) {
         if (auto s = RootAlive(); !s.ok()) return s;
+        if (std::chrono::steady_clock::now() - looked > std::chrono::milliseconds(200)) {
+          looked = std::chrono::steady_clock::now();
+          if (auto s = NoneDiedSilently(waiting); !s.ok()) return s;
+        }
         continue;
       }
       std::vector<size_t> still;
@@ -307,7 +240,41 @@ class Restoring {
   void Succeeded() { succeeded_ = true; }
 
  private:
-  size_t GoBytes() const { return std::max<size_t>(4096, tree_.tasks.size() * 4); }
+  // The go words, then the turn words.
+  size_t GoBytes() const { return std::max<size_t>(4096, tree_.tasks.size() * 8); }
+
+  // A task yet to report that has died (a zombie) and left nothing on its
+  // status pipe: another task sharing its fd table (clone(CLONE_FILES))
+  // holds the pipe's write end, so its end never shows there.
+  absl::Status NoneDiedSilently(const std::vector<size_t>& waiting) const {
+    for (size_t i : waiting) {
+      const pid_t pid = tree_.tasks[i].pid;
+      auto st = proc::ReadStat(pid);  // not there: not forked yet
+      if (!st.ok() || st->state != 'Z') continue;
+      pollfd p{status_r_[i], POLLIN, 0};
+      if (poll(&p, 1, 0) == 0) {
+        return absl::InternalError(
+            absl::StrFormat("pid %d died during the restore without a report", pid));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // The error one of the tasks yet to report reported (unread yet), if
+  // any: a task that failed while the engine followed the others' restorers
+  // may be what disturbed them (its children, dying with it, come to the
+  // engine), and it says why.
+  std::optional<absl::Status> ReportedError(const std::vector<size_t>& waiting) {
+    for (size_t i : waiting) {
+      pollfd p{status_r_[i], POLLIN, 0};
+      char first = 0;
+      if (poll(&p, 1, 0) == 1 && read(status_r_[i], &first, 1) == 1 &&
+          first == restore_internal::kError) {
+        return absl::InternalError(restore_internal::ReadRest(status_r_[i], tree_.tasks[i].pid));
+      }
+    }
+    return std::nullopt;
+  }
 
   // Notices the root's death while tasks have yet to report (another
   // process holding their pipes open would otherwise hide it). WNOWAIT: the
@@ -436,7 +403,7 @@ absl::StatusOr<RestoreResult> Restore(const RestoreRequest& request) {
     }
   }
   tree.engine_pid = getpid();
-  auto tasks = ReadTree(tree.images_dir);
+  auto tasks = restore_internal::ReadTree(tree.images_dir);
   if (!tasks.ok()) return tasks.status();
   tree.tasks = std::move(*tasks);
 

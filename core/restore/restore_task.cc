@@ -187,6 +187,43 @@ void WaitForGo(std::atomic<uint32_t>& word) {
   }
 }
 
+void SetTurn(std::atomic<uint32_t>& word, uint32_t value) {
+  word.store(value);
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAKE, 1, nullptr, nullptr, 0);
+}
+
+// Waits until the turn word of child tasks[j], which shares this task's fd
+// table, says it has forked its children; fails if the child died first
+// (its own error is in the log: its status pipe is read after ours).
+void WaitForForked(TreeSpec& tree, size_t j, int status_fd) {
+  std::atomic<uint32_t>& word = tree.turn[j];
+  const pid_t child = tree.tasks[j].pid;
+  while (word.load() == kTableWait) {
+    timespec nap{0, 50 * 1000 * 1000};
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAIT, kTableWait, &nap, nullptr,
+            0);
+    siginfo_t si{};
+    if (word.load() == kTableWait &&
+        waitid(P_PID, static_cast<id_t>(child), &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        si.si_pid == child) {
+      Fail(status_fd,
+           absl::InternalError(absl::StrFormat(
+               "pid %d, which shares this task's fd table, died during its restore "
+               "(%s %d)",
+               child, si.si_code == CLD_EXITED ? "exit status" : "signal", si.si_status)));
+    }
+  }
+}
+
+// The task before this one in its fd table hands over the table (see
+// RunTask); if that task fails, the engine kills the tree.
+void WaitForTurn(std::atomic<uint32_t>& word) {
+  while (word.load() != kTableYourTurn) {
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAIT, word.load(), nullptr,
+            nullptr, 0);
+  }
+}
+
 }  // namespace
 
 [[noreturn]] void RunTask(TreeSpec& tree, size_t index) {
@@ -220,6 +257,7 @@ void WaitForGo(std::atomic<uint32_t>& word) {
   ctx.fd_base = tree.fd_base;
   ctx.inherit_fds = tree.inherit_fds;
   ctx.plan = &plan;
+  ctx.shares_parent_files = me.shares_parent_files;
   ctx.engine_fds = EngineFds(tree, tree.status_fds);
   const AnyEngine& engine = *tree.engine;
   if (absl::Status s = engine.RestoreEarly(ctx); !s.ok()) Fail(status_fd, s);
@@ -233,19 +271,53 @@ void WaitForGo(std::atomic<uint32_t>& word) {
   }
   if (absl::Status s = engine.RestoreBeforeChildren(ctx); !s.ok()) Fail(status_fd, s);
 
+  // An fd table shared by several tasks (a chain of clone(CLONE_FILES)
+  // children, forked so below) holds the fds of all of them: the engine's
+  // (status pipes, log, shared memory, ...) and their temporary ones (images
+  // read, the restorer's mapping fds) at the lowest free numbers. The
+  // table's owner puts the task's fds at their numbers with dup2, which
+  // would silently replace any other fd there, and closes the descriptions
+  // it inherited; a child forked from the table copies whatever is in it.
+  // So the tasks of one table take turns, and only one of them at a time
+  // opens or closes anything:
+  //  1. a task forks its children, those that share its table last: after
+  //     forking one of these it waits until that one has forked its own
+  //     (its turn word says kTableForked). Every child forked from the
+  //     table so gets a copy with the engine's fds and no other task's
+  //     temporary one, and no fd of the table is closed before they all
+  //     have their copies (of their status pipes above all). Children with
+  //     tables of their own go first so that, running on meanwhile, they
+  //     never wait for the sharers' restore (a group one of them leads,
+  //     say): waiting, the sharers leave them time to set up theirs;
+  //  2. the owner closes the status pipes of the tasks outside the table
+  //     (all forked by then) and restores: the fds, then the rest
+  //     (RestoreLate), while the other tasks of the table wait;
+  //  3. each task of the table, in tree order, is handed the table by the
+  //     one before it once that one is done with the log and every fd but
+  //     its status pipe; a sharer restores no fd (Fds skips it), and its
+  //     temporary fds take free numbers, past the owner's fds;
+  //  4. the last one closes the engine's fds (log, terminal, shared memory,
+  //     --inherit-fd), which the others used till then. Each status pipe is
+  //     its own task's, closed by its restorer as its last act.
   // This task's children, with their pids; they inherit everything shared.
   std::vector<pid_t> zombies;
-  for (size_t j = index + 1; j < tree.tasks.size(); ++j) {
-    const TaskSpec& c = tree.tasks[j];
-    if (c.ppid != me.pid) continue;
-    auto child = ForkWithPid(c.pid, c.shares_parent_fs ? CLONE_FS : 0);
-    if (!child.ok()) Fail(status_fd, child.status());
-    if (*child == 0) RunTask(tree, j);
-    // A group leader that is no session leader: set its group from here
-    // too, so its members never find the group missing.
-    if (c.pgid == c.pid && c.sid != c.pid) setpgid(c.pid, c.pid);
-    if (c.zombie) zombies.push_back(c.pid);
-  }
+  auto fork_children = [&](bool sharing_table) {
+    for (size_t j = index + 1; j < tree.tasks.size(); ++j) {
+      const TaskSpec& c = tree.tasks[j];
+      if (c.ppid != me.pid || c.shares_parent_files != sharing_table) continue;
+      auto child = ForkWithPid(
+          c.pid, (c.shares_parent_fs ? CLONE_FS : 0) | (c.shares_parent_files ? CLONE_FILES : 0));
+      if (!child.ok()) Fail(status_fd, child.status());
+      if (*child == 0) RunTask(tree, j);
+      // A group leader that is no session leader: set its group from here
+      // too, so its members never find the group missing.
+      if (c.pgid == c.pid && c.sid != c.pid) setpgid(c.pid, c.pid);
+      if (c.zombie) zombies.push_back(c.pid);
+      if (sharing_table) WaitForForked(tree, j, status_fd);
+    }
+  };
+  fork_children(false);
+  fork_children(true);  // 1.
   if (me.zombie) DieAgain(status_fd, me.exit_code);
   // Zombie children die again now, so their SIGCHLD is discarded with the
   // rest of the restore's (the restorer ignores SIGCHLD once).
@@ -254,10 +326,19 @@ void WaitForGo(std::atomic<uint32_t>& word) {
     while (waitid(P_PID, static_cast<id_t>(z), &si, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
     }
   }
-  for (int fd : tree.status_fds) {
-    if (fd != status_fd) close(fd);
+  std::vector<int> table_status;  // status pipes of the tasks using this table
+  for (size_t j = 0; j < tree.tasks.size(); ++j) {
+    if (tree.tasks[j].table_owner == me.table_owner) table_status.push_back(tree.status_fds[j]);
   }
-  ctx.engine_fds = EngineFds(tree, {status_fd});
+  if (me.shares_parent_files) {
+    SetTurn(tree.turn[index], kTableForked);
+    WaitForTurn(tree.turn[index]);  // 3.
+  } else {
+    for (size_t j = 0; j < tree.tasks.size(); ++j) {  // 2.
+      if (tree.tasks[j].table_owner != index) close(tree.status_fds[j]);
+    }
+  }
+  ctx.engine_fds = EngineFds(tree, table_status);
   if (absl::Status s = engine.RestoreLate(ctx); !s.ok()) Fail(status_fd, s);
 
   auto loaded = LoadBlob(reinterpret_cast<void*>(plan.blob_addr), plan.keep_end - plan.blob_addr,
@@ -278,11 +359,19 @@ void WaitForGo(std::atomic<uint32_t>& word) {
                                                                   started)
                 .count());
   // The task must not inherit the engine's log or terminal copies; only the
-  // status pipe stays, and the restorer closes it as its last act.
-  if (tree.tty_fd >= 0) close(tree.tty_fd);
-  log::ToStderr();
-  for (int fd : ctx.engine_fds) {
-    if (fd != status_fd) close(fd);
+  // status pipe stays, and the restorer closes it as its last act. In a
+  // table shared with tasks still to restore, the last of them closes them
+  // (4. above): this one hands the table over and uses no fd but its status
+  // pipe from here on.
+  if (me.next_in_table >= 0) {
+    log::ToStderr(/*close_fd=*/false);
+    SetTurn(tree.turn[me.next_in_table], kTableYourTurn);
+  } else {
+    const std::vector<int> engine_fds = EngineFds(tree, {status_fd});
+    log::ToStderr();
+    for (int fd : engine_fds) {
+      if (fd != status_fd) close(fd);
+    }
   }
   // Tell the engine where the work area is, and wait until it traces us: it
   // removes the area once the task has left it.

@@ -31,12 +31,24 @@ inline constexpr size_t kJumpSize = 1 + 8 + 8 + 1 + 8;
 // The engine's go words: a task waits on its own (futex) until it is kGo.
 inline constexpr uint32_t kWait = 0, kGo = 1, kAbort = 2;
 
+// The turn words of the tasks sharing an fd table (RunTask): a sharer sets
+// its own to kForked once it and its own sharers have forked their children,
+// and waits until the task before it in the table hands it kYourTurn.
+inline constexpr uint32_t kTableWait = 0, kTableForked = 1, kTableYourTurn = 2;
+
 struct TaskSpec {
   pid_t pid = 0, ppid = 0, pgid = 0, sid = 0;
   bool zombie = false;
   bool shares_parent_fs = false;  // forked with CLONE_FS (same fs_id in ids-PID.img)
-  int exit_code = 0;              // a zombie's wait status (core-PID.img)
-  std::vector<pid_t> threads;     // tids of its threads but the main one
+  // Forked with CLONE_FILES: the same files_id in ids-PID.img as its parent.
+  bool shares_parent_files = false;
+  // The tasks using one fd table, in tree order: the index in `tasks` of
+  // the table's owner (the first of them, the task itself when it shares
+  // with nobody) and of the next one (-1: none).
+  size_t table_owner = 0;
+  int next_in_table = -1;
+  int exit_code = 0;           // a zombie's wait status (core-PID.img)
+  std::vector<pid_t> threads;  // tids of its threads but the main one
 };
 
 // What every restored task needs, set up by the engine and the root task and
@@ -46,9 +58,10 @@ struct TreeSpec {
   bool shell_job = false;
   const AnyEngine* engine = nullptr;  // the plugins every task runs
   pid_t engine_pid = 0;
-  std::vector<TaskSpec> tasks;          // pstree order: tasks[0] is the root
-  std::vector<int> status_fds;          // write end of each task's status pipe
-  std::atomic<uint32_t>* go = nullptr;  // shared memory: one word per task
+  std::vector<TaskSpec> tasks;            // pstree order: tasks[0] is the root
+  std::vector<int> status_fds;            // write end of each task's status pipe
+  std::atomic<uint32_t>* go = nullptr;    // shared memory: one word per task
+  std::atomic<uint32_t>* turn = nullptr;  // shared memory: a turn word per task
   // Set in the root before the fork:
   int fd_base = 0;  // the engine's fds in the tasks are at or above this
   int tty_fd = -1;
@@ -58,6 +71,11 @@ struct TreeSpec {
   // in the root).
   std::map<std::string, int> inherit_fds;
 };
+
+// The tree to restore, from pstree.img (and each zombie's core image for
+// its exit code, each live task's ids image for what it shares with its
+// parent): parents before children, the root first (read_tree.cc).
+absl::StatusOr<std::vector<TaskSpec>> ReadTree(const std::string& images_dir);
 
 // clone3 with the given pid (0 in the child) and extra clone flags, waiting
 // a moment for a dumped task that still holds the pid while it goes away.

@@ -71,7 +71,7 @@ absl::StatusOr<int> CopyFd(pid_t pid, int fd) {
 absl::Status ForEachDescription(DumpContext& ctx, const LinkMatch& match, criu::fd_types type,
                                 const Describe& describe) {
   for (const TreeTask& t : ctx.tree) {
-    if (t.zombie()) continue;
+    if (!t.owns_fd_table()) continue;  // a shared table is walked through its owner
     auto fds = ctx.OpenFds(t.pid);
     if (!fds.ok()) return fds.status();
     for (const DumpContext::OpenFd& open : **fds) {

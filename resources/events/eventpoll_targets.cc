@@ -152,6 +152,9 @@ absl::Status Fill(const criu::file_entry& epoll, int efd, const Owned& owned, pi
 }  // namespace
 
 absl::Status EventPollTargets::Restore(RestoreContext& ctx) {
+  // The epolls of a table shared with the parent are its owner's to fill
+  // (the owner comes first in pstree.img, so it owns them at dump too).
+  if (ctx.shares_parent_files) return absl::OkStatus();
   auto entries = descriptions::ReadEntries(ctx.images_dir, criu::EVENTPOLL);
   if (!entries.ok()) return entries.status();
   if (entries->empty()) return absl::OkStatus();

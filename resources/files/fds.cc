@@ -118,6 +118,28 @@ bool IsExternal(const DumpContext& ctx, const std::string& key) {
   return std::find(ctx.external.begin(), ctx.external.end(), key) != ctx.external.end();
 }
 
+// fs-PID.img: cwd, root, umask.
+absl::Status DumpFs(DumpContext& ctx) {
+  pid_t pid = ctx.pid;
+  auto cwd = proc::ReadLink(absl::StrFormat("/proc/%d/cwd", pid));
+  auto root = proc::ReadLink(absl::StrFormat("/proc/%d/root", pid));
+  if (!cwd.ok()) return cwd.status();
+  if (!root.ok()) return root.status();
+  if (std::string_view(*cwd).ends_with(" (deleted)")) {
+    return absl::UnimplementedError(
+        absl::StrFormat("pid %d: its working directory %s was removed", pid, *cwd));
+  }
+  criu::fs_entry fs;
+  fs.set_cwd_id(ctx.files->AddPath(*cwd, O_RDONLY | O_DIRECTORY));
+  fs.set_root_id(ctx.files->AddPath(*root, O_RDONLY | O_DIRECTORY));
+  fs.set_umask(ctx.status->umask);
+  auto fw = images::TypedImageWriter<criu::fs_entry>::Create(
+      absl::StrFormat("%s/fs-%d.img", ctx.images_dir, pid), images::Fs());
+  if (!fw.ok()) return fw.status();
+  if (auto s = fw->Write(fs); !s.ok()) return s;
+  return fw->Close();
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<criu::fdinfo_entry>> ReadTaskFdinfo(const std::string& dir, pid_t pid) {
@@ -128,7 +150,8 @@ absl::StatusOr<std::vector<criu::fdinfo_entry>> ReadTaskFdinfo(const std::string
 }
 
 absl::Status Fds::Precheck(DumpContext& ctx) {
-  if (ctx.zombie) return absl::OkStatus();
+  // A table shared with the parent is checked through its owner.
+  if (ctx.zombie || !ctx.owns_fd_table()) return absl::OkStatus();
   auto fds = ctx.OpenFds(ctx.pid);
   if (!fds.ok()) return fds.status();
   for (const DumpContext::OpenFd& open : **fds) {
@@ -153,12 +176,19 @@ absl::Status Fds::Precheck(DumpContext& ctx) {
 
 absl::Status Fds::Dump(DumpContext& ctx) {
   if (ctx.zombie) return absl::OkStatus();
+  // fdinfo-N.img is per fd table: N is the task's files_id (tree.cc). A
+  // task sharing its parent's table (clone(CLONE_FILES)) has its fs only:
+  // the table's owner, earlier in the tree, wrote the table.
+  if (!ctx.owns_fd_table()) {
+    log::Info("fds: pid %d uses fd table %d (CLONE_FILES), dumped with its owner", ctx.pid,
+              ctx.files_id);
+    return DumpFs(ctx);
+  }
   pid_t pid = ctx.pid;
   auto fds = ctx.OpenFds(pid);
   if (!fds.ok()) return fds.status();
-  // fdinfo-N.img is per fd table: N is the task's files_id (tree.cc).
   auto w = images::TypedImageWriter<criu::fdinfo_entry>::Create(
-      absl::StrFormat("%s/fdinfo-%d.img", ctx.images_dir, ctx.task_id), images::Fdinfo());
+      absl::StrFormat("%s/fdinfo-%d.img", ctx.images_dir, ctx.files_id), images::Fdinfo());
   if (!w.ok()) return w.status();
   for (const DumpContext::OpenFd& open : **fds) {
     const int fd = open.fd;
@@ -231,25 +261,7 @@ absl::Status Fds::Dump(DumpContext& ctx) {
                f->info.flags);
   }
   if (auto s = w->Close(); !s.ok()) return s;
-
-  // fs: cwd, root, umask.
-  auto cwd = proc::ReadLink(absl::StrFormat("/proc/%d/cwd", pid));
-  auto root = proc::ReadLink(absl::StrFormat("/proc/%d/root", pid));
-  if (!cwd.ok()) return cwd.status();
-  if (!root.ok()) return root.status();
-  if (std::string_view(*cwd).ends_with(" (deleted)")) {
-    return absl::UnimplementedError(
-        absl::StrFormat("pid %d: its working directory %s was removed", pid, *cwd));
-  }
-  criu::fs_entry fs;
-  fs.set_cwd_id(ctx.files->AddPath(*cwd, O_RDONLY | O_DIRECTORY));
-  fs.set_root_id(ctx.files->AddPath(*root, O_RDONLY | O_DIRECTORY));
-  fs.set_umask(ctx.status->umask);
-  auto fw = images::TypedImageWriter<criu::fs_entry>::Create(
-      absl::StrFormat("%s/fs-%d.img", ctx.images_dir, pid), images::Fs());
-  if (!fw.ok()) return fw.status();
-  if (auto s = fw->Write(fs); !s.ok()) return s;
-  return fw->Close();
+  return DumpFs(ctx);
 }
 
 absl::Status FileTableImage::Dump(DumpContext& ctx) {
@@ -336,6 +348,32 @@ absl::Status Place(int fd, int target, bool cloexec, bool keep) {
   return absl::OkStatus();
 }
 
+// cwd, root and umask from fs-PID.img.
+absl::Status RestoreFs(RestoreContext& ctx,
+                       const std::map<uint32_t, const criu::file_entry*>& by_id) {
+  auto fs = images::ReadAll<criu::fs_entry>(
+      absl::StrFormat("%s/fs-%d.img", ctx.images_dir, ctx.pid), images::Fs());
+  if (!fs.ok()) return fs.status();
+  if (fs->size() != 1) return absl::DataLossError("fs image: expected one entry");
+  auto path_of = [&](uint32_t id) -> std::string {
+    auto it = by_id.find(id);
+    return it != by_id.end() && it->second->has_reg() ? it->second->reg().name() : "";
+  };
+  std::string root = path_of(fs->front().root_id());
+  if (root != "/") {
+    return absl::UnimplementedError(absl::StrFormat(
+        "pid %d ran with root %s: chroot'ed tasks are not supported yet", ctx.pid, root));
+  }
+  std::string cwd = path_of(fs->front().cwd_id());
+  if (chdir(cwd.c_str()) != 0) {
+    return absl::NotFoundError(
+        absl::StrFormat("cannot enter the working directory %s: %s", cwd, strerror(errno)));
+  }
+  if (fs->front().has_umask()) umask(static_cast<mode_t>(fs->front().umask()));
+  log::Info("fds: pid %d: cwd %s", ctx.pid, cwd);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status Fds::RestoreShared(RestoreContext& ctx) {
@@ -343,9 +381,15 @@ absl::Status Fds::RestoreShared(RestoreContext& ctx) {
   // description are opened here, in the root, and inherited by all.
   auto tree = images::ReadAll<criu::pstree_entry>(ctx.images_dir + "/pstree.img", images::Pstree());
   if (!tree.ok()) return tree.status();
-  std::map<uint32_t, int> holders;  // file id -> number of processes
+  // Counted per fd table: tasks sharing one (clone(CLONE_FILES)) hold its
+  // files once, and its owner opens them itself.
+  std::map<uint32_t, int> holders;  // file id -> number of fd tables
+  std::set<uint32_t> tables;
   for (const auto& t : *tree) {
     if (t.threads_size() == 0) continue;  // a zombie has no fds
+    auto files_id = FilesId(ctx.images_dir, static_cast<pid_t>(t.pid()));
+    if (!files_id.ok()) return files_id.status();
+    if (!tables.insert(*files_id).second) continue;
     auto fds = ReadTaskFdinfo(ctx.images_dir, static_cast<pid_t>(t.pid()));
     if (!fds.ok()) return fds.status();
     std::set<uint32_t> mine;
@@ -364,7 +408,7 @@ absl::Status Fds::RestoreShared(RestoreContext& ctx) {
     if (auto s = ctx.Inherit(f.id(), *fd); !s.ok()) {
       return absl::Status(s.code(), f.reg().name() + ": " + std::string(s.message()));
     }
-    log::Debug("fds: %s (file id %d) is shared by %d processes", f.reg().name(), f.id(), h->second);
+    log::Debug("fds: %s (file id %d) is shared by %d fd tables", f.reg().name(), f.id(), h->second);
   }
   return absl::OkStatus();
 }
@@ -376,6 +420,12 @@ absl::Status Fds::Restore(RestoreContext& ctx) {
   for (const auto& f : *files) {
     by_id[f.id()] = &f;
     if (f.has_reg()) ctx.file_paths[f.id()] = f.reg().name();
+  }
+  if (ctx.shares_parent_files) {
+    // The fd table is the parent's, and so are the fds in it (restored by
+    // the table's owner); only the fs is this task's own.
+    log::Info("fds: pid %d shares its parent's fd table: its fds are the owner's", ctx.pid);
+    return RestoreFs(ctx, by_id);
   }
   auto fds = ReadTaskFdinfo(ctx.images_dir, ctx.pid);
   if (!fds.ok()) return fds.status();
@@ -429,28 +479,8 @@ absl::Status Fds::Restore(RestoreContext& ctx) {
   // take are not its own.
   for (const auto& [id, fd] : ctx.inherited) close(fd);
   ctx.inherited.clear();
-
-  auto fs = images::ReadAll<criu::fs_entry>(
-      absl::StrFormat("%s/fs-%d.img", ctx.images_dir, ctx.pid), images::Fs());
-  if (!fs.ok()) return fs.status();
-  if (fs->size() != 1) return absl::DataLossError("fs image: expected one entry");
-  auto path_of = [&](uint32_t id) -> std::string {
-    auto it = by_id.find(id);
-    return it != by_id.end() && it->second->has_reg() ? it->second->reg().name() : "";
-  };
-  std::string root = path_of(fs->front().root_id());
-  if (root != "/") {
-    return absl::UnimplementedError(absl::StrFormat(
-        "pid %d ran with root %s: chroot'ed tasks are not supported yet", ctx.pid, root));
-  }
-  std::string cwd = path_of(fs->front().cwd_id());
-  if (chdir(cwd.c_str()) != 0) {
-    return absl::NotFoundError(
-        absl::StrFormat("cannot enter the working directory %s: %s", cwd, strerror(errno)));
-  }
-  if (fs->front().has_umask()) umask(static_cast<mode_t>(fs->front().umask()));
-  log::Info("fds: %d fds restored, cwd %s", fds->size(), cwd);
-  return absl::OkStatus();
+  log::Info("fds: pid %d: %d fds restored", ctx.pid, fds->size());
+  return RestoreFs(ctx, by_id);
 }
 
 }  // namespace crpp::resources

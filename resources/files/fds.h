@@ -10,6 +10,13 @@
 // (ghost.h): it puts them in ctx.fd_ids before this plugin runs. Anything
 // else (a directory removed while open, a virtual console, ...) is refused at
 // dump with its fd and kind.
+//
+// An fd table several processes share (a chain of clone(CLONE_FILES)
+// children, TreeTask::files_id) is one fdinfo image, written by its owner,
+// the highest of them; the others write their fs only. At restore they are
+// forked sharing it and only the owner restores the fds (RestoreContext::
+// shares_parent_files; how the tasks take turns in the table:
+// core/restore/restore_task.cc).
 #ifndef CRPP_RESOURCES_FILES_FDS_H_
 #define CRPP_RESOURCES_FILES_FDS_H_
 

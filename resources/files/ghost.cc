@@ -158,7 +158,7 @@ absl::StatusOr<uint32_t> LinkBack(DumpContext& ctx, pid_t pid, int fd, const std
 
 absl::Status Ghosts::Precheck(DumpContext& ctx) {
   for (const TreeTask& t : ctx.tree) {
-    if (t.zombie()) continue;
+    if (!t.owns_fd_table()) continue;  // a shared table is walked through its owner
     auto fds = ctx.OpenFds(t.pid);
     if (!fds.ok()) return fds.status();
     for (const DumpContext::OpenFd& open : **fds) {
@@ -176,7 +176,7 @@ absl::Status Ghosts::Dump(DumpContext& ctx) {
   std::map<std::pair<dev_t, ino_t>, uint32_t> ghost_ids;  // inode -> its ghost image
   std::map<std::pair<dev_t, ino_t>, uint32_t> links;      // inode -> its link's file id
   for (const TreeTask& t : ctx.tree) {
-    if (t.zombie()) continue;
+    if (!t.owns_fd_table()) continue;  // a shared table is walked through its owner
     auto fds = ctx.OpenFds(t.pid);
     if (!fds.ok()) return fds.status();
     for (const DumpContext::OpenFd& open : **fds) {

@@ -157,8 +157,11 @@ std::vector<pid_t> LiveTasks(const DumpContext& ctx) {
   if (ctx.tree.empty()) {
     if (!ctx.zombie) tasks.push_back(ctx.pid);
   } else {
+    // POSIX locks belong to the fd table (the kernel's lock owner): a table
+    // several tasks share is read once, through its owner, which takes the
+    // locks back at restore.
     for (const TreeTask& t : ctx.tree) {
-      if (!t.zombie()) tasks.push_back(t.pid);
+      if (t.owns_fd_table()) tasks.push_back(t.pid);
     }
   }
   return tasks;
@@ -308,6 +311,8 @@ absl::Status FileLocks::Restore(RestoreContext& ctx) {
   if (!locks.ok()) return locks.status();
   size_t taken = 0;
   for (const criu::file_lock_entry& e : *locks) {
+    // A task sharing its parent's fd table has none: the dump gave the
+    // table's POSIX locks to its owner, and the owner's fds are the task's.
     if (e.pid() != ctx.pid) continue;
     if (auto s = TakeLock(e); !s.ok()) return s;
     ++taken;

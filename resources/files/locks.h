@@ -13,6 +13,13 @@
 // runs in the last stage: closing any fd of a file drops the process's POSIX
 // locks on it). A lock someone else holds meanwhile fails the restore, naming
 // the file, the range and the holder.
+//
+// A POSIX lock belongs to an fd table (the kernel's lock owner): in a table
+// several processes share (clone(CLONE_FILES)) it is dumped once, as the
+// table's owner's, which takes it back. Not handled yet: closing any fd of
+// the locked file in that table drops the lock, and the tasks sharing the
+// table are restored after the owner, opening and closing the files they
+// map; a lock on a file one of them maps would be lost.
 #ifndef CRPP_RESOURCES_FILES_LOCKS_H_
 #define CRPP_RESOURCES_FILES_LOCKS_H_
 

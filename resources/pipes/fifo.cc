@@ -58,7 +58,7 @@ absl::Status Fifos::Dump(DumpContext& ctx) {
   if (!data_image.ok()) return data_image.status();
   std::set<uint64_t> dumped;  // FIFO inodes whose buffer is in fifo-data.img
   for (const TreeTask& t : ctx.tree) {
-    if (t.zombie()) continue;
+    if (!t.owns_fd_table()) continue;  // a shared table is walked through its owner
     auto fds = ctx.OpenFds(t.pid);
     if (!fds.ok()) return fds.status();
     for (const DumpContext::OpenFd& open : **fds) {

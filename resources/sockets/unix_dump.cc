@@ -98,7 +98,7 @@ absl::StatusOr<Sockets> Collect(DumpContext& ctx) {
   if (!diag.ok()) return diag.status();
   Sockets all;
   for (const TreeTask& t : ctx.tree) {
-    if (t.zombie()) continue;
+    if (!t.owns_fd_table()) continue;  // a shared table is walked through its owner
     auto fds = ctx.OpenFds(t.pid);
     if (!fds.ok()) return fds.status();
     for (const DumpContext::OpenFd& open : **fds) {

@@ -42,13 +42,17 @@ const TreeTask* FsOwner(const DumpContext& ctx, const TreeTask& t) {
   return owner;
 }
 
+// The id of the fd table `t` uses (TreeTask::files_id, its own id unset).
+uint32_t FilesId(const TreeTask& t) { return t.files_id != 0 ? t.files_id : t.id; }
+
 // Ids of the kernel objects a task uses (mm, fd table, fs, signal handlers):
-// its own (its id, 1, 2, ... in tree order) but for an fs it shares with its
-// parent, which carries the parent's fs id.
+// its own (its id, 1, 2, ... in tree order) but for an fd table or an fs it
+// shares with its parent, which carries the parent's id (CRIU's convention:
+// restore forks such a child with CLONE_FILES / CLONE_FS).
 criu::task_kobj_ids_entry Ids(const DumpContext& ctx, const TreeTask& t) {
   criu::task_kobj_ids_entry ids;
   ids.set_vm_id(t.id);
-  ids.set_files_id(t.id);
+  ids.set_files_id(FilesId(t));
   ids.set_fs_id(FsOwner(ctx, t)->id);
   ids.set_sighand_id(t.id);
   return ids;
@@ -81,12 +85,15 @@ absl::Status CheckChildIds(const DumpContext& ctx) {
 }
 
 // Processes of the tree that share what only threads share (an address
-// space without CLONE_THREAD, as vfork() makes; an fd table or signal
-// handlers, from clone() flags): restore would give each its own, so such a
-// tree is refused, naming both pids and what they share. An fs (cwd, root,
-// umask) is restored shared when it is shared along parent links (a chain of
-// clone(CLONE_FS) children); shared otherwise (with a sibling whose parent
-// has its own, say), it is refused too.
+// space without CLONE_THREAD, as vfork() makes, and with it maybe signal
+// handlers: the kernel allows CLONE_SIGHAND only with CLONE_VM): restore
+// would give each its own, so such a tree is refused, naming both pids and
+// what they share. An fd table and an fs (cwd, root, umask) are restored
+// shared when they are shared along parent links (a chain of
+// clone(CLONE_FILES) / clone(CLONE_FS) children: restore forks each child
+// with the flag from its parent); shared otherwise (by siblings whose parent
+// has its own, or by a task and its grandparent but not the parent between),
+// they are refused too.
 absl::Status CheckNothingShared(const DumpContext& ctx) {
   struct Kind {
     int type;
@@ -94,7 +101,7 @@ absl::Status CheckNothingShared(const DumpContext& ctx) {
   };
   static constexpr Kind kKinds[] = {
       {KCMP_VM, "their address space (CLONE_VM, e.g. a vfork() in progress)"},
-      {KCMP_FILES, "their fd table (CLONE_FILES)"},
+      {KCMP_FILES, "their fd table (CLONE_FILES) but not as a child with its parent's"},
       {KCMP_FS, "their root, cwd and umask (CLONE_FS) but not with a parent's"},
       {KCMP_SIGHAND, "their signal handlers (CLONE_SIGHAND)"},
   };
@@ -105,18 +112,29 @@ absl::Status CheckNothingShared(const DumpContext& ctx) {
   for (const TreeTask& t : ctx.tree) {
     if (!t.zombie()) live.push_back(t.pid);
   }
+  // Sharing that restore recreates: an fd table or fs both tasks have from
+  // the same ancestor along the parent links.
+  auto restorable = [&ctx](int type, pid_t a, pid_t b) {
+    const TreeTask &ta = *Find(ctx, a), &tb = *Find(ctx, b);
+    if (type == KCMP_FILES) return FilesId(ta) == FilesId(tb);
+    if (type == KCMP_FS) return FsOwner(ctx, ta) == FsOwner(ctx, tb);
+    return false;
+  };
   for (const Kind& k : kKinds) {
     auto cmp = [&k](pid_t a, pid_t b) { return syscall(SYS_kcmp, a, b, k.type, 0, 0); };
     std::vector<pid_t> order = live;
     std::sort(order.begin(), order.end(), [&](pid_t a, pid_t b) { return cmp(a, b) == 1; });
     for (size_t i = 0; i + 1 < order.size(); ++i) {
-      if (cmp(order[i], order[i + 1]) == 0 &&
-          (k.type != KCMP_FS ||
-           FsOwner(ctx, *Find(ctx, order[i])) != FsOwner(ctx, *Find(ctx, order[i + 1])))) {
-        return absl::UnimplementedError(absl::StrFormat("pid %d and pid %d share %s: not supported",
-                                                        std::min(order[i], order[i + 1]),
-                                                        std::max(order[i], order[i + 1]), k.what));
+      pid_t a = std::min(order[i], order[i + 1]), b = std::max(order[i], order[i + 1]);
+      if (cmp(a, b) != 0 || restorable(k.type, a, b)) continue;
+      if (k.type == KCMP_VM && syscall(SYS_kcmp, a, b, KCMP_SIGHAND, 0, 0) == 0) {
+        return absl::UnimplementedError(absl::StrFormat(
+            "pid %d and pid %d share their memory (CLONE_VM) and their signal handlers "
+            "(CLONE_SIGHAND), as threads do, but are two processes: not supported",
+            a, b));
       }
+      return absl::UnimplementedError(
+          absl::StrFormat("pid %d and pid %d share %s: not supported", a, b, k.what));
     }
   }
   return absl::OkStatus();

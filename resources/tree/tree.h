@@ -1,8 +1,12 @@
 // The process tree (pstree.img) and each task's kernel-object ids
 // (ids-PID.img): every process below the root with its parent, session and
 // process group; zombies too. At restore each task recreates its session or
-// group right after it is forked (the driver forks the tree). Processes with
-// threads are refused before they are touched.
+// group right after it is forked (the driver forks the tree). A child that
+// shares its parent's fd table or fs (clone(CLONE_FILES), clone(CLONE_FS))
+// gets the parent's files_id or fs_id, and restore forks it with that flag;
+// processes sharing memory (CLONE_VM, and so maybe signal handlers), or an
+// fd table or fs other than along the parent links, are refused before they
+// are touched, naming both pids.
 #ifndef CRPP_RESOURCES_TREE_TREE_H_
 #define CRPP_RESOURCES_TREE_TREE_H_
 

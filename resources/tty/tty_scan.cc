@@ -33,7 +33,7 @@ std::string Device(dev_t d) {
 absl::StatusOr<Scan> ScanTree(DumpContext& ctx) {
   Scan scan;
   for (const TreeTask& t : ctx.tree) {
-    if (t.zombie()) continue;
+    if (!t.owns_fd_table()) continue;  // a shared table is walked through its owner
     auto fds = ctx.OpenFds(t.pid);
     if (!fds.ok()) return fds.status();
     for (const DumpContext::OpenFd& open : **fds) {

@@ -535,8 +535,25 @@ BOOST_AUTO_TEST_CASE(refused_fanotify_deleted) {
 BOOST_AUTO_TEST_CASE(refused_seccomp) { RefusedAtPrecheck("seccomp", "runs under seccomp"); }
 // The child's TCP socket: UNIX sockets are dumped, other families not yet.
 BOOST_AUTO_TEST_CASE(refused_child) { RefusedAtPrecheck("child", "is a TCP socket (socket:["); }
-BOOST_AUTO_TEST_CASE(refused_shared_fds) {
-  RefusedAtPrecheck("shared_fds", "share their fd table (CLONE_FILES)");
+// A child sharing its parent's fd table is dumped; two siblings sharing one
+// their parent does not, or a task and its grandparent sharing one its
+// parent does not, are refused.
+BOOST_AUTO_TEST_CASE(refused_shared_fds_siblings) {
+  RefusedAtPrecheck("shared_fds_siblings",
+                    "share their fd table (CLONE_FILES) but not as a child with its parent's");
+}
+BOOST_AUTO_TEST_CASE(refused_shared_fds_grandparent) {
+  RefusedAtPrecheck("shared_fds_grandparent",
+                    "share their fd table (CLONE_FILES) but not as a child with its parent's");
+}
+// Two processes sharing memory and signal handlers (the kernel allows
+// CLONE_SIGHAND only with CLONE_VM), and two sharing memory only.
+BOOST_AUTO_TEST_CASE(refused_shared_vm_sighand) {
+  RefusedAtPrecheck("shared_vm_sighand",
+                    "share their memory (CLONE_VM) and their signal handlers (CLONE_SIGHAND)");
+}
+BOOST_AUTO_TEST_CASE(refused_shared_vm) {
+  RefusedAtPrecheck("shared_vm", "share their address space (CLONE_VM");
 }
 
 // A UNIX socket connected to one outside the dumped tree (a listening

@@ -576,6 +576,24 @@ BOOST_AUTO_TEST_CASE(shared_fs_cycles) {
   Cycles(s);
 }
 
+// A child and a grandchild sharing the program's fd table (clone(CLONE_FILES))
+// and a grandchild with a copy of its own (shared_files.cc): one table after
+// restore, its fds (a file, a pipe with bytes in it) where they were.
+BOOST_AUTO_TEST_CASE(shared_files) {
+  Session s("shared_files");
+  DumpRestoreVerify(s);
+}
+
+BOOST_AUTO_TEST_CASE(shared_files_leave_running) {
+  Session s("shared_files_leave_running", "shared_files");
+  LeaveRunning(s);
+}
+
+BOOST_AUTO_TEST_CASE(shared_files_cycles) {
+  Session s("shared_files_cycles", "shared_files");
+  Cycles(s);
+}
+
 // A pty whose slave is a session's controlling terminal, with termios, window
 // size, modes and bytes queued both ways (pty.cc).
 BOOST_AUTO_TEST_CASE(pty) {

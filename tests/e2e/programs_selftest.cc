@@ -246,6 +246,11 @@ BOOST_AUTO_TEST_CASE(inotify) {
   RunStandalone(s);
 }
 
+BOOST_AUTO_TEST_CASE(shared_files) {
+  Session s("shared_files");
+  RunStandalone(s);
+}
+
 BOOST_AUTO_TEST_CASE(pidfd) {
   Session s("pidfd");
   RunStandalone(s);

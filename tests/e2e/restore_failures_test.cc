@@ -10,14 +10,19 @@
 // Then the intact images restore and the program's verdict is OK: nothing but
 // the damage was in the way.
 #define BOOST_TEST_MODULE restore_failures
+#include <linux/sched.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <boost/test/unit_test.hpp>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -33,6 +38,7 @@
 #include "core/images/magic.h"
 // <signal.h>'s deprecated sigmask() macro would rewrite the proto accessor.
 #undef sigmask
+#include "core.pb.h"
 #include "fdinfo.pb.h"
 #include "mm.pb.h"
 #include "tests/e2e/harness.h"
@@ -463,4 +469,133 @@ BOOST_AUTO_TEST_CASE(unix_socket_path_in_use) {
         BOOST_TEST(Exists(path), "the restore removed the live socket's file");
         close(live);
       });
+}
+
+// (d) Processes sharing an fd table take turns in it (restore_task.cc): one
+// of them fails at each point of the turns, and the whole tree goes.
+// shared_files' pids (the root, the child, the grandchildren) and the one
+// with a table of its own, from the images.
+struct SharedFilesTree {
+  std::vector<pid_t> pids;
+  pid_t own_table = 0;
+};
+SharedFilesTree ReadSharedFilesTree(const std::string& dir) {
+  SharedFilesTree t;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const std::string name = e.path().filename();
+    if (name.rfind("core-", 0) == 0) t.pids.push_back(atoi(name.c_str() + 5));
+  }
+  std::sort(t.pids.begin(), t.pids.end());
+  BOOST_REQUIRE_EQUAL(t.pids.size(), 4u);
+  std::vector<uint32_t> tables;
+  for (pid_t pid : t.pids) {
+    auto ids = crpp::images::ReadAll<criu::task_kobj_ids_entry>(Image(dir, "ids", pid),
+                                                                crpp::images::Ids());
+    BOOST_REQUIRE_MESSAGE(ids.ok() && ids->size() == 1, ids.status());
+    tables.push_back(ids->front().files_id());
+  }
+  for (size_t i = 1; i < t.pids.size(); ++i) {
+    if (tables[i] != tables[0]) t.own_table = t.pids[i];
+  }
+  BOOST_REQUIRE_EQUAL(std::count(tables.begin(), tables.end(), tables[0]), 3);
+  return t;
+}
+
+// The root fails restoring its memory while both sharers wait for their turn.
+BOOST_AUTO_TEST_CASE(shared_files_owner_fails) {
+  DamagedImages("shared_files_owner_fails", "shared_files", [](const std::string& dir, pid_t pid) {
+    const std::string pages = dir + "/pages-1.img";  // the root's (its task id is 1)
+    BOOST_REQUIRE(unlink(pages.c_str()) == 0);
+    return Expected{
+        {absl::StrCat("pid ", pid, ": memory: restore: "), pages, "No such file or directory"}};
+  });
+}
+
+// The sharing child fails once the root has handed it the table (the root
+// may be in its restorer by then), while the sharing grandchild waits.
+BOOST_AUTO_TEST_CASE(shared_files_sharer_fails) {
+  DamagedImages("shared_files_sharer_fails", "shared_files", [](const std::string& dir, pid_t) {
+    const pid_t child = ReadSharedFilesTree(dir).pids[1];
+    const std::string fs = Image(dir, "fs", child);
+    BOOST_REQUIRE(unlink(fs.c_str()) == 0);
+    return Expected{
+        {absl::StrCat("pid ", child, ": fds: restore: "), fs, "No such file or directory"}};
+  });
+}
+
+// A process of ours with pid PID (clone3 with set_tid), pausing; waits a
+// moment for a task of the dumped tree still holding it.
+pid_t HoldPid(pid_t pid) {
+  pid_t tid = pid;
+  clone_args ca{};
+  ca.exit_signal = SIGCHLD;
+  ca.set_tid = reinterpret_cast<uint64_t>(&tid);
+  ca.set_tid_size = 1;
+  for (int i = 0; i < 150; ++i) {
+    const long got = syscall(SYS_clone3, &ca, sizeof ca);
+    while (got == 0) pause();
+    if (got > 0 || errno != EEXIST) return static_cast<pid_t>(got);
+    usleep(20000);
+  }
+  return -1;
+}
+
+// The sharing child cannot fork the grandchild with a table of its own (a
+// process of ours has its pid) and dies before it is done forking; the
+// root, waiting for that, notices and fails too. Either error may come
+// first (the engine reads every task's report as it comes): both name the
+// child, and the log has the child's.
+BOOST_AUTO_TEST_CASE(shared_files_sharer_dies_forking) {
+  pid_t holder = -1;
+  std::string log;
+  std::string why;
+  DamagedImages(
+      "shared_files_sharer_dies_forking", "shared_files",
+      [&](const std::string& dir, pid_t) {
+        const SharedFilesTree t = ReadSharedFilesTree(dir);
+        holder = HoldPid(t.own_table);
+        BOOST_REQUIRE_MESSAGE(holder == t.own_table,
+                              "cannot take pid " << t.own_table << ": " << strerror(errno));
+        log = dir + "/restore.log";
+        why = absl::StrCat("pid ", t.pids[1], ": pid ", t.own_table, " is in use");
+        Expected e{{absl::StrCat("pid ", t.pids[1])}};
+        e.allowed_children = {holder};
+        return e;
+      },
+      [&] {
+        kill(holder, SIGKILL);
+        waitpid(holder, nullptr, 0);
+        BOOST_CHECK_MESSAGE(absl::StrContains(ReadFile(log), why),
+                            "'" << why << "' not in " << log);
+      });
+}
+
+// Images saying that two siblings share an fd table their parent does not
+// (ids-PID.img rewritten): restore forks only a child with its parent's
+// table sharing it, and refuses before forking anything.
+BOOST_AUTO_TEST_CASE(fd_table_shared_by_siblings) {
+  DamagedImages("fd_table_shared_by_siblings", "pipeline", [](const std::string& dir, pid_t pid) {
+    std::vector<pid_t> children;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+      const std::string name = e.path().filename();
+      const pid_t p = name.rfind("ids-", 0) == 0 ? atoi(name.c_str() + 4) : 0;
+      if (p != 0 && p != pid) children.push_back(p);
+    }
+    std::sort(children.begin(), children.end());
+    BOOST_REQUIRE_EQUAL(children.size(), 3u);
+    namespace images = crpp::images;
+    auto first =
+        images::ReadAll<criu::task_kobj_ids_entry>(Image(dir, "ids", children[0]), images::Ids());
+    auto second =
+        images::ReadAll<criu::task_kobj_ids_entry>(Image(dir, "ids", children[1]), images::Ids());
+    BOOST_REQUIRE(first.ok() && second.ok() && first->size() == 1 && second->size() == 1);
+    criu::task_kobj_ids_entry e = second->front();
+    e.set_files_id(first->front().files_id());
+    auto w = images::TypedImageWriter<criu::task_kobj_ids_entry>::Create(
+        Image(dir, "ids", children[1]), images::Ids());
+    BOOST_REQUIRE(w.ok() && w->Write(e).ok() && w->Close().ok());
+    return Expected{
+        {absl::StrCat("pid ", children[1], " uses fd table ", first->front().files_id(),
+                      ", as pid ", children[0], " does, but not its parent's (", pid, ")")}};
+  });
 }

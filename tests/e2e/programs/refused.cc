@@ -6,7 +6,15 @@
 //   seccomp a seccomp filter (one that allows every syscall);
 //   child   a child process that holds a TCP socket and waits (it dies with
 //           us: PR_SET_PDEATHSIG);
-//   shared_fds a child made by clone(CLONE_FILES): it shares our fd table;
+//   shared_fds_siblings  a child with an fd table of its own, and a second
+//           child that the first made by clone(CLONE_FILES | CLONE_PARENT):
+//           two siblings sharing a table their parent does not;
+//   shared_fds_grandparent  a child made by clone(CLONE_FILES) makes a
+//           grandchild the same way, then takes a table of its own
+//           (unshare): the grandchild shares our table, not its parent's;
+//   shared_vm_sighand  a child made by clone(CLONE_VM | CLONE_SIGHAND): a
+//           process sharing our memory and signal handlers, as a thread would;
+//   shared_vm  a child made by clone(CLONE_VM), as vfork() makes one;
 //   unix_peer  a stream UNIX socket connected to the listening socket at
 //           CRPP_E2E_UNIX_PEER, which a process outside the tree holds;
 //   epoll_foreign  an epoll shared with a child, watching an eventfd (count
@@ -26,10 +34,10 @@
 // Unlike the other programs it is not meant to be dumped: it is what the dump
 // refuses, and it checks that the refusal left it alone.
 // Verdict: the main loop counted; the fanotify group still has its mark;
-// the process still runs under its filter; the child is still there, and ends
-// when killed; the UNIX socket still sends; the epoll still reports the
-// child's eventfd; the pty fd is still a terminal, the controlling terminal
-// still there.
+// the process still runs under its filter; the children are still there,
+// and end when killed; the UNIX socket still sends; the epoll still reports
+// the child's eventfd; the pty fd is still a terminal, the controlling
+// terminal still there.
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -59,6 +67,14 @@ namespace {
 
 volatile uint64_t g_counter = 0;
 constexpr uint64_t kEpollTag = 0xe90011;
+
+// A child running in our address space (and on our TLS): raw syscalls only,
+// and nothing written to memory.
+int PauseInOurMemory(void*) {
+  syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  for (;;) syscall(SYS_pause);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -67,6 +83,7 @@ int main(int argc, char** argv) {
   const std::string what = env != nullptr ? env : "";
   int fanotify = -1;
   pid_t child = -1;
+  pid_t second_child = -1;
   int unix_fd = -1;
   int epoll = -1;
   int held_fd = -1;
@@ -98,15 +115,52 @@ int main(int argc, char** argv) {
       if (getppid() != parent) _exit(0);
       for (;;) pause();
     }
-  } else if (what == "shared_fds") {
+  } else if (what == "shared_fds_siblings") {
     const pid_t parent = getpid();
-    child = static_cast<pid_t>(syscall(SYS_clone, CLONE_FILES | SIGCHLD, 0, 0, 0, 0));
-    if (child < 0) crpp::e2e::Die("clone");
+    int told[2];
+    if (pipe(told) != 0) crpp::e2e::Die("pipe");
+    child = fork();
+    if (child < 0) crpp::e2e::Die("fork");
     if (child == 0) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() != parent) _exit(0);
+      // Our sibling (CLONE_PARENT), sharing this fd table.
+      long sibling = syscall(SYS_clone, CLONE_FILES | CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+      if (sibling == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(0);
+        for (;;) pause();
+      }
+      crpp::e2e::WriteLine(told[1], std::to_string(sibling));
       for (;;) pause();
     }
+    second_child = static_cast<pid_t>(atol(crpp::e2e::ReadLine(told[0]).c_str()));
+    if (second_child <= 0) crpp::e2e::Die("clone(CLONE_FILES | CLONE_PARENT)");
+  } else if (what == "shared_fds_grandparent") {
+    const pid_t parent = getpid();
+    int told[2];
+    if (pipe(told) != 0) crpp::e2e::Die("pipe");
+    child = static_cast<pid_t>(syscall(SYS_clone, CLONE_FILES | SIGCHLD, 0, 0, 0, 0));
+    if (child < 0) crpp::e2e::Die("clone(CLONE_FILES)");
+    if (child == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(0);
+      const pid_t me = getpid();
+      if (syscall(SYS_clone, CLONE_FILES | SIGCHLD, 0, 0, 0, 0) == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != me) _exit(0);
+        for (;;) pause();
+      }
+      if (unshare(CLONE_FILES) != 0) _exit(3);
+      crpp::e2e::WriteLine(told[1], "ready");
+      for (;;) pause();
+    }
+    if (crpp::e2e::ReadLine(told[0]) != "ready") crpp::e2e::Die("the child's unshare");
+  } else if (what == "shared_vm_sighand" || what == "shared_vm") {
+    static char stack[64 * 1024];
+    int flags = CLONE_VM | (what == "shared_vm_sighand" ? CLONE_SIGHAND : 0) | SIGCHLD;
+    child = clone(PauseInOurMemory, stack + sizeof stack, flags, nullptr);
+    if (child < 0) crpp::e2e::Die("clone(CLONE_VM)");
   } else if (what == "unix_peer") {
     const char* peer = getenv("CRPP_E2E_UNIX_PEER");
     sockaddr_un a{};
@@ -184,9 +238,11 @@ int main(int argc, char** argv) {
     if (tty_fd < 0) crpp::e2e::Die("posix_openpt");
   } else {
     fprintf(stderr,
-            "refused: CRPP_E2E_REFUSED must be fanotify_deleted, seccomp, child, shared_fds, "
-            "unix_peer, epoll_foreign, epoll_closed, deleted_dir, linked_deleted, big_ghost, "
-            "pty_slave, pty_ctty or pty_master\n");
+            "refused: CRPP_E2E_REFUSED must be fanotify_deleted, seccomp, child, "
+            "shared_fds_siblings, shared_fds_grandparent, shared_vm_sighand, shared_vm, unix_peer, "
+            "epoll_foreign, "
+            "epoll_closed, deleted_dir, linked_deleted, big_ghost, pty_slave, pty_ctty or "
+            "pty_master\n");
     exit(2);
   }
   crpp::e2e::Ready();
@@ -232,12 +288,14 @@ int main(int argc, char** argv) {
       v.Expect(epoll_wait(epoll, &ev, 1, 0) == 1 && ev.data.u64 == kEpollTag,
                "the epoll no longer reports the child's eventfd");
     }
-    v.Expect(kill(child, 0) == 0, "the child %d is gone", child);
-    kill(child, SIGKILL);
-    int status = 0;
-    v.Expect(
-        waitpid(child, &status, 0) == child && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
-        "the child %d did not end with SIGKILL", child);
+    for (pid_t c : {child, second_child}) {
+      if (c < 0) continue;
+      v.Expect(kill(c, 0) == 0, "the child %d is gone", c);
+      kill(c, SIGKILL);
+      int status = 0;
+      v.Expect(waitpid(c, &status, 0) == c && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+               "the child %d did not end with SIGKILL", c);
+    }
   }
   v.Finish();
 }
