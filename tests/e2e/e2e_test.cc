@@ -594,6 +594,26 @@ BOOST_AUTO_TEST_CASE(shared_files_cycles) {
   Cycles(s);
 }
 
+// Private memory a fork left shared copy-on-write in a tree of three, each
+// with pages of its own (cow_memory.cc): restored with the same contents and
+// shared again, not one copy per process.
+BOOST_AUTO_TEST_CASE(cow_memory) {
+  Session s("cow_memory");
+  DumpRestoreVerify(s);
+}
+
+// dump -R must leave the running tree's pages shared too.
+BOOST_AUTO_TEST_CASE(cow_memory_leave_running) {
+  Session s("cow_memory_leave_running", "cow_memory");
+  LeaveRunning(s);
+}
+
+// Each restore's sharing is what the next dump finds: still shared after 20.
+BOOST_AUTO_TEST_CASE(cow_memory_cycles) {
+  Session s("cow_memory_cycles", "cow_memory");
+  Cycles(s);
+}
+
 // A pty whose slave is a session's controlling terminal, with termios, window
 // size, modes and bytes queued both ways (pty.cc).
 BOOST_AUTO_TEST_CASE(pty) {
