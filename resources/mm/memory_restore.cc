@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <numeric>
+#include <span>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -114,7 +115,7 @@ bool IsPrivate(uint32_t st) {
 
 // Splits the runs at VMA ends and gives each premapped VMA its own: every
 // private file VMA, and every private anonymous one with pages.
-absl::Status AssignRuns(TaskMemory& tm, const std::vector<Run>& runs) {
+absl::Status AssignRuns(TaskMemory& tm, std::vector<Run> runs) {
   const criu::mm_entry& mm = tm.mm;
   std::vector<int> order(mm.vmas_size());
   std::iota(order.begin(), order.end(), 0);
@@ -125,25 +126,24 @@ absl::Status AssignRuns(TaskMemory& tm, const std::vector<Run>& runs) {
         "%s: pages at %#x belong to no private mapping of the task", tm.pagemap_path, addr));
   };
   tm.premap_of.assign(mm.vmas_size(), -1);
-  size_t next = 0;
-  Run cur;
-  bool have = false;
+  size_t next = 0;  // runs[next] is the first run (or rest of one) not given yet
   for (int idx : order) {
     const criu::vma_entry& v = mm.vmas(idx);
     std::vector<Run> in;
-    while ((have || next < runs.size()) && (have ? cur : runs[next]).addr < v.end()) {
-      if (!have) cur = runs[next++], have = true;
-      if (cur.addr < v.start()) return stray(cur.addr);
-      Run head = cur;
-      head.pages = std::min(cur.end(), v.end()) / kPage - cur.addr / kPage;
+    while (next < runs.size() && runs[next].addr < v.end()) {
+      Run& r = runs[next];
+      if (r.addr < v.start()) return stray(r.addr);
+      Run head = r;
+      head.pages = (std::min(r.end(), v.end()) - r.addr) / kPage;
       in.push_back(head);
-      if (head.pages == cur.pages) {
-        have = false;
-      } else {
-        cur.addr += head.pages * kPage;
-        cur.off += static_cast<off_t>(head.pages * kPage);
-        cur.pages -= head.pages;
+      if (head.pages == r.pages) {
+        ++next;
+        continue;
       }
+      // The rest of the run belongs to the next VMA (or to none).
+      r.addr += head.pages * kPage;
+      r.off += static_cast<off_t>(head.pages * kPage);
+      r.pages -= head.pages;
     }
     uint32_t st = v.status();
     bool premapped = IsPrivate(st) && ((st & kVmaFilePrivate) || !in.empty());
@@ -161,7 +161,7 @@ absl::Status AssignRuns(TaskMemory& tm, const std::vector<Run>& runs) {
     tm.premaps.push_back(p);
     tm.premap_total += v.end() - v.start();
   }
-  if (have || next < runs.size()) return stray(have ? cur.addr : runs[next].addr);
+  if (next < runs.size()) return stray(runs[next].addr);
   return absl::OkStatus();
 }
 
@@ -297,7 +297,7 @@ absl::StatusOr<std::shared_ptr<TaskMemory>> Prepare(RestoreContext& ctx) {
   }
   auto runs = ReadRuns(tm->pagemap_path, tm->pages_id);
   if (!runs.ok()) return runs.status();
-  if (auto s = AssignRuns(*tm, *runs); !s.ok()) return s;
+  if (auto s = AssignRuns(*tm, *std::move(runs)); !s.ok()) return s;
   for (const Run& r : tm->runs) tm->pages += r.pages;
 
   RestorePlan& plan = *ctx.plan;
