@@ -81,6 +81,8 @@ absl::StatusOr<std::vector<Run>> ReadRuns(const std::string& path, uint32_t& pag
   return runs;
 }
 
+using PathMap = std::map<uint32_t, std::string>;
+
 // A private VMA with a place in the keep area.
 struct Premap {
   int index = 0;                      // in mm.vmas
@@ -102,6 +104,8 @@ struct TaskMemory {
   std::vector<int> premap_of;   // mm.vmas index -> premaps index, or -1
   uint64_t keep = 0, keep_size = 0, premap_total = 0;
   uint64_t pages = 0, shared_pages = 0;
+  // files.img's paths, once read for an early private file mapping.
+  std::shared_ptr<const PathMap> file_paths;
 
   std::span<const Run> RunsOf(const Premap& p) const {
     return {runs.data() + p.first_run, p.nr_runs};
@@ -184,30 +188,35 @@ const Premap* Inheritable(const TaskMemory& parent, const criu::vma_entry& v) {
   return &*it;
 }
 
-// File paths by id: the fds plugin's once it ran (in Restore), else read
-// from files.img (RestoreBeforeChildren runs before the fds plugin).
+// File paths by id: the fds plugin's once it ran (in Restore), else those
+// of files.img (RestoreBeforeChildren runs before the fds plugin), read once
+// for a whole line of tasks: a child takes its parent's copy.
 class FilePaths {
  public:
-  explicit FilePaths(const RestoreContext& ctx) : ctx_(ctx) {}
+  FilePaths(const RestoreContext& ctx, std::shared_ptr<const PathMap>& cache,
+            const std::shared_ptr<const PathMap>* parent)
+      : ctx_(ctx), cache_(cache), parent_(parent) {}
   absl::StatusOr<const std::string*> Find(uint32_t id) {
     if (!ctx_.file_paths.empty()) return ctx_.file_path(id);
-    if (!loaded_) {
+    if (cache_ == nullptr && parent_ != nullptr) cache_ = *parent_;
+    if (cache_ == nullptr) {
       auto files =
           images::ReadAll<criu::file_entry>(ctx_.images_dir + "/files.img", images::Files());
       if (!files.ok()) return files.status();
+      auto paths = std::make_shared<PathMap>();
       for (const auto& f : *files) {
-        if (f.has_reg()) own_[f.id()] = f.reg().name();
+        if (f.has_reg()) (*paths)[f.id()] = f.reg().name();
       }
-      loaded_ = true;
+      cache_ = std::move(paths);
     }
-    auto it = own_.find(id);
-    return it == own_.end() ? nullptr : &it->second;
+    auto it = cache_->find(id);
+    return it == cache_->end() ? nullptr : &it->second;
   }
 
  private:
   const RestoreContext& ctx_;
-  bool loaded_ = false;
-  std::map<uint32_t, std::string> own_;
+  std::shared_ptr<const PathMap>& cache_;
+  const std::shared_ptr<const PathMap>* parent_;
 };
 
 // Premaps `p` as a fresh private mapping (of its file, if it has one).
@@ -313,7 +322,7 @@ absl::StatusOr<std::shared_ptr<TaskMemory>> Prepare(RestoreContext& ctx) {
   const TaskMemory* parent =
       plan.parent ? static_cast<const TaskMemory*>(plan.parent->memory.get()) : nullptr;
   std::vector<bool> taken(parent ? parent->premaps.size() : 0);
-  FilePaths paths(ctx);
+  FilePaths paths(ctx, tm->file_paths, parent ? &parent->file_paths : nullptr);
   fill::Ranges drop;
   std::vector<fill::Job> jobs;
   for (const Premap& p : tm->premaps) {
@@ -385,7 +394,7 @@ absl::Status Memory::Restore(RestoreContext& ctx) {
   }
 
   // Premap the rest and describe every VMA.
-  FilePaths paths(ctx);
+  FilePaths paths(ctx, tm.file_paths, nullptr);
   std::vector<fill::Job> jobs;
   std::vector<const criu::vma_entry*> vdso, vvars;  // image order
   for (int i = 0; i < mm.vmas_size(); ++i) {
