@@ -67,9 +67,10 @@ absl::Status Copy(int fd, const std::string& path, const Job& j) {
 
 // Inherited pages are only read: writing one would copy it, and an equal
 // page must stay the parent's. No populate here for the same reason.
-absl::Status Compare(int fd, const std::string& path, const Job& j, char* buf, uint64_t& same) {
+absl::Status Compare(int fd, const std::string& path, const Job& j, char* buf, uint64_t buf_len,
+                     uint64_t& same) {
   for (uint64_t done = 0; done < j.len;) {
-    uint64_t n = std::min(kCompareChunk, j.len - done);
+    uint64_t n = std::min(buf_len, j.len - done);
     if (auto s = ReadFull(fd, path, buf, n, j.off + static_cast<off_t>(done)); !s.ok()) return s;
     for (uint64_t p = 0; p < n; p += kPage) {
       char* dst = j.dst + done + p;
@@ -86,15 +87,15 @@ absl::Status Compare(int fd, const std::string& path, const Job& j, char* buf, u
 
 absl::Status RunList(int fd, const std::string& path, const std::vector<Job>& jobs,
                      uint64_t& same) {
-  std::unique_ptr<char[]> buf;
+  // No bigger than needed: a few shared pages should not cost the faults of
+  // a whole chunk of fresh buffer.
+  uint64_t need = 0;
   for (const Job& j : jobs) {
-    absl::Status s;
-    if (j.compare) {
-      if (!buf) buf.reset(new char[kCompareChunk]);
-      s = Compare(fd, path, j, buf.get(), same);
-    } else {
-      s = Copy(fd, path, j);
-    }
+    if (j.compare) need = std::max(need, std::min(j.len, kCompareChunk));
+  }
+  std::unique_ptr<char[]> buf(need != 0 ? new char[need] : nullptr);
+  for (const Job& j : jobs) {
+    absl::Status s = j.compare ? Compare(fd, path, j, buf.get(), need, same) : Copy(fd, path, j);
     if (!s.ok()) return s;
   }
   return absl::OkStatus();

@@ -283,7 +283,13 @@ absl::Status Inherit(const TaskMemory& parent, const Premap& from, const TaskMem
   }
   fill::InheritedPlan plan =
       fill::PlanInherited(p.at, v.start(), tm.RunsOf(p), parent.RunsOf(from));
-  drop.insert(drop.end(), plan.drop.begin(), plan.drop.end());
+  for (const auto& [s, e] : plan.drop) {
+    if (!drop.empty() && drop.back().second == s) {
+      drop.back().second = e;  // one call for neighbours
+    } else {
+      drop.emplace_back(s, e);
+    }
+  }
   jobs.insert(jobs.end(), plan.jobs.begin(), plan.jobs.end());
   return absl::OkStatus();
 }
@@ -354,9 +360,20 @@ absl::StatusOr<std::shared_ptr<TaskMemory>> Prepare(RestoreContext& ctx) {
     return absl::InternalError(
         absl::StrFormat("MADV_DONTFORK of the work area %#x: %s", tm->keep, strerror(errno)));
   }
+  // Early premaps next to each other in the keep area go in one call.
+  fill::Ranges inherited;
   for (const Premap& p : tm->premaps) {
-    if (p.early && madvise(reinterpret_cast<void*>(p.at), tm->Len(p), MADV_DOFORK) != 0) {
-      return absl::InternalError(absl::StrFormat("MADV_DOFORK at %#x: %s", p.at, strerror(errno)));
+    if (!p.early) continue;
+    if (!inherited.empty() && inherited.back().second == p.at) {
+      inherited.back().second += tm->Len(p);
+    } else {
+      inherited.emplace_back(p.at, p.at + tm->Len(p));
+    }
+  }
+  for (const auto& [s, e] : inherited) {
+    if (madvise(reinterpret_cast<void*>(s), e - s, MADV_DOFORK) != 0) {
+      return absl::InternalError(
+          absl::StrFormat("MADV_DOFORK at %#x-%#x: %s", s, e, strerror(errno)));
     }
   }
   if (auto s = Fill(ctx, *tm, std::move(jobs)); !s.ok()) return s;
