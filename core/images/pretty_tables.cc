@@ -45,7 +45,9 @@ constexpr Flag kRfileFlags[] = {
     {"O_DIRECTORY", 0200000}, {"O_NOFOLLOW", 0400000}, {"O_NOATIME", 01000000},
     {"O_CLOEXEC", 02000000},
 };
-constexpr Flag kPmapFlags[] = {{"PE_PARENT", 1}, {"PE_LAZY", 2}, {"PE_PRESENT", 4}};
+// CRPP_PE_SHARED is crpp's own (resources/mm/memory.h: kPeShared).
+constexpr Flag kPmapFlags[] = {
+    {"PE_PARENT", 1}, {"PE_LAZY", 2}, {"PE_PRESENT", 4}, {"CRPP_PE_SHARED", 1u << 16}};
 constexpr Flag kSealsFlags[] = {{"F_SEAL_SEAL", 1},
                                 {"F_SEAL_SHRINK", 2},
                                 {"F_SEAL_GROW", 4},

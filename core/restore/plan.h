@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -32,6 +33,14 @@ struct RestorePlan {
   // The vDSO/vvar areas this task has now ([start, end)): they are moved, not
   // unmapped, by the restorer. Set by the memory plugin.
   std::vector<std::pair<uint64_t, uint64_t>> kernel_areas;
+  // The memory plugin's own state from its RestoreBeforeChildren hook to its
+  // Restore (the type is the plugin's): what it premapped before the fork.
+  std::shared_ptr<void> memory;
+  // The parent task's plan (null for the root), as the fork left it in this
+  // task's copy of the parent's memory: the memory plugin finds there the
+  // premapped areas the task inherited copy-on-write. Only `memory` is valid
+  // in the child; the parent's keep area was not inherited.
+  const RestorePlan* parent = nullptr;
 };
 
 }  // namespace crpp

@@ -247,6 +247,7 @@ void WaitForTurn(std::atomic<uint32_t>& word) {
   RestorePlan plan;
   plan.blob_size = blobs::restorer_blob::kBlob.mem_size;
   plan.nr_threads = me.threads.size();
+  if (index != 0) plan.parent = tree.parent_plan;
   RestoreContext ctx;
   ctx.images_dir = tree.images_dir;
   ctx.pid = me.pid;
@@ -270,6 +271,7 @@ void WaitForTurn(std::atomic<uint32_t>& word) {
     ctx.shared_memory = tree.shared_memory;
   }
   if (absl::Status s = engine.RestoreBeforeChildren(ctx); !s.ok()) Fail(status_fd, s);
+  tree.parent_plan = &plan;
 
   // An fd table shared by several tasks (a chain of clone(CLONE_FILES)
   // children, forked so below) holds the fds of all of them: the engine's

@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/engine.h"
+#include "core/restore/plan.h"
 
 namespace crpp::restore_internal {
 
@@ -70,6 +71,9 @@ struct TreeSpec {
   // --inherit-fd: resource -> the caller's fd (moved to the engine's range
   // in the root).
   std::map<std::string, int> inherit_fds;
+  // Set in each task before it forks its children: its own plan, which they
+  // see as RestorePlan::parent.
+  const RestorePlan* parent_plan = nullptr;
 };
 
 // The tree to restore, from pstree.img (and each zombie's core image for

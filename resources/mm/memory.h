@@ -1,10 +1,14 @@
 // The address space: mm-PID.img (layout, VMAs, auxv), pagemap-PID.img and
 // pages-N.img (contents of the pages the task has, zero pages excepted).
 //
-// Dump reads page contents with process_vm_readv in large batches; restore
+// Dump has the parasite splice page contents into the pages image; restore
 // premaps every private VMA inside the restorer's keep area, fills it with
 // preadv straight from the pages image, and leaves the final moves to the
-// restorer blob.
+// restorer blob. Pages a task shared copy-on-write with its parent stay
+// shared: the dump marks pages mapped more than once (kPeShared), and a task
+// premaps and fills the VMAs holding such pages before it forks its children
+// (RestoreBeforeChildren), which keep every inherited page that equals their
+// own (memory_restore.cc).
 #ifndef CRPP_RESOURCES_MM_MEMORY_H_
 #define CRPP_RESOURCES_MM_MEMORY_H_
 
@@ -23,6 +27,7 @@ struct Memory {
   using Depends = DependsOn<Fds>;
   static absl::Status Precheck(DumpContext& ctx);
   static absl::Status Dump(DumpContext& ctx);
+  static absl::Status RestoreBeforeChildren(RestoreContext& ctx);
   static absl::Status Restore(RestoreContext& ctx);
 };
 
@@ -41,6 +46,12 @@ inline constexpr uint32_t kVmaMemfd = 1u << 14;
 
 // pagemap_entry.flags
 inline constexpr uint32_t kPePresent = 4;
+// crpp's own flag, which CRIU never sets nor reads: the pages of the entry
+// were mapped more than once when dumped (not PM_MMAP_EXCLUSIVE), such as
+// pages a fork left shared copy-on-write. Only these are worth comparing
+// with what a restored child inherits from its parent; without the flag
+// (CRIU's images) every task gets its own copy of its pages.
+inline constexpr uint32_t kPeShared = 1u << 16;
 
 }  // namespace crpp::resources
 

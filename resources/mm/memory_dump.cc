@@ -28,6 +28,7 @@ constexpr uint64_t kPage = 4096;
 constexpr uint64_t kPmPresent = 1ull << 63;
 constexpr uint64_t kPmSwapped = 1ull << 62;
 constexpr uint64_t kPmFileOrShared = 1ull << 61;
+constexpr uint64_t kPmExclusive = 1ull << 56;
 constexpr uint64_t kPmPfnMask = (1ull << 55) - 1;
 
 // Why a mapping cannot be dumped yet, or "".
@@ -76,9 +77,12 @@ uint32_t Prot(const proc::Vma& v) {
 
 struct Range {
   uint64_t start, pages;
+  bool shared;     // mapped more than once: kPeShared
+  bool continues;  // the previous run goes on here, split only by `shared`
 };
 
-// Pages of `v` to store, as runs of consecutive pages.
+// Pages of `v` to store, as runs of consecutive pages that are all shared or
+// all not.
 absl::Status CollectPages(int pagemap_fd, const proc::Vma& v, uint64_t zero_pfn,
                           std::vector<Range>& out, DumpStats& stats) {
   uint64_t n = v.size() / kPage;
@@ -107,11 +111,16 @@ absl::Status CollectPages(int pagemap_fd, const proc::Vma& v, uint64_t zero_pfn,
       }
     }
     if (!take) continue;
+    // Another mapping of the same page (a parent's or a child's, after a
+    // fork) is what a restore can share again. A swapped page does not say.
+    bool shared = (e & kPmPresent) && !(e & kPmExclusive);
     uint64_t addr = v.start + i * kPage;
-    if (out.size() > first_of_vma && out.back().start + out.back().pages * kPage == addr) {
+    bool adjacent =
+        out.size() > first_of_vma && out.back().start + out.back().pages * kPage == addr;
+    if (adjacent && out.back().shared == shared) {
       ++out.back().pages;
     } else {
-      out.push_back({addr, 1});
+      out.push_back({addr, 1, shared, adjacent});
     }
   }
   return absl::OkStatus();
@@ -353,10 +362,15 @@ absl::Status Memory::Dump(DumpContext& ctx) {
     criu::pagemap_entry pe;
     pe.set_vaddr(r.start);
     pe.set_compat_nr_pages(static_cast<uint32_t>(std::min<uint64_t>(r.pages, UINT32_MAX)));
-    pe.set_flags(kPePresent);
+    pe.set_flags(kPePresent | (r.shared ? kPeShared : 0));
     pe.set_nr_pages(r.pages);
     if (auto s = (*pw)->Write(pe); !s.ok()) return s;
-    pages.push_back({r.start, r.pages});
+    // The parasite gets whole runs of a VMA, whatever the flag.
+    if (r.continues) {
+      pages.back().pages += r.pages;
+    } else {
+      pages.push_back({r.start, r.pages});
+    }
     ctx.stats->pages_written += r.pages;
   }
   if (auto s = (*pw)->Close(); !s.ok()) return s;

@@ -4,325 +4,426 @@
 // is free both in the target's layout and in ours) and filled with preadv
 // from the pages image; the restorer blob later moves each one to its final
 // address with mremap, which costs no copy.
+//
+// Copy-on-write sharing: a VMA whose pages the dump saw mapped more than once
+// (kPeShared runs) is premapped and filled in RestoreBeforeChildren, before
+// the task forks its children, and only these VMAs of the keep area are
+// inherited by them (the rest is MADV_DONTFORK until the fork is over). A
+// child whose own VMA matches one of them moves the inherited mapping into
+// its keep area and writes only the pages that differ (memory_fill.h), so the
+// others stay one page shared with the parent, as before the dump. Everything
+// else is premapped and filled in Restore, after the children are forked, so
+// that tasks sharing nothing fill their memory in parallel as before.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
-#include <thread>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <span>
 #include <vector>
 
 #include "absl/strings/str_format.h"
-#include "arch/x86_64/xsave.h"
 #include "core/images/image_io.h"
 #include "core/images/magic.h"
 #include "core/log.h"
-#include "core/proc/proc.h"
 #include "core/restore/plan.h"
+#include "fdinfo.pb.h"
 #include "mm.pb.h"
 #include "pagemap.pb.h"
 #include "resources/mm/memory.h"
+#include "resources/mm/memory_fill.h"
 #include "resources/mm/shmem.h"
+#include "resources/mm/work_area.h"
 
 namespace crpp::resources {
 namespace {
 
-constexpr uint64_t kPage = 4096;
-constexpr uint64_t kStackSize = 256 << 10;
-// The restorer's stack in each other thread: the sigframe with the xsave
-// image, and little else.
-constexpr uint64_t kThreadStackSize = 64 << 10;
-// Highest user address on x86-64 with 4-level paging.
-constexpr uint64_t kTaskSize = 0x7ffffffff000ull;
-
-uint64_t PageUp(uint64_t v) { return (v + kPage - 1) & ~(kPage - 1); }
-
-struct Layout {
-  uint64_t args_off, xsave_off, stack_off, threads_off, thread_areas_off, blob_off, premap_off,
-      size;
-};
-
-// Finds `size` bytes free in both the target layout and ours, and maps them.
-absl::StatusOr<uint64_t> MapKeepArea(const criu::mm_entry& mm, uint64_t size) {
-  std::vector<std::pair<uint64_t, uint64_t>> used;
-  for (const auto& v : mm.vmas()) used.emplace_back(v.start(), v.end());
-  std::sort(used.begin(), used.end());
-  // Gaps of the target layout, largest first: the keep area goes where the
-  // restored task has nothing and then disappears with the restorer.
-  std::vector<std::pair<uint64_t, uint64_t>> gaps;
-  uint64_t prev = 1ull << 20;
-  for (const auto& [s, e] : used) {
-    if (s > prev) gaps.emplace_back(prev, s);
-    prev = std::max(prev, e);
-  }
-  if (prev < kTaskSize) gaps.emplace_back(prev, kTaskSize);
-  std::sort(gaps.begin(), gaps.end(),
-            [](const auto& a, const auto& b) { return a.second - a.first > b.second - b.first; });
-  for (const auto& [gs, ge] : gaps) {
-    if (ge - gs < size) continue;
-    constexpr int kTries = 32;
-    for (int i = 0; i < kTries; ++i) {
-      uint64_t span = ge - gs - size;
-      uint64_t at = (gs + span / kTries * i) & ~(kPage - 1);
-      if (at < gs) continue;
-      void* p = mmap(reinterpret_cast<void*>(at), size, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-      if (p == MAP_FAILED) continue;
-      if (reinterpret_cast<uint64_t>(p) == at) return at;
-      munmap(p, size);  // an old kernel ignored NOREPLACE
-    }
-  }
-  return absl::ResourceExhaustedError(absl::StrFormat(
-      "no room for the restorer's %d-byte work area in the target's address space", size));
-}
-
-struct Area {
-  uint64_t start, end, premap;  // premap == 0: not premapped
-};
-
-struct CopyJob {
-  char* dst;
-  off_t off;
-  uint64_t len;
-};
-
-absl::Status Copy(int fd, const std::string& path, const CopyJob& j) {
-  // Faulting fresh pages in one go is cheaper than one fault per page
-  // inside pread (the cost of a restore is mostly these faults).
-  constexpr int kMadvPopulateWrite = 23;
-  (void)madvise(j.dst, j.len, kMadvPopulateWrite);
-  uint64_t done = 0;
-  while (done < j.len) {
-    ssize_t got = pread(fd, j.dst + done, j.len - done, j.off + static_cast<off_t>(done));
-    if (got <= 0) {
-      return absl::DataLossError(
-          absl::StrFormat("%s: at offset %d: %s", path, j.off + static_cast<off_t>(done),
-                          got == 0 ? "truncated pages image" : strerror(errno)));
-    }
-    done += static_cast<uint64_t>(got);
-  }
-  return absl::OkStatus();
-}
-
-// Fills the premapped areas, on two threads when there is enough to share:
-// filling fresh memory is bound by page faults, which scale with cores. The
-// helper thread is joined before anything else happens in the task.
-absl::Status RunCopies(int fd, const std::string& path, std::vector<CopyJob> jobs) {
-  constexpr uint64_t kSplitAbove = 64ull << 20;
-  uint64_t total = 0;
-  for (const CopyJob& j : jobs) total += j.len;
-  std::vector<CopyJob> second;
-  if (total >= kSplitAbove) {
-    uint64_t half = total / 2, acc = 0;
-    std::vector<CopyJob> first;
-    for (const CopyJob& j : jobs) {
-      if (acc >= half) {
-        second.push_back(j);
-      } else if (acc + j.len <= half) {
-        first.push_back(j);
-      } else {
-        uint64_t head = (half - acc) & ~(kPage - 1);
-        first.push_back({j.dst, j.off, head});
-        second.push_back({j.dst + head, j.off + static_cast<off_t>(head), j.len - head});
-      }
-      acc += j.len;
-    }
-    jobs = std::move(first);
-  }
-  absl::Status other;
-  std::thread helper;
-  if (!second.empty()) {
-    helper = std::thread([&] {
-      for (const CopyJob& j : second) {
-        if (other = Copy(fd, path, j); !other.ok()) return;
-      }
-    });
-  }
-  absl::Status mine;
-  for (const CopyJob& j : jobs) {
-    if (mine = Copy(fd, path, j); !mine.ok()) break;
-  }
-  if (helper.joinable()) helper.join();
-  return mine.ok() ? other : mine;
-}
-
-// The pagemap image, read once: where each run of dumped pages goes.
-struct Pagemap {
-  std::string path;
-  uint32_t pages_id = 0;
-  std::vector<criu::pagemap_entry> entries;
-};
+using fill::kPage;
+using fill::Run;
 
 uint64_t NrPages(const criu::pagemap_entry& pe) {
   return pe.has_nr_pages() ? pe.nr_pages() : pe.compat_nr_pages();
 }
 
-absl::StatusOr<Pagemap> ReadPagemap(const std::string& dir, pid_t pid) {
-  Pagemap pm;
-  pm.path = absl::StrFormat("%s/pagemap-%d.img", dir, pid);
-  auto r = images::ImageReader::Open(pm.path, &images::Pagemap());
+// The pagemap image as runs of pages, by address, with their place in the
+// pages image.
+absl::StatusOr<std::vector<Run>> ReadRuns(const std::string& path, uint32_t& pages_id) {
+  auto r = images::ImageReader::Open(path, &images::Pagemap());
   if (!r.ok()) return r.status();
   criu::pagemap_head head;
   auto more = (*r)->Next(head);
   if (!more.ok()) return more.status();
-  if (!*more) return absl::DataLossError(pm.path + ": no pagemap head");
-  pm.pages_id = head.pages_id();
+  if (!*more) return absl::DataLossError(path + ": no pagemap head");
+  pages_id = head.pages_id();
+  std::vector<Run> runs;
+  off_t off = 0;
   for (;;) {
     criu::pagemap_entry pe;
     more = (*r)->Next(pe);
     if (!more.ok()) return more.status();
-    if (!*more) return pm;
+    if (!*more) break;
     if ((pe.has_in_parent() && pe.in_parent()) || (pe.has_flags() && (pe.flags() & 3))) {
       return absl::UnimplementedError(absl::StrFormat(
           "%s: pages at %#x are in a parent image or lazy: incremental and lazy restores are not "
           "supported yet",
-          pm.path, pe.vaddr()));
+          path, pe.vaddr()));
     }
-    pm.entries.push_back(std::move(pe));
+    Run run{pe.vaddr(), NrPages(pe), off, pe.has_flags() && (pe.flags() & kPeShared)};
+    off += static_cast<off_t>(run.pages * kPage);
+    if (run.pages != 0) runs.push_back(run);
   }
+  std::stable_sort(runs.begin(), runs.end(),
+                   [](const Run& a, const Run& b) { return a.addr < b.addr; });
+  return runs;
 }
 
-absl::Status FillPages(const std::string& dir, const Pagemap& pm, const std::vector<Area>& areas,
-                       uint64_t& pages_restored) {
-  std::string pages_path = absl::StrFormat("%s/pages-%d.img", dir, pm.pages_id);
-  int fd = open(pages_path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::NotFoundError(absl::StrFormat("%s: %s", pages_path, strerror(errno)));
-  }
-  off_t off = 0;
-  absl::Status status;
-  std::vector<CopyJob> jobs;
-  for (const criu::pagemap_entry& pe : pm.entries) {
-    uint64_t addr = pe.vaddr(), end = pe.vaddr() + NrPages(pe) * kPage;
-    while (addr < end) {
-      auto a = std::find_if(areas.begin(), areas.end(),
-                            [&](const Area& x) { return addr >= x.start && addr < x.end; });
-      if (a == areas.end() || a->premap == 0) {
-        status = absl::DataLossError(absl::StrFormat(
-            "%s: pages at %#x belong to no private mapping of the task", pm.path, addr));
-        break;
-      }
-      uint64_t chunk = std::min(end, a->end) - addr;
-      jobs.push_back({reinterpret_cast<char*>(a->premap + (addr - a->start)), off, chunk});
-      off += static_cast<off_t>(chunk);
-      addr += chunk;
-      pages_restored += chunk / kPage;
-    }
-    if (!status.ok()) break;
-  }
-  if (status.ok()) status = RunCopies(fd, pages_path, jobs);
-  close(fd);
-  return status;
-}
+using PathMap = std::map<uint32_t, std::string>;
 
-// The current task's vdso-related areas, by name.
-struct SpecialAreas {
-  uint64_t vdso = 0, vdso_size = 0, vvar = 0, vvar_size = 0, vclock = 0, vclock_size = 0;
+// A private VMA with a place in the keep area.
+struct Premap {
+  int index = 0;                      // in mm.vmas
+  uint64_t at = 0;                    // where it is premapped
+  size_t first_run = 0, nr_runs = 0;  // its pages: TaskMemory::runs
+  // It holds pages the dump saw shared: premapped and filled before the
+  // children are forked, and left to them to inherit.
+  bool early = false;
 };
 
-absl::StatusOr<SpecialAreas> OwnSpecialAreas() {
-  auto maps = proc::ReadMaps(getpid(), /*with_flags=*/false);
-  if (!maps.ok()) return maps.status();
-  SpecialAreas s;
-  for (const auto& v : *maps) {
-    if (v.path == "[vdso]") s.vdso = v.start, s.vdso_size = v.size();
-    if (v.path == "[vvar]") s.vvar = v.start, s.vvar_size = v.size();
-    if (v.path == "[vvar_vclock]") s.vclock = v.start, s.vclock_size = v.size();
+// What the plugin knows of a task between its two hooks; a child reads its
+// parent's (RestorePlan::parent) to find the premaps it inherited.
+struct TaskMemory {
+  std::string mm_path, pagemap_path;
+  criu::mm_entry mm;
+  uint32_t pages_id = 0;
+  std::vector<Run> runs;        // by address, none across a VMA end
+  std::vector<Premap> premaps;  // by address
+  std::vector<int> premap_of;   // mm.vmas index -> premaps index, or -1
+  uint64_t keep = 0, keep_size = 0, premap_total = 0;
+  uint64_t pages = 0, shared_pages = 0;
+  // files.img's paths, once read for an early private file mapping.
+  std::shared_ptr<const PathMap> file_paths;
+
+  std::span<const Run> RunsOf(const Premap& p) const {
+    return {runs.data() + p.first_run, p.nr_runs};
   }
+  uint64_t Len(const Premap& p) const { return mm.vmas(p.index).end() - mm.vmas(p.index).start(); }
+};
+
+bool IsPrivate(uint32_t st) {
+  return !(st & (kVmaVdso | kVmaVvar | kVmaVsyscall)) && (st & (kVmaAnonPrivate | kVmaFilePrivate));
+}
+
+// Splits the runs at VMA ends and gives each premapped VMA its own: every
+// private file VMA, and every private anonymous one with pages.
+absl::Status AssignRuns(TaskMemory& tm, std::vector<Run> runs) {
+  const criu::mm_entry& mm = tm.mm;
+  std::vector<int> order(mm.vmas_size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(),
+            [&](int a, int b) { return mm.vmas(a).start() < mm.vmas(b).start(); });
+  auto stray = [&](uint64_t addr) {
+    return absl::DataLossError(absl::StrFormat(
+        "%s: pages at %#x belong to no private mapping of the task", tm.pagemap_path, addr));
+  };
+  tm.premap_of.assign(mm.vmas_size(), -1);
+  size_t next = 0;  // runs[next] is the first run (or rest of one) not given yet
+  for (int idx : order) {
+    const criu::vma_entry& v = mm.vmas(idx);
+    std::vector<Run> in;
+    while (next < runs.size() && runs[next].addr < v.end()) {
+      Run& r = runs[next];
+      if (r.addr < v.start()) return stray(r.addr);
+      Run head = r;
+      head.pages = (std::min(r.end(), v.end()) - r.addr) / kPage;
+      in.push_back(head);
+      if (head.pages == r.pages) {
+        ++next;
+        continue;
+      }
+      // The rest of the run belongs to the next VMA (or to none).
+      r.addr += head.pages * kPage;
+      r.off += static_cast<off_t>(head.pages * kPage);
+      r.pages -= head.pages;
+    }
+    uint32_t st = v.status();
+    bool premapped = IsPrivate(st) && ((st & kVmaFilePrivate) || !in.empty());
+    if (!premapped) {
+      if (!in.empty()) return stray(in.front().addr);
+      continue;
+    }
+    Premap p;
+    p.index = idx;
+    p.first_run = tm.runs.size();
+    p.nr_runs = in.size();
+    p.early = std::any_of(in.begin(), in.end(), [](const Run& r) { return r.shared; });
+    tm.runs.insert(tm.runs.end(), in.begin(), in.end());
+    tm.premap_of[idx] = static_cast<int>(tm.premaps.size());
+    tm.premaps.push_back(p);
+    tm.premap_total += v.end() - v.start();
+  }
+  if (next < runs.size()) return stray(runs[next].addr);
+  return absl::OkStatus();
+}
+
+// The early premap of `parent` this task's VMA `v` can take over: the same
+// range, flags and kind of memory (and file and offset).
+const Premap* Inheritable(const TaskMemory& parent, const criu::vma_entry& v) {
+  auto it = std::lower_bound(
+      parent.premaps.begin(), parent.premaps.end(), v.start(),
+      [&](const Premap& p, uint64_t s) { return parent.mm.vmas(p.index).start() < s; });
+  if (it == parent.premaps.end() || !it->early) return nullptr;
+  const criu::vma_entry& pv = parent.mm.vmas(it->index);
+  constexpr uint32_t kKind = kVmaAnonPrivate | kVmaFilePrivate;
+  if (pv.start() != v.start() || pv.end() != v.end() || pv.flags() != v.flags() ||
+      (pv.status() & kKind) != (v.status() & kKind)) {
+    return nullptr;
+  }
+  if ((v.status() & kVmaFilePrivate) && (pv.shmid() != v.shmid() || pv.pgoff() != v.pgoff())) {
+    return nullptr;
+  }
+  return &*it;
+}
+
+// File paths by id: the fds plugin's once it ran (in Restore), else those
+// of files.img (RestoreBeforeChildren runs before the fds plugin), read once
+// for a whole line of tasks: a child takes its parent's copy.
+class FilePaths {
+ public:
+  FilePaths(const RestoreContext& ctx, std::shared_ptr<const PathMap>& cache,
+            const std::shared_ptr<const PathMap>* parent)
+      : ctx_(ctx), cache_(cache), parent_(parent) {}
+  absl::StatusOr<const std::string*> Find(uint32_t id) {
+    if (!ctx_.file_paths.empty()) return ctx_.file_path(id);
+    if (cache_ == nullptr && parent_ != nullptr) cache_ = *parent_;
+    if (cache_ == nullptr) {
+      auto files =
+          images::ReadAll<criu::file_entry>(ctx_.images_dir + "/files.img", images::Files());
+      if (!files.ok()) return files.status();
+      auto paths = std::make_shared<PathMap>();
+      for (const auto& f : *files) {
+        if (f.has_reg()) (*paths)[f.id()] = f.reg().name();
+      }
+      cache_ = std::move(paths);
+    }
+    auto it = cache_->find(id);
+    return it == cache_->end() ? nullptr : &it->second;
+  }
+
+ private:
+  const RestoreContext& ctx_;
+  std::shared_ptr<const PathMap>& cache_;
+  const std::shared_ptr<const PathMap>* parent_;
+};
+
+// Premaps `p` as a fresh private mapping (of its file, if it has one).
+absl::Status MapFresh(const TaskMemory& tm, const Premap& p, FilePaths& paths) {
+  const criu::vma_entry& v = tm.mm.vmas(p.index);
+  bool is_file = v.status() & kVmaFilePrivate;
+  int fd = -1;
+  if (is_file) {
+    auto name = paths.Find(v.shmid());
+    if (!name.ok()) return name.status();
+    if (*name == nullptr) {
+      return absl::DataLossError(
+          absl::StrFormat("%s: mapping %#x-%#x refers to file id %d, which files.img lacks",
+                          tm.mm_path, v.start(), v.end(), v.shmid()));
+    }
+    fd = open((*name)->c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      return absl::NotFoundError(absl::StrFormat("mapping %#x-%#x: cannot open %s: %s", v.start(),
+                                                 v.end(), **name, strerror(errno)));
+    }
+  }
+  int flags = MAP_PRIVATE | MAP_FIXED | (is_file ? 0 : MAP_ANONYMOUS);
+  if (v.flags() & MAP_GROWSDOWN) flags |= MAP_GROWSDOWN;
+  void* m = mmap(reinterpret_cast<void*>(p.at), tm.Len(p), PROT_READ | PROT_WRITE, flags, fd,
+                 is_file ? static_cast<off_t>(v.pgoff()) : 0);
+  int err = errno;
+  if (fd >= 0) close(fd);
+  if (m == MAP_FAILED) {
+    return absl::InternalError(
+        absl::StrFormat("premapping %#x-%#x: %s", v.start(), v.end(), strerror(err)));
+  }
+  return absl::OkStatus();
+}
+
+void AddCopies(const TaskMemory& tm, const Premap& p, std::vector<fill::Job>& jobs) {
+  uint64_t start = tm.mm.vmas(p.index).start();
+  for (const Run& r : tm.RunsOf(p)) {
+    jobs.push_back({reinterpret_cast<char*>(p.at + (r.addr - start)), r.off, r.pages * kPage});
+  }
+}
+
+absl::Status Fill(const RestoreContext& ctx, TaskMemory& tm, std::vector<fill::Job> jobs) {
+  if (jobs.empty()) return absl::OkStatus();
+  std::string path = absl::StrFormat("%s/pages-%d.img", ctx.images_dir, tm.pages_id);
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::NotFoundError(absl::StrFormat("%s: %s", path, strerror(errno)));
+  absl::Status s = fill::RunJobs(fd, path, std::move(jobs), tm.shared_pages);
+  close(fd);
   return s;
+}
+
+// Takes over the parent's premap `from` as `p`: moved into this task's keep
+// area, then made to hold this task's pages.
+absl::Status Inherit(const TaskMemory& parent, const Premap& from, const TaskMemory& tm,
+                     const Premap& p, fill::Ranges& drop, std::vector<fill::Job>& jobs) {
+  const criu::vma_entry& v = tm.mm.vmas(p.index);
+  uint64_t len = tm.Len(p);
+  void* m = mremap(reinterpret_cast<void*>(from.at), len, len, MREMAP_MAYMOVE | MREMAP_FIXED,
+                   reinterpret_cast<void*>(p.at));
+  if (m == MAP_FAILED || reinterpret_cast<uint64_t>(m) != p.at) {
+    return absl::InternalError(
+        absl::StrFormat("moving the inherited premap of %#x-%#x from %#x: %s", v.start(), v.end(),
+                        from.at, strerror(errno)));
+  }
+  fill::InheritedPlan plan =
+      fill::PlanInherited(p.at, v.start(), tm.RunsOf(p), parent.RunsOf(from));
+  for (const auto& [s, e] : plan.drop) {
+    if (!drop.empty() && drop.back().second == s) {
+      drop.back().second = e;  // one call for neighbours
+    } else {
+      drop.emplace_back(s, e);
+    }
+  }
+  jobs.insert(jobs.end(), plan.jobs.begin(), plan.jobs.end());
+  return absl::OkStatus();
+}
+
+// Lays out the keep area, sets up what the restorer needs there, and
+// premaps and fills the early VMAs (inheriting the parent's where it can).
+absl::StatusOr<std::shared_ptr<TaskMemory>> Prepare(RestoreContext& ctx) {
+  auto tm = std::make_shared<TaskMemory>();
+  tm->mm_path = absl::StrFormat("%s/mm-%d.img", ctx.images_dir, ctx.pid);
+  tm->pagemap_path = absl::StrFormat("%s/pagemap-%d.img", ctx.images_dir, ctx.pid);
+  auto all = images::ReadAll<criu::mm_entry>(tm->mm_path, images::Mm());
+  if (!all.ok()) return all.status();
+  if (all->size() != 1) return absl::DataLossError(tm->mm_path + ": expected one mm entry");
+  tm->mm = std::move(all->front());
+  const criu::mm_entry& mm = tm->mm;
+  if (mm.vmas_size() > RESTORER_MAX_VMAS) {
+    return absl::UnimplementedError(absl::StrFormat("%s: %d mappings, more than the %d supported",
+                                                    tm->mm_path, mm.vmas_size(),
+                                                    RESTORER_MAX_VMAS));
+  }
+  auto runs = ReadRuns(tm->pagemap_path, tm->pages_id);
+  if (!runs.ok()) return runs.status();
+  if (auto s = AssignRuns(*tm, *std::move(runs)); !s.ok()) return s;
+  for (const Run& r : tm->runs) tm->pages += r.pages;
+
+  RestorePlan& plan = *ctx.plan;
+  auto area = MapWorkArea(tm->mm, tm->premap_total, plan);
+  if (!area.ok()) return area.status();
+  tm->keep = plan.keep_start;
+  tm->keep_size = plan.keep_end - plan.keep_start;
+  uint64_t cursor = *area;
+  for (Premap& p : tm->premaps) {
+    p.at = cursor;
+    cursor += tm->Len(p);
+  }
+  const TaskMemory* parent =
+      plan.parent ? static_cast<const TaskMemory*>(plan.parent->memory.get()) : nullptr;
+  std::vector<bool> taken(parent ? parent->premaps.size() : 0);
+  FilePaths paths(ctx, tm->file_paths, parent ? &parent->file_paths : nullptr);
+  fill::Ranges drop;
+  std::vector<fill::Job> jobs;
+  for (const Premap& p : tm->premaps) {
+    if (!p.early) continue;
+    const Premap* from = parent ? Inheritable(*parent, mm.vmas(p.index)) : nullptr;
+    if (from != nullptr) {
+      taken[from - parent->premaps.data()] = true;
+      if (auto s = Inherit(*parent, *from, *tm, p, drop, jobs); !s.ok()) return s;
+    } else {
+      if (auto s = MapFresh(*tm, p, paths); !s.ok()) return s;
+      AddCopies(*tm, p, jobs);
+    }
+  }
+  // What this task inherited and has no use for goes now: it is the
+  // parent's memory, and nothing of it belongs here.
+  for (size_t i = 0; i < taken.size(); ++i) {
+    const Premap& p = parent->premaps[i];
+    if (p.early && !taken[i]) munmap(reinterpret_cast<void*>(p.at), parent->Len(p));
+  }
+  for (const auto& [s, e] : drop) {
+    if (madvise(reinterpret_cast<void*>(s), e - s, MADV_DONTNEED) != 0) {
+      return absl::InternalError(
+          absl::StrFormat("dropping inherited pages at %#x-%#x: %s", s, e, strerror(errno)));
+    }
+  }
+  // The children get the early premaps and nothing else of the keep area:
+  // a fork copies the page tables of everything it passes on.
+  if (madvise(reinterpret_cast<void*>(tm->keep), tm->keep_size, MADV_DONTFORK) != 0) {
+    return absl::InternalError(
+        absl::StrFormat("MADV_DONTFORK of the work area %#x: %s", tm->keep, strerror(errno)));
+  }
+  // Early premaps next to each other in the keep area go in one call.
+  fill::Ranges inherited;
+  for (const Premap& p : tm->premaps) {
+    if (!p.early) continue;
+    if (!inherited.empty() && inherited.back().second == p.at) {
+      inherited.back().second += tm->Len(p);
+    } else {
+      inherited.emplace_back(p.at, p.at + tm->Len(p));
+    }
+  }
+  for (const auto& [s, e] : inherited) {
+    if (madvise(reinterpret_cast<void*>(s), e - s, MADV_DOFORK) != 0) {
+      return absl::InternalError(
+          absl::StrFormat("MADV_DOFORK at %#x-%#x: %s", s, e, strerror(errno)));
+    }
+  }
+  if (auto s = Fill(ctx, *tm, std::move(jobs)); !s.ok()) return s;
+  return tm;
 }
 
 }  // namespace
 
+absl::Status Memory::RestoreBeforeChildren(RestoreContext& ctx) {
+  // A zombie has no memory image and forks no children; a live task whose
+  // image is missing hears about it from Restore.
+  std::string mm_path = absl::StrFormat("%s/mm-%d.img", ctx.images_dir, ctx.pid);
+  if (ctx.plan == nullptr || access(mm_path.c_str(), F_OK) != 0) return absl::OkStatus();
+  auto tm = Prepare(ctx);
+  if (!tm.ok()) return tm.status();
+  ctx.plan->memory = *std::move(tm);
+  return absl::OkStatus();
+}
+
 absl::Status Memory::Restore(RestoreContext& ctx) {
-  std::string path = absl::StrFormat("%s/mm-%d.img", ctx.images_dir, ctx.pid);
-  auto all = images::ReadAll<criu::mm_entry>(path, images::Mm());
-  if (!all.ok()) return all.status();
-  if (all->size() != 1) return absl::DataLossError(path + ": expected one mm entry");
-  const criu::mm_entry& mm = all->front();
   RestorePlan& plan = *ctx.plan;
+  if (plan.memory == nullptr) {
+    auto tm = Prepare(ctx);
+    if (!tm.ok()) return tm.status();
+    plan.memory = *std::move(tm);
+  }
+  TaskMemory& tm = *static_cast<TaskMemory*>(plan.memory.get());
+  const criu::mm_entry& mm = tm.mm;
+  restorer_args* args = plan.args;
+  // The children are forked: the premaps are the task's own memory again,
+  // which its own forks must copy.
+  if (madvise(reinterpret_cast<void*>(tm.keep), tm.keep_size, MADV_DOFORK) != 0) {
+    return absl::InternalError(
+        absl::StrFormat("MADV_DOFORK of the work area %#x: %s", tm.keep, strerror(errno)));
+  }
 
-  // Which VMAs need their contents carried over.
-  auto pm = ReadPagemap(ctx.images_dir, ctx.pid);
-  if (!pm.ok()) return pm.status();
-  auto has_pages = [&](uint64_t s, uint64_t e) {
-    return std::any_of(pm->entries.begin(), pm->entries.end(), [&](const auto& pe) {
-      return pe.vaddr() < e && pe.vaddr() + NrPages(pe) * kPage > s;
-    });
-  };
-
-  uint64_t premap_total = 0;
-  std::vector<bool> premapped(mm.vmas_size());
+  // Premap the rest and describe every VMA.
+  FilePaths paths(ctx, tm.file_paths, nullptr);
+  std::vector<fill::Job> jobs;
+  std::vector<const criu::vma_entry*> vdso, vvars;  // image order
   for (int i = 0; i < mm.vmas_size(); ++i) {
     const auto& v = mm.vmas(i);
-    uint32_t st = v.status();
-    if (st & (kVmaVdso | kVmaVvar | kVmaVsyscall)) continue;
-    bool private_file = st & kVmaFilePrivate;
-    bool anon = st & kVmaAnonPrivate;
-    if (private_file || (anon && has_pages(v.start(), v.end()))) {
-      premapped[i] = true;
-      premap_total += v.end() - v.start();
-    }
-  }
-
-  auto xlayout = arch::ReadXsaveLayout();
-  if (!xlayout.ok()) return xlayout.status();
-  Layout l;
-  l.args_off = 0;
-  l.xsave_off = PageUp(sizeof(restorer_args));
-  plan.xsave_capacity = PageUp(xlayout->enabled_size + 64);
-  l.stack_off = l.xsave_off + plan.xsave_capacity;
-  l.threads_off = l.stack_off + kStackSize;
-  l.thread_areas_off = l.threads_off + PageUp(plan.nr_threads * sizeof(restorer_thread));
-  const uint64_t thread_area = plan.xsave_capacity + kThreadStackSize;
-  l.blob_off = l.thread_areas_off + plan.nr_threads * thread_area;
-  l.premap_off = l.blob_off + PageUp(plan.blob_size);
-  l.size = l.premap_off + premap_total;
-  auto keep = MapKeepArea(mm, l.size);
-  if (!keep.ok()) return keep.status();
-  plan.keep_start = *keep;
-  plan.keep_end = *keep + l.size;
-  plan.blob_addr = *keep + l.blob_off;
-  auto* args = new (reinterpret_cast<void*>(*keep + l.args_off)) restorer_args();
-  plan.args = args;
-  args->version = RESTORER_ARGS_VERSION;
-  args->keep_start = plan.keep_start;
-  args->keep_end = plan.keep_end;
-  args->stack_top = (*keep + l.stack_off + kStackSize) & ~15ull;
-  args->xsave = *keep + l.xsave_off;
-  args->status_fd = -1;
-  args->threads = *keep + l.threads_off;
-  args->nr_threads = static_cast<uint32_t>(plan.nr_threads);
-  auto* threads = reinterpret_cast<restorer_thread*>(args->threads);
-  for (size_t i = 0; i < plan.nr_threads; ++i) {
-    uint64_t area = *keep + l.thread_areas_off + i * thread_area;
-    new (&threads[i]) restorer_thread();
-    threads[i].xsave = area;
-    threads[i].stack_top = (area + thread_area) & ~15ull;
-  }
-  for (auto& rl : args->mm.auxv) rl = 0;
-
-  // Premap and describe every VMA.
-  if (mm.vmas_size() > RESTORER_MAX_VMAS) {
-    return absl::UnimplementedError(absl::StrFormat("%s: %d mappings, more than the %d supported",
-                                                    path, mm.vmas_size(), RESTORER_MAX_VMAS));
-  }
-  std::vector<Area> areas;
-  uint64_t cursor = *keep + l.premap_off;
-  std::vector<std::pair<uint64_t, uint64_t>> vvars;  // image order
-  uint64_t vdso_want = 0, vdso_size = 0;
-  for (int i = 0; i < mm.vmas_size(); ++i) {
-    const auto& v = mm.vmas(i);
-    uint64_t len = v.end() - v.start();
     uint32_t st = v.status();
     if (st & kVmaVsyscall) continue;  // the kernel provides it
     if (st & kVmaVdso) {
-      vdso_want = v.start(), vdso_size = len;
+      vdso.push_back(&v);
       continue;
     }
     if (st & kVmaVvar) {
-      vvars.emplace_back(v.start(), len);
+      vvars.push_back(&v);
       continue;
     }
     restorer_vma& rv = args->vmas[args->nr_vmas++];
@@ -333,132 +434,60 @@ absl::Status Memory::Restore(RestoreContext& ctx) {
     rv.pgoff = v.pgoff();
     rv.madv = v.has_madv() ? v.madv() : 0;
     rv.fd = -1;
-    bool is_file = st & (kVmaFilePrivate | kVmaFileShared);
-    int fd = -1;
+    if (int pi = tm.premap_of[i]; pi >= 0) {
+      const Premap& p = tm.premaps[pi];
+      if (!p.early) {
+        if (auto s = MapFresh(tm, p, paths); !s.ok()) return s;
+        AddCopies(tm, p, jobs);
+      }
+      rv.source = RESTORER_VMA_PREMAPPED;
+      rv.premap = p.at;
+      continue;
+    }
     if (st & (kVmaAnonShared | kVmaMemfd)) {
       // Shared memory the shmem plugin made in the root: mapped from an fd
       // of it, shared with every task that maps it.
       auto it = ctx.shared_memory.find(SharedMemoryKey(st & kVmaMemfd, v.shmid()));
       if (it == ctx.shared_memory.end()) {
         return absl::DataLossError(absl::StrFormat(
-            "%s: mapping %#x-%#x refers to shared memory %d, which was not restored", path,
+            "%s: mapping %#x-%#x refers to shared memory %d, which was not restored", tm.mm_path,
             v.start(), v.end(), v.shmid()));
       }
-      fd = fcntl(it->second, F_DUPFD_CLOEXEC, 0);
+      int fd = fcntl(it->second, F_DUPFD_CLOEXEC, 0);
       if (fd < 0) return absl::InternalError(absl::StrFormat("dup: %s", strerror(errno)));
       rv.source = RESTORER_VMA_FILE;
       rv.fd = fd;
       rv.flags = (v.flags() & ~MAP_ANONYMOUS) | MAP_SHARED;
-      areas.push_back({v.start(), v.end(), 0});
       continue;
     }
-    if (is_file) {
+    if (st & (kVmaFilePrivate | kVmaFileShared)) {
       const std::string* name = ctx.file_path(v.shmid());
       if (name == nullptr) {
         return absl::DataLossError(
-            absl::StrFormat("%s: mapping %#x-%#x refers to file id %d, which files.img lacks", path,
-                            v.start(), v.end(), v.shmid()));
+            absl::StrFormat("%s: mapping %#x-%#x refers to file id %d, which files.img lacks",
+                            tm.mm_path, v.start(), v.end(), v.shmid()));
       }
       bool writable_shared = (st & kVmaFileShared) && (v.prot() & PROT_WRITE);
-      fd = open(name->c_str(), writable_shared ? O_RDWR : O_RDONLY);
+      int fd = open(name->c_str(), writable_shared ? O_RDWR : O_RDONLY);
       if (fd < 0) {
         return absl::NotFoundError(absl::StrFormat("mapping %#x-%#x: cannot open %s: %s", v.start(),
                                                    v.end(), *name, strerror(errno)));
       }
-    }
-    if (!premapped[i]) {
-      if (is_file) {
-        rv.source = RESTORER_VMA_FILE;
-        rv.fd = fd;
-      } else {
-        rv.source = RESTORER_VMA_ANON_EMPTY;
-      }
-      areas.push_back({v.start(), v.end(), 0});
+      rv.source = RESTORER_VMA_FILE;
+      rv.fd = fd;
       continue;
     }
-    int flags = MAP_PRIVATE | MAP_FIXED | (is_file ? 0 : MAP_ANONYMOUS);
-    if (v.flags() & MAP_GROWSDOWN) flags |= MAP_GROWSDOWN;
-    void* p = mmap(reinterpret_cast<void*>(cursor), len, PROT_READ | PROT_WRITE, flags,
-                   is_file ? fd : -1, is_file ? static_cast<off_t>(v.pgoff()) : 0);
-    if (fd >= 0) close(fd);
-    if (p == MAP_FAILED) {
-      return absl::InternalError(
-          absl::StrFormat("premapping %#x-%#x: %s", v.start(), v.end(), strerror(errno)));
-    }
-    rv.source = RESTORER_VMA_PREMAPPED;
-    rv.premap = cursor;
-    areas.push_back({v.start(), v.end(), cursor});
-    cursor += len;
+    rv.source = RESTORER_VMA_ANON_EMPTY;
   }
-  uint64_t pages = 0;
-  if (auto s = FillPages(ctx.images_dir, *pm, areas, pages); !s.ok()) return s;
-  plan.pages_restored = pages;
+  if (auto s = Fill(ctx, tm, std::move(jobs)); !s.ok()) return s;
+  plan.pages_restored = tm.pages;
 
-  // vDSO: the same kernel gives the same layout; move ours where the task had its own.
-  auto own = OwnSpecialAreas();
-  if (!own.ok()) return own.status();
-  for (auto [start, size] :
-       {std::pair{own->vdso, own->vdso_size}, std::pair{own->vvar, own->vvar_size},
-        std::pair{own->vclock, own->vclock_size}}) {
-    if (size != 0) plan.kernel_areas.emplace_back(start, start + size);
-  }
-  if (vdso_size != 0) {
-    if (vdso_size != own->vdso_size) {
-      return absl::UnimplementedError(absl::StrFormat(
-          "the dumped vDSO is %d bytes and this kernel's is %d: restoring on a kernel with a "
-          "different vDSO is not supported yet",
-          vdso_size, own->vdso_size));
-    }
-    args->vdso_cur = own->vdso, args->vdso_size = vdso_size, args->vdso_want = vdso_want;
-  }
-  // [vvar] comes first in the image, then [vvar_vclock] where the kernel has one.
-  std::vector<std::pair<uint64_t, uint64_t>> cur;
-  if (own->vvar_size) cur.emplace_back(own->vvar, own->vvar_size);
-  if (own->vclock_size) cur.emplace_back(own->vclock, own->vclock_size);
-  if (cur.size() != vvars.size() ||
-      !std::equal(cur.begin(), cur.end(), vvars.begin(),
-                  [](const auto& a, const auto& b) { return a.second == b.second; })) {
-    return absl::UnimplementedError(
-        "the dumped vvar areas differ from this kernel's: restoring on a kernel with a different "
-        "vDSO layout is not supported yet");
-  }
-  if (!vvars.empty()) {
-    args->vvar_cur = cur[0].first, args->vvar_size = cur[0].second,
-    args->vvar_want = vvars[0].first;
-  }
-  if (vvars.size() > 1) {
-    args->vvar_vclock_cur = cur[1].first, args->vvar_vclock_size = cur[1].second;
-    args->vvar_vclock_want = vvars[1].first;
-  }
-
-  // mm fields for PR_SET_MM_MAP.
-  restorer_mm& m = args->mm;
-  m.start_code = mm.mm_start_code();
-  m.end_code = mm.mm_end_code();
-  m.start_data = mm.mm_start_data();
-  m.end_data = mm.mm_end_data();
-  m.start_brk = mm.mm_start_brk();
-  m.brk = mm.mm_brk();
-  m.start_stack = mm.mm_start_stack();
-  m.arg_start = mm.mm_arg_start();
-  m.arg_end = mm.mm_arg_end();
-  m.env_start = mm.mm_env_start();
-  m.env_end = mm.mm_env_end();
-  if (mm.mm_saved_auxv_size() > RESTORER_MAX_AUXV) {
-    return absl::DataLossError(path + ": auxv too long");
-  }
-  for (int i = 0; i < mm.mm_saved_auxv_size(); ++i) m.auxv[i] = mm.mm_saved_auxv(i);
-  m.auxv_size = static_cast<uint32_t>(mm.mm_saved_auxv_size() * sizeof(uint64_t));
-  m.exe_fd = -1;
-  if (const std::string* exe = ctx.file_path(mm.exe_file_id())) {
-    m.exe_fd = open(exe->c_str(), O_RDONLY);
-    if (m.exe_fd < 0) {
-      return absl::NotFoundError(
-          absl::StrFormat("cannot open the executable %s: %s", *exe, strerror(errno)));
-    }
-  }
-  log::Info("memory: %d VMAs, %d premapped bytes, %d pages restored, work area %#x-%#x",
-            args->nr_vmas, premap_total, pages, plan.keep_start, plan.keep_end);
+  if (auto s = PlanSpecialAreas(plan, vdso, vvars); !s.ok()) return s;
+  if (auto s = PlanMmFields(ctx, mm, tm.mm_path, args->mm); !s.ok()) return s;
+  log::Info(
+      "memory: %d VMAs, %d premapped bytes, %d pages restored (%d of them shared with the "
+      "parent), work area %#x-%#x",
+      args->nr_vmas, tm.premap_total, tm.pages, tm.shared_pages, plan.keep_start, plan.keep_end);
   return absl::OkStatus();
 }
 

@@ -241,6 +241,11 @@ BOOST_AUTO_TEST_CASE(shmem) {
   RunStandalone(s);
 }
 
+BOOST_AUTO_TEST_CASE(cow_memory) {
+  Session s("cow_memory");
+  RunStandalone(s);
+}
+
 BOOST_AUTO_TEST_CASE(inotify) {
   Session s("inotify");
   RunStandalone(s);

@@ -60,6 +60,7 @@ class Verdict {
   void Note(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
   bool ok() const { return failures_.empty(); }
   const std::string& failures() const { return failures_; }
+  const std::string& notes() const { return notes_; }
   // Appends the verdict line to the report and exits 0 (OK) or 1 (FAIL).
   [[noreturn]] void Finish() const;
 
