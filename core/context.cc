@@ -60,6 +60,18 @@ absl::StatusOr<const std::vector<DumpContext::OpenFd>*> DumpContext::OpenFds(pid
 
 bool TreeTask::zombie() const { return stat != nullptr && stat->state == 'Z'; }
 
+absl::Status DumpContext::ForEachTreeFd(const TreeFdFn& fn) {
+  for (const TreeTask& t : tree) {
+    if (!t.owns_fd_table()) continue;
+    auto fds = OpenFds(t.pid);
+    if (!fds.ok()) return fds.status();
+    for (const OpenFd& open : **fds) {
+      if (absl::Status s = fn(t.pid, open); !s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 bool TreeTask::owns_fd_table() const { return !zombie() && (files_id == 0 || files_id == id); }
 
 uint32_t FileTable::Add(criu::file_entry entry) {

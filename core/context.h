@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -220,6 +221,11 @@ struct DumpContext {
   // tree again once frozen (ForgetOpenFds).
   absl::StatusOr<const std::vector<OpenFd>*> OpenFds(pid_t task);
   void ForgetOpenFds() { open_fds.reset(); }
+  // Calls FN(pid, fd) for every open fd of the tree's live tasks, each fd
+  // table once: a table several tasks share (clone(CLONE_FILES)) through its
+  // owner (TreeTask::owns_fd_table). The first error stops the walk.
+  using TreeFdFn = std::function<absl::Status(pid_t, const OpenFd&)>;
+  absl::Status ForEachTreeFd(const TreeFdFn& fn);
   // A context on the same tree (and fd cache) with a file table of its own,
   // for a precheck that runs a plugin's dump walk without recording it.
   DumpContext Probe(FileTable* scratch) const {

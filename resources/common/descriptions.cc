@@ -70,37 +70,32 @@ absl::StatusOr<int> CopyFd(pid_t pid, int fd) {
 
 absl::Status ForEachDescription(DumpContext& ctx, const LinkMatch& match, criu::fd_types type,
                                 const Describe& describe) {
-  for (const TreeTask& t : ctx.tree) {
-    if (!t.owns_fd_table()) continue;  // a shared table is walked through its owner
-    auto fds = ctx.OpenFds(t.pid);
-    if (!fds.ok()) return fds.status();
-    for (const DumpContext::OpenFd& open : **fds) {
-      if (!match(open.link)) continue;
-      const int fd = open.fd;
-      const struct stat& st = open.st;
-      uint32_t id = ctx.files->FindDescription(t.pid, fd, st.st_dev, st.st_ino);
-      if (id == 0) {
-        auto info = ReadFdInfoLines(t.pid, fd);
-        if (!info.ok()) return info.status();
-        auto flags = info->Number("flags", 8, Where(t.pid, fd));
-        if (!flags.ok()) return flags.status();
-        Found found{t.pid,
-                    fd,
-                    static_cast<uint32_t>(*flags) & ~static_cast<uint32_t>(O_CLOEXEC),
-                    std::move(*info),
-                    open.link,
-                    st};
-        criu::file_entry e;
-        e.set_type(type);
-        e.set_id(0);
-        if (auto s = describe(found, e); !s.ok()) return s;
-        id = ctx.files->Add(std::move(e));
-        ctx.files->AddDescription(id, t.pid, fd, st.st_dev, st.st_ino);
-      }
-      ctx.fd_ids[{t.pid, fd}] = {id, type};
+  return ctx.ForEachTreeFd([&](pid_t pid, const DumpContext::OpenFd& open) -> absl::Status {
+    if (!match(open.link)) return absl::OkStatus();
+    const int fd = open.fd;
+    const struct stat& st = open.st;
+    uint32_t id = ctx.files->FindDescription(pid, fd, st.st_dev, st.st_ino);
+    if (id == 0) {
+      auto info = ReadFdInfoLines(pid, fd);
+      if (!info.ok()) return info.status();
+      auto flags = info->Number("flags", 8, Where(pid, fd));
+      if (!flags.ok()) return flags.status();
+      Found found{pid,
+                  fd,
+                  static_cast<uint32_t>(*flags) & ~static_cast<uint32_t>(O_CLOEXEC),
+                  std::move(*info),
+                  open.link,
+                  st};
+      criu::file_entry e;
+      e.set_type(type);
+      e.set_id(0);
+      if (auto s = describe(found, e); !s.ok()) return s;
+      id = ctx.files->Add(std::move(e));
+      ctx.files->AddDescription(id, pid, fd, st.st_dev, st.st_ino);
     }
-  }
-  return absl::OkStatus();
+    ctx.fd_ids[{pid, fd}] = {id, type};
+    return absl::OkStatus();
+  });
 }
 
 absl::Status ForEachDescription(DumpContext& ctx, std::string_view link, criu::fd_types type,

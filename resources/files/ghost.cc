@@ -157,15 +157,9 @@ absl::StatusOr<uint32_t> LinkBack(DumpContext& ctx, pid_t pid, int fd, const std
 }  // namespace
 
 absl::Status Ghosts::Precheck(DumpContext& ctx) {
-  for (const TreeTask& t : ctx.tree) {
-    if (!t.owns_fd_table()) continue;  // a shared table is walked through its owner
-    auto fds = ctx.OpenFds(t.pid);
-    if (!fds.ok()) return fds.status();
-    for (const DumpContext::OpenFd& open : **fds) {
-      if (auto u = LookAt(t.pid, open, ctx); !u.ok()) return u.status();
-    }
-  }
-  return absl::OkStatus();
+  return ctx.ForEachTreeFd([&ctx](pid_t pid, const DumpContext::OpenFd& open) {
+    return LookAt(pid, open, ctx).status();
+  });
 }
 
 absl::Status Ghosts::Dump(DumpContext& ctx) {
@@ -175,62 +169,59 @@ absl::Status Ghosts::Dump(DumpContext& ctx) {
   if (!remaps.ok()) return remaps.status();
   std::map<std::pair<dev_t, ino_t>, uint32_t> ghost_ids;  // inode -> its ghost image
   std::map<std::pair<dev_t, ino_t>, uint32_t> links;      // inode -> its link's file id
-  for (const TreeTask& t : ctx.tree) {
-    if (!t.owns_fd_table()) continue;  // a shared table is walked through its owner
-    auto fds = ctx.OpenFds(t.pid);
-    if (!fds.ok()) return fds.status();
-    for (const DumpContext::OpenFd& open : **fds) {
-      const int fd = open.fd;
-      auto u = LookAt(t.pid, open, ctx);
-      if (!u.ok()) return u.status();
-      if (u->path.empty()) continue;
-      uint32_t id = ctx.files->FindDescription(t.pid, fd, u->st.st_dev, u->st.st_ino);
-      if (id == 0) {
-        auto info = proc::ReadFdInfo(t.pid, fd);
-        if (!info.ok()) return info.status();
-        criu::file_entry e;
-        e.set_type(criu::REG);
-        e.set_id(0);
-        auto* reg = e.mutable_reg();
-        reg->set_id(0);
-        reg->set_flags(info->flags & ~O_CLOEXEC);
-        reg->set_pos(info->pos);
-        SetNoOwner(*reg->mutable_fown());
-        reg->set_name(u->path);
-        if (info->mnt_id >= 0) reg->set_mnt_id(info->mnt_id);
-        reg->set_size(static_cast<uint64_t>(u->st.st_size));
-        reg->set_mode(u->st.st_mode);
-        id = ctx.files->Add(std::move(e));
-        ctx.files->AddDescription(id, t.pid, fd, u->st.st_dev, u->st.st_ino);
+  absl::Status walked = ctx.ForEachTreeFd([&](pid_t pid,
+                                              const DumpContext::OpenFd& open) -> absl::Status {
+    const int fd = open.fd;
+    auto u = LookAt(pid, open, ctx);
+    if (!u.ok()) return u.status();
+    if (u->path.empty()) return absl::OkStatus();
+    uint32_t id = ctx.files->FindDescription(pid, fd, u->st.st_dev, u->st.st_ino);
+    if (id == 0) {
+      auto info = proc::ReadFdInfo(pid, fd);
+      if (!info.ok()) return info.status();
+      criu::file_entry e;
+      e.set_type(criu::REG);
+      e.set_id(0);
+      auto* reg = e.mutable_reg();
+      reg->set_id(0);
+      reg->set_flags(info->flags & ~O_CLOEXEC);
+      reg->set_pos(info->pos);
+      SetNoOwner(*reg->mutable_fown());
+      reg->set_name(u->path);
+      if (info->mnt_id >= 0) reg->set_mnt_id(info->mnt_id);
+      reg->set_size(static_cast<uint64_t>(u->st.st_size));
+      reg->set_mode(u->st.st_mode);
+      id = ctx.files->Add(std::move(e));
+      ctx.files->AddDescription(id, pid, fd, u->st.st_dev, u->st.st_ino);
 
-        criu::remap_file_path_entry r;
-        r.set_orig_id(id);
-        if (u->linked) {
-          auto link_id = LinkBack(ctx, t.pid, fd, u->path, links);
-          if (!link_id.ok()) return link_id.status();
-          r.set_remap_id(*link_id);
-          r.set_remap_type(criu::LINKED);
-          if (auto s = remaps->Write(r); !s.ok()) return s;
-          ctx.fd_ids[{t.pid, fd}] = {id, criu::REG};
-          continue;
-        }
-        auto [it, fresh] = ghost_ids.try_emplace({u->st.st_dev, u->st.st_ino}, 0);
-        if (fresh) {
-          it->second = static_cast<uint32_t>(ghost_ids.size());
-          auto data = ReadContents(t.pid, fd, static_cast<uint64_t>(u->st.st_size));
-          if (!data.ok()) return data.status();
-          if (auto s = WriteGhost(ctx.images_dir, it->second, u->st, *data); !s.ok()) return s;
-          log::Info("ghosts: %s (deleted, %d bytes) is ghost %d", u->path, data->size(),
-                    it->second);
-        }
-        r.set_remap_id(it->second);
-        r.set_remap_type(criu::GHOST);
+      criu::remap_file_path_entry r;
+      r.set_orig_id(id);
+      if (u->linked) {
+        auto link_id = LinkBack(ctx, pid, fd, u->path, links);
+        if (!link_id.ok()) return link_id.status();
+        r.set_remap_id(*link_id);
+        r.set_remap_type(criu::LINKED);
         if (auto s = remaps->Write(r); !s.ok()) return s;
+        ctx.fd_ids[{pid, fd}] = {id, criu::REG};
+        return absl::OkStatus();
       }
-      ctx.fd_ids[{t.pid, fd}] = {id, criu::REG};
-      log::Debug("ghosts: pid %d fd %d is file id %d (deleted %s)", t.pid, fd, id, u->path);
+      auto [it, fresh] = ghost_ids.try_emplace({u->st.st_dev, u->st.st_ino}, 0);
+      if (fresh) {
+        it->second = static_cast<uint32_t>(ghost_ids.size());
+        auto data = ReadContents(pid, fd, static_cast<uint64_t>(u->st.st_size));
+        if (!data.ok()) return data.status();
+        if (auto s = WriteGhost(ctx.images_dir, it->second, u->st, *data); !s.ok()) return s;
+        log::Info("ghosts: %s (deleted, %d bytes) is ghost %d", u->path, data->size(), it->second);
+      }
+      r.set_remap_id(it->second);
+      r.set_remap_type(criu::GHOST);
+      if (auto s = remaps->Write(r); !s.ok()) return s;
     }
-  }
+    ctx.fd_ids[{pid, fd}] = {id, criu::REG};
+    log::Debug("ghosts: pid %d fd %d is file id %d (deleted %s)", pid, fd, id, u->path);
+    return absl::OkStatus();
+  });
+  if (!walked.ok()) return walked;
   return remaps->Close();
 }
 

@@ -57,36 +57,35 @@ absl::Status Fifos::Dump(DumpContext& ctx) {
       images::ImageWriter::Create(ctx.images_dir + "/fifo-data.img", images::FifoData());
   if (!data_image.ok()) return data_image.status();
   std::set<uint64_t> dumped;  // FIFO inodes whose buffer is in fifo-data.img
-  for (const TreeTask& t : ctx.tree) {
-    if (!t.owns_fd_table()) continue;  // a shared table is walked through its owner
-    auto fds = ctx.OpenFds(t.pid);
-    if (!fds.ok()) return fds.status();
-    for (const DumpContext::OpenFd& open : **fds) {
-      const int fd = open.fd;
-      const struct stat& st = open.st;
-      if (!S_ISFIFO(st.st_mode)) continue;
-      const std::string* path = &open.link;
-      if (path->rfind("pipe:[", 0) == 0) continue;  // an anonymous pipe: the pipes plugin's
-      if (path->empty() || (*path)[0] != '/' || path->ends_with(" (deleted)")) {
-        return absl::UnimplementedError(absl::StrFormat(
-            "pid %d fd %d is a FIFO without a path to open it again (%s): not supported", t.pid, fd,
-            *path));
-      }
-      uint32_t id = ctx.files->FindDescription(t.pid, fd, st.st_dev, st.st_ino);
-      if (id == 0) {
-        auto info = proc::ReadFdInfo(t.pid, fd);
-        if (!info.ok()) return info.status();
-        id = AddEntries(ctx, *path, st, info->flags & ~O_CLOEXEC);
-        ctx.files->AddDescription(id, t.pid, fd, st.st_dev, st.st_ino);
-      }
-      ctx.fd_ids[{t.pid, fd}] = {id, criu::FIFO};
-      if (!dumped.insert(st.st_ino).second) continue;
-      auto b =
-          pipes_internal::DumpBuffer(**data_image, t.pid, fd, static_cast<uint32_t>(st.st_ino));
-      if (!b.ok()) return b.status();
-      log::Info("fifos: %s (size %d) holds %d bytes", *path, b->size, b->bytes);
-    }
-  }
+  absl::Status walked =
+      ctx.ForEachTreeFd([&](pid_t pid, const DumpContext::OpenFd& open) -> absl::Status {
+        const int fd = open.fd;
+        const struct stat& st = open.st;
+        if (!S_ISFIFO(st.st_mode)) return absl::OkStatus();
+        const std::string* path = &open.link;
+        // An anonymous pipe is the pipes plugin's.
+        if (path->rfind("pipe:[", 0) == 0) return absl::OkStatus();
+        if (path->empty() || (*path)[0] != '/' || path->ends_with(" (deleted)")) {
+          return absl::UnimplementedError(absl::StrFormat(
+              "pid %d fd %d is a FIFO without a path to open it again (%s): not supported", pid, fd,
+              *path));
+        }
+        uint32_t id = ctx.files->FindDescription(pid, fd, st.st_dev, st.st_ino);
+        if (id == 0) {
+          auto info = proc::ReadFdInfo(pid, fd);
+          if (!info.ok()) return info.status();
+          id = AddEntries(ctx, *path, st, info->flags & ~O_CLOEXEC);
+          ctx.files->AddDescription(id, pid, fd, st.st_dev, st.st_ino);
+        }
+        ctx.fd_ids[{pid, fd}] = {id, criu::FIFO};
+        if (!dumped.insert(st.st_ino).second) return absl::OkStatus();
+        auto b =
+            pipes_internal::DumpBuffer(**data_image, pid, fd, static_cast<uint32_t>(st.st_ino));
+        if (!b.ok()) return b.status();
+        log::Info("fifos: %s (size %d) holds %d bytes", *path, b->size, b->bytes);
+        return absl::OkStatus();
+      });
+  if (!walked.ok()) return walked;
   return (*data_image)->Close();
 }
 

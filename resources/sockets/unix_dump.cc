@@ -97,40 +97,38 @@ absl::StatusOr<Sockets> Collect(DumpContext& ctx) {
   auto diag = unix_sk::ListUnixSockets();
   if (!diag.ok()) return diag.status();
   Sockets all;
-  for (const TreeTask& t : ctx.tree) {
-    if (!t.owns_fd_table()) continue;  // a shared table is walked through its owner
-    auto fds = ctx.OpenFds(t.pid);
-    if (!fds.ok()) return fds.status();
-    for (const DumpContext::OpenFd& open : **fds) {
-      const int fd = open.fd;
-      uint32_t ino = SocketInode(open.link);
-      if (ino == 0) continue;
-      auto d = diag->sockets.find(ino);
-      if (d == diag->sockets.end()) {
-        // Not a UNIX socket of our network namespace: another family is
-        // the fds plugin's to refuse; a UNIX one elsewhere is refused here.
-        char proto[32] = {0};
-        std::string path = absl::StrFormat("/proc/%d/fd/%d", t.pid, fd);
-        if (getxattr(path.c_str(), "system.sockprotoname", proto, sizeof proto - 1) > 0 &&
-            std::string_view(proto).starts_with("UNIX")) {
-          return absl::UnimplementedError(absl::StrFormat(
-              "pid %d fd %d: UNIX socket %d is not in the dumper's network namespace: not "
-              "supported yet",
-              t.pid, fd, ino));
+  absl::Status walked =
+      ctx.ForEachTreeFd([&](pid_t pid, const DumpContext::OpenFd& open) -> absl::Status {
+        const int fd = open.fd;
+        uint32_t ino = SocketInode(open.link);
+        if (ino == 0) return absl::OkStatus();
+        auto d = diag->sockets.find(ino);
+        if (d == diag->sockets.end()) {
+          // Not a UNIX socket of our network namespace: another family is
+          // the fds plugin's to refuse; a UNIX one elsewhere is refused here.
+          char proto[32] = {0};
+          std::string path = absl::StrFormat("/proc/%d/fd/%d", pid, fd);
+          if (getxattr(path.c_str(), "system.sockprotoname", proto, sizeof proto - 1) > 0 &&
+              std::string_view(proto).starts_with("UNIX")) {
+            return absl::UnimplementedError(absl::StrFormat(
+                "pid %d fd %d: UNIX socket %d is not in the dumper's network namespace: not "
+                "supported yet",
+                pid, fd, ino));
+          }
+          return absl::OkStatus();
         }
-        continue;
-      }
-      HeldSocket& s = all[ino];
-      if (s.holders.empty()) {
-        auto info = proc::ReadFdInfo(t.pid, fd);
-        if (!info.ok()) return info.status();
-        s.d = d->second;
-        s.file_flags = info->flags;
-        s.peer = s.d.peer;
-      }
-      s.holders.push_back({t.pid, fd});
-    }
-  }
+        HeldSocket& s = all[ino];
+        if (s.holders.empty()) {
+          auto info = proc::ReadFdInfo(pid, fd);
+          if (!info.ok()) return info.status();
+          s.d = d->second;
+          s.file_flags = info->flags;
+          s.peer = s.d.peer;
+        }
+        s.holders.push_back({pid, fd});
+        return absl::OkStatus();
+      });
+  if (!walked.ok()) return walked;
   // Listening sockets first: the connections waiting in their queues.
   for (auto& [ino, s] : all) {
     const DiagInfo& d = s.d;

@@ -32,36 +32,34 @@ std::string Device(dev_t d) {
 
 absl::StatusOr<Scan> ScanTree(DumpContext& ctx) {
   Scan scan;
-  for (const TreeTask& t : ctx.tree) {
-    if (!t.owns_fd_table()) continue;  // a shared table is walked through its owner
-    auto fds = ctx.OpenFds(t.pid);
-    if (!fds.ok()) return fds.status();
-    for (const DumpContext::OpenFd& open : **fds) {
-      const int fd = open.fd;
-      const struct stat& st = open.st;
-      if (!S_ISCHR(st.st_mode) || !IsTerminalDevice(st.st_rdev)) continue;
-      TtyFd f{t.pid, fd, {}, st, End::kOther, 0, {}};
-      if (IsPtyMaster(st.st_rdev)) {
-        auto info = descriptions::ReadFdInfoLines(t.pid, fd);
-        if (!info.ok()) return info.status();
-        auto n = info->Number("tty-index", 10, Where(t.pid, fd));
-        if (!n.ok()) return n.status();
-        f.end = End::kMaster;
-        f.index = static_cast<unsigned>(*n);
-        scan.masters.insert(f.index);
-      } else {
-        f.key = ExternalKey(st.st_rdev, st.st_dev);
-        if (IsPtySlave(st.st_rdev)) {
-          f.index = PtyIndex(st.st_rdev);
-          scan.slaves.insert(f.index);
-        } else if (!Listed(ctx, f.key)) {
-          continue;  // a console or serial line: the fds plugin's
+  absl::Status walked =
+      ctx.ForEachTreeFd([&](pid_t pid, const DumpContext::OpenFd& open) -> absl::Status {
+        const int fd = open.fd;
+        const struct stat& st = open.st;
+        if (!S_ISCHR(st.st_mode) || !IsTerminalDevice(st.st_rdev)) return absl::OkStatus();
+        TtyFd f{pid, fd, {}, st, End::kOther, 0, {}};
+        if (IsPtyMaster(st.st_rdev)) {
+          auto info = descriptions::ReadFdInfoLines(pid, fd);
+          if (!info.ok()) return info.status();
+          auto n = info->Number("tty-index", 10, Where(pid, fd));
+          if (!n.ok()) return n.status();
+          f.end = End::kMaster;
+          f.index = static_cast<unsigned>(*n);
+          scan.masters.insert(f.index);
+        } else {
+          f.key = ExternalKey(st.st_rdev, st.st_dev);
+          if (IsPtySlave(st.st_rdev)) {
+            f.index = PtyIndex(st.st_rdev);
+            scan.slaves.insert(f.index);
+          } else if (!Listed(ctx, f.key)) {
+            return absl::OkStatus();  // a console or serial line: the fds plugin's
+          }
         }
-      }
-      f.link = open.link;
-      scan.fds.push_back(std::move(f));
-    }
-  }
+        f.link = open.link;
+        scan.fds.push_back(std::move(f));
+        return absl::OkStatus();
+      });
+  if (!walked.ok()) return walked;
   // A slave is the tree's when its master is; else it may be external.
   for (TtyFd& f : scan.fds) {
     if (f.end == End::kMaster) continue;
