@@ -72,6 +72,15 @@ absl::Status DumpContext::ForEachTreeFd(const TreeFdFn& fn) {
   return absl::OkStatus();
 }
 
+void DumpContext::ReadProcLocksAhead() {
+  proc_locks = std::async(std::launch::async, [] { return proc::ReadFile("/proc/locks"); }).share();
+}
+
+absl::StatusOr<std::string> DumpContext::ProcLocks() const {
+  if (!proc_locks.valid()) return proc::ReadFile("/proc/locks");
+  return proc_locks.get();
+}
+
 bool TreeTask::owns_fd_table() const { return !zombie() && (files_id == 0 || files_id == id); }
 
 uint32_t FileTable::Add(criu::file_entry entry) {

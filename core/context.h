@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <string>
@@ -226,6 +227,15 @@ struct DumpContext {
   // owner (TreeTask::owns_fd_table). The first error stops the walk.
   using TreeFdFn = std::function<absl::Status(pid_t, const OpenFd&)>;
   absl::Status ForEachTreeFd(const TreeFdFn& fn);
+  // /proc/locks, read on a thread of its own: a read waits for an RCU grace
+  // period (the kernel takes its file-lock rwsem for writing), 8-16 ms here,
+  // which the dump driver overlaps with its own /proc reads. It starts one
+  // read before the prechecks and one once the tree is frozen (the locks a
+  // frozen tree holds stay put); the file-locks plugin takes the last one.
+  void ReadProcLocksAhead();
+  // The text of the last read started, waited for; read now if none was.
+  absl::StatusOr<std::string> ProcLocks() const;
+
   // A context on the same tree (and fd cache) with a file table of its own,
   // for a precheck that runs a plugin's dump walk without recording it.
   DumpContext Probe(FileTable* scratch) const {
@@ -233,6 +243,7 @@ struct DumpContext {
     probe.tree = tree;
     probe.files = scratch;
     probe.open_fds = open_fds;
+    probe.proc_locks = proc_locks;
     return probe;
   }
 
@@ -253,6 +264,8 @@ struct DumpContext {
   std::deque<std::unique_ptr<Deferred>> deferred;
   // OpenFds' cache, shared with probes.
   std::shared_ptr<std::map<pid_t, std::vector<OpenFd>>> open_fds;
+  // ReadProcLocksAhead's read under way, or done.
+  std::shared_future<absl::StatusOr<std::string>> proc_locks;
 };
 
 struct RestoreContext {

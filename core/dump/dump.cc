@@ -308,6 +308,7 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
   }
   // Everything that can be refused from /proc is refused before the tree
   // is stopped.
+  ctx.ReadProcLocksAhead();
   {
     auto look = LookAtTree(pid);
     if (!look.ok()) return look.status();
@@ -321,6 +322,7 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
   std::vector<Held>& held = *frozen;
   stats.freezing_us = Micros(t0);
   auto frozen_at = std::chrono::steady_clock::now();
+  ctx.ReadProcLocksAhead();  // what the frozen tree holds, while the rest is read
   size_t threads = 0;
   for (const Held& h : held) threads += h.threads.size() + (h.task ? 1 : 0);
   log::Info("dump: %d tasks (%d threads) below pid %d frozen in %d us", held.size(), threads, pid,

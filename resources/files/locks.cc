@@ -134,8 +134,8 @@ absl::Status RefuseWithoutOption(pid_t pid, int fd, const std::string& path, con
 // these inodes can hold a lock, so only theirs need their fdinfo read: one
 // read of /proc/locks instead of one fdinfo per fd of the tree. Null if
 // /proc/locks cannot be read (every fd is looked at then).
-std::unique_ptr<std::set<uint64_t>> LockedInodes() {
-  auto text = proc::ReadFile("/proc/locks");
+std::unique_ptr<std::set<uint64_t>> LockedInodes(const DumpContext& ctx) {
+  auto text = ctx.ProcLocks();
   if (!text.ok()) return nullptr;
   auto inodes = std::make_unique<std::set<uint64_t>>();
   for (std::string_view line : Split(*text, '\n')) {
@@ -171,7 +171,7 @@ std::vector<pid_t> LiveTasks(const DumpContext& ctx) {
 // without --file-locks the first one refuses the dump.
 absl::Status ForEachHeldLock(
     DumpContext& ctx, const std::function<absl::Status(pid_t, int, const std::vector<Lock>&)>& fn) {
-  const std::unique_ptr<std::set<uint64_t>> locked = LockedInodes();
+  const std::unique_ptr<std::set<uint64_t>> locked = LockedInodes(ctx);
   if (locked != nullptr && locked->empty()) return absl::OkStatus();
   for (pid_t pid : LiveTasks(ctx)) {
     auto fds = ctx.OpenFds(pid);
