@@ -14,6 +14,7 @@
  * or raise a signal (sends use MSG_NOSIGNAL; the engine keeps its pipe end
  * open for as long as the parasite may write).
  */
+#include <linux/poll.h>
 #include <linux/prctl.h>
 #include <linux/uio.h>
 #include <stddef.h>
@@ -161,6 +162,14 @@ static long dump_pages(const struct crpp_parasite_ctl* ctl, __u64 nr, __u64* don
     struct iovec* last = &iov[i + count - 1];
     const __u64 last_len = last->iov_len;
     if (bytes > room) last->iov_len -= bytes - room;
+    /* Sleep until the pipe has room: vmsplice takes the pipe's lock first,
+       and a drain holds it while it copies a whole pipe into the image, so
+       a vmsplice into a full pipe would spin on the lock, burning a CPU
+       the copies need, instead of sleeping. */
+    struct pollfd room_left = {fd, POLLOUT, 0};
+    long polled = crpp_poll(&room_left, 1, -1);
+    if (polled == -EINTR) continue;
+    if (polled < 0) return polled;
     long n = crpp_vmsplice(fd, &iov[i], count, 0);
     last->iov_len = last_len;
     if (n == -EINTR) continue;

@@ -69,9 +69,9 @@ struct crpp_parasite_ctl {
 
 /* DUMP_PAGES's arguments, at the start of the data area. The bytes of all
    the DUMP_PAGES of one dump form a stream, cut in stripes of stripe_bytes:
-   stripe k goes into pipe k % stripes, so that as many engine threads copy
-   at once, each into its own part of the image. stripes = 1: every byte into
-   pipe 0, stripe_bytes unused. */
+   stripe k goes into pipe k % stripes, so that the parasite fills one pipe
+   while the engine empties another. stripes = 1: every byte into pipe 0,
+   stripe_bytes unused. */
 struct crpp_dump_pages_args {
   __u64 offset;       /* where in the stream this command's first byte is */
   __u64 stripe_bytes; /* > 0 when stripes > 1 */

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/str_format.h"
 #include "core/log.h"
@@ -23,9 +24,13 @@ absl::Status Errno(pid_t tid, const char* what) {
 
 }  // namespace
 
-PageDrain::PageDrain(pid_t tid, int pipe_fd, int out_fd, uint64_t total, Stripe stripe)
-    : tid_(tid), pipe_fd_(pipe_fd), out_fd_(out_fd), stripe_(stripe), total_(total) {
-  if (stripe_.count > 1) next_ = stripe_.index * stripe_.bytes;
+PageDrain::PageDrain(pid_t tid, std::vector<int> pipes, uint64_t stripe_bytes, int out_fd,
+                     uint64_t total)
+    : tid_(tid),
+      pipes_(std::move(pipes)),
+      stripe_bytes_(pipes_.size() > 1 ? stripe_bytes : 0),
+      out_fd_(out_fd),
+      total_(total) {
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -39,15 +44,27 @@ absl::Status PageDrain::Wait() {
   return status_;
 }
 
+int PageDrain::Pipe() const {
+  if (stripe_bytes_ == 0) return pipes_[0];
+  return pipes_[(moved() / stripe_bytes_) % pipes_.size()];
+}
+
+uint64_t PageDrain::StripeLeft() const {
+  const uint64_t at = moved();
+  uint64_t end = total();
+  if (stripe_bytes_ != 0) end = std::min(end, (at / stripe_bytes_ + 1) * stripe_bytes_);
+  return end - at;
+}
+
 void PageDrain::Run() {
   absl::Status s;
-  while (s.ok() && next_ < total()) {
+  while (s.ok() && moved() < total()) {
     if (stop_.load(std::memory_order_relaxed)) {
       s = absl::CancelledError(
           absl::StrFormat("pid %d: page dump stopped after %d bytes", tid_, moved()));
       break;
     }
-    pollfd p = {pipe_fd_, POLLIN, 0};
+    pollfd p = {Pipe(), POLLIN, 0};
     int r = poll(&p, 1, kPollMs);
     if (r < 0 && errno != EINTR) s = Errno(tid_, "poll of the page pipe");
     if (r > 0) s = MoveSome();
@@ -56,18 +73,14 @@ void PageDrain::Run() {
   finished_.store(true, std::memory_order_release);
 }
 
-// Moves what the pipe holds now, up to the end of the current stripe, into
+// Moves what the current pipe holds now, up to the end of its stripe, into
 // out_fd.
 absl::Status PageDrain::MoveSome() {
-  const bool striped = stripe_.count > 1;
-  uint64_t end = total();
-  if (striped) end = std::min(end, (next_ / stripe_.bytes + 1) * stripe_.bytes);
-  const size_t len = end - next_;
-  loff_t at = striped ? stripe_.base + static_cast<loff_t>(next_) : 0;
+  const int pipe_fd = Pipe();
+  const size_t len = StripeLeft();
   ssize_t n = -1;
   if (!copy_) {
-    n = splice(pipe_fd_, nullptr, out_fd_, striped ? &at : nullptr, len,
-               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    n = splice(pipe_fd, nullptr, out_fd_, nullptr, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n < 0 && errno == EINVAL) {
       log::Debug("pid %d: fd %d refuses splice(): pages copied by read() and write()", tid_,
                  out_fd_);
@@ -76,11 +89,9 @@ absl::Status PageDrain::MoveSome() {
   }
   if (copy_) {
     if (buffer_.empty()) buffer_.resize(1 << 20);
-    n = read(pipe_fd_, buffer_.data(), std::min(len, buffer_.size()));
+    n = read(pipe_fd, buffer_.data(), std::min(len, buffer_.size()));
     for (ssize_t done = 0; n > 0 && done < n;) {
-      const size_t left = static_cast<size_t>(n - done);
-      ssize_t w = striped ? pwrite(out_fd_, buffer_.data() + done, left, at + done)
-                          : write(out_fd_, buffer_.data() + done, left);
+      ssize_t w = write(out_fd_, buffer_.data() + done, static_cast<size_t>(n - done));
       if (w < 0 && errno == EINTR) continue;
       if (w <= 0) return Errno(tid_, "write of the pages");
       done += w;
@@ -94,9 +105,6 @@ absl::Status PageDrain::MoveSome() {
     if (errno == EAGAIN || errno == EINTR) return absl::OkStatus();
     return Errno(tid_, copy_ ? "read from the page pipe" : "splice of the pages");
   }
-  next_ += static_cast<uint64_t>(n);
-  // At the end of a stripe, on to this drain's next one.
-  if (striped && next_ % stripe_.bytes == 0) next_ += (stripe_.count - 1) * stripe_.bytes;
   moved_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
   return absl::OkStatus();
 }

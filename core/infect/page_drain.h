@@ -1,14 +1,17 @@
-// The engine's half of a parasite page dump: a thread that empties a page
-// pipe into the pages image while the parasite fills it.
+// The engine's half of a parasite page dump: a thread that empties the page
+// pipes into the pages image while the parasite fills them.
 //
 // The copy into the image's page cache is the one copy of a dump and most of
-// its time. On threads of their own, drains overlap with what the engine
-// does meanwhile (infecting the next task), and with each other: a dump cut
-// in stripes (crpp_dump_pages_args) has one pipe and one drain per stripe,
-// each writing its own parts of the image. A drain does no ptrace (only the
-// tracer thread may): it stops at the end of its data, at the pipe's end of
-// file (the task is gone or the parasite was cured), at an error, or when
-// asked to.
+// its time. On a thread of its own, the drain overlaps with what the engine
+// does meanwhile (infecting the next task), and the drains of several tasks
+// with each other. A stream cut in stripes (crpp_dump_pages_args) comes
+// through several pipes in turn, so the parasite fills one while the drain
+// empties another; the drain still writes the stream in order, at out_fd's
+// file position. One thread per image, not one per stripe: writes into one
+// file take its inode lock, and a second writer would only spin on it. A
+// drain does no ptrace (only the tracer thread may): it stops at the end of
+// its data, at a pipe's end of file (the task is gone or the parasite was
+// cured), at an error, or when asked to.
 #ifndef CRPP_CORE_INFECT_PAGE_DRAIN_H_
 #define CRPP_CORE_INFECT_PAGE_DRAIN_H_
 
@@ -23,20 +26,13 @@
 
 namespace crpp::infect {
 
-// Which bytes of the stream a drain moves, and where they go.
-struct Stripe {
-  uint32_t index = 0;  // this drain's stripes are index, index + count, ...
-  uint32_t count = 1;  // 1: the whole stream, at out_fd's file position
-  uint64_t bytes = 0;  // the size of a stripe (count > 1)
-  off_t base = 0;      // out_fd's offset of the stream's first byte (count > 1)
-};
-
 class PageDrain {
  public:
-  // Starts moving this drain's part of a `total`-byte stream from `pipe_fd`
-  // (a read end, O_NONBLOCK) to `out_fd`. `tid` names the task in errors.
-  // Both fds must stay open until Wait() returned.
-  PageDrain(pid_t tid, int pipe_fd, int out_fd, uint64_t total, Stripe stripe = {});
+  // Starts moving a `total`-byte stream into `out_fd`, at its file position:
+  // stripe k (bytes k * stripe_bytes ...) from pipes[k % pipes.size()] (read
+  // ends, O_NONBLOCK); all of it from pipes[0] when stripe_bytes is 0. `tid`
+  // names the task in errors. The fds must stay open until Wait() returned.
+  PageDrain(pid_t tid, std::vector<int> pipes, uint64_t stripe_bytes, int out_fd, uint64_t total);
   // Stop() and Wait().
   ~PageDrain();
   PageDrain(const PageDrain&) = delete;
@@ -49,22 +45,25 @@ class PageDrain {
   // Asks the thread to stop soon, whatever it moved.
   void Stop() { stop_.store(true, std::memory_order_relaxed); }
   // The stream is shorter than announced (the parasite stopped early): the
-  // thread ends once it moved its part of the first `total` bytes.
+  // thread ends once it moved the first `total` bytes.
   void Shorten(uint64_t total) { total_.store(total, std::memory_order_relaxed); }
-  // Waits for the thread: OK if its whole part went into out_fd.
+  // Waits for the thread: OK if the whole stream went into out_fd.
   absl::Status Wait();
 
  private:
   uint64_t total() const { return total_.load(std::memory_order_relaxed); }
+  // The pipe the next byte comes through, and how many bytes the current
+  // stripe has left.
+  int Pipe() const;
+  uint64_t StripeLeft() const;
   void Run();
   absl::Status MoveSome();
 
   const pid_t tid_;
-  const int pipe_fd_;
+  const std::vector<int> pipes_;
+  const uint64_t stripe_bytes_;
   const int out_fd_;
-  const Stripe stripe_;
   std::atomic<uint64_t> total_;
-  uint64_t next_ = 0;         // the stream offset of the next byte to move
   bool copy_ = false;         // out_fd refuses splice(): read() and write()
   std::vector<char> buffer_;  // for copy_
   std::atomic<uint64_t> moved_{0};

@@ -446,9 +446,9 @@ absl::Status Parasite::StopParasite() {
 absl::Status Parasite::Cure() {
   if (state_ == State::kCured) return absl::OkStatus();
   // A page dump still under way is stopped first: its thread reads our pipe.
-  absl::Status first = drains_[0] ? AbortPages(absl::AbortedError(absl::StrFormat(
-                                        "pid %d: cured in the middle of a page dump", task_.tid())))
-                                  : absl::OkStatus();
+  absl::Status first = drain_ ? AbortPages(absl::AbortedError(absl::StrFormat(
+                                    "pid %d: cured in the middle of a page dump", task_.tid())))
+                              : absl::OkStatus();
   if (first.ok()) first = StopParasite();
   auto note = [&first](absl::Status s) {
     if (first.ok() && !s.ok()) first = std::move(s);

@@ -195,7 +195,8 @@ class Parasite {
   static constexpr int kTimeoutMs = 30'000;
   static constexpr int kPollMs = 20;
 
-  // Page pipes, and so threads copying at once, of one page dump.
+  // Page pipes of one page dump: the parasite fills one while the drain
+  // empties another.
   static constexpr size_t kPagePipes = 2;
 
  private:
@@ -221,7 +222,7 @@ class Parasite {
   absl::Status Broken(absl::Status why);
   absl::Status SendPagesBatch();
   absl::Status AbortPages(absl::Status why);
-  absl::Status EndPages(uint64_t bytes);
+  absl::Status EndPages();
   uint64_t Drained() const;
   absl::Status StopParasite();
 
@@ -246,15 +247,14 @@ class Parasite {
   std::array<int, kPagePipes> pipes_{-1, -1};  // our (read) ends of the page pipes
   // The page dump under way (StartDumpPages): ranges not sent yet, the
   // bytes before and in the batch the parasite works on, how the stream is
-  // cut, and the threads emptying the pipes into out_fd_.
+  // cut, and the thread emptying the pipes into the image.
   std::vector<PageRange> pages_;
   size_t pages_sent_ = 0;
   uint64_t sent_bytes_ = 0;
   uint64_t batch_bytes_ = 0;
-  uint64_t total_bytes_ = 0;
-  Stripe stripe_;
-  int out_fd_ = -1;
-  std::array<std::unique_ptr<PageDrain>, kPagePipes> drains_;
+  uint64_t stripe_bytes_ = 0;
+  uint32_t stripes_ = 1;
+  std::unique_ptr<PageDrain> drain_;
   enum class State { kSetUp, kRunning, kStopped, kCured } state_ = State::kSetUp;
 };
 

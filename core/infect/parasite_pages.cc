@@ -4,7 +4,6 @@
 // the parasite and watches the task.
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -30,7 +29,7 @@ absl::Status Parasite::DumpPages(absl::Span<const PageRange> ranges, int out_fd)
 
 absl::Status Parasite::StartDumpPages(absl::Span<const PageRange> ranges, int out_fd) {
   if (state_ != State::kRunning) return NotRunning();
-  if (drains_[0] || pages_sent_ < pages_.size()) {
+  if (drain_ || pages_sent_ < pages_.size()) {
     return absl::FailedPreconditionError(
         absl::StrFormat("pid %d: a page dump is already under way", task_.tid()));
   }
@@ -44,24 +43,19 @@ absl::Status Parasite::StartDumpPages(absl::Span<const PageRange> ranges, int ou
     total += r.pages * kPage;
   }
   if (total == 0) return absl::OkStatus();
-  // Stripes when the image is a plain file big enough: each drain writes
-  // its stripes at their offsets. Else one pipe, at the file position.
-  stripe_ = {};
-  struct stat st;
-  const int fl = fcntl(out_fd, F_GETFL);
+  // Stripes of a pipe's size through the pipes in turn, when there is more
+  // than one pipe's worth: the parasite fills the next pipe while the drain
+  // empties this one.
   const int pipe_bytes = fcntl(pipes_[0], F_GETPIPE_SZ);
-  const off_t base = lseek(out_fd, 0, SEEK_CUR);
-  if (fstat(out_fd, &st) == 0 && S_ISREG(st.st_mode) && fl >= 0 && !(fl & O_APPEND) &&
-      pipe_bytes > 0 && base >= 0 && total >= 2 * static_cast<uint64_t>(pipe_bytes)) {
-    stripe_ = {0, kPagePipes, static_cast<uint64_t>(pipe_bytes), base};
+  stripes_ = 1;
+  stripe_bytes_ = 0;
+  if (pipe_bytes > 0 && total > static_cast<uint64_t>(pipe_bytes)) {
+    stripes_ = kPagePipes;
+    stripe_bytes_ = static_cast<uint64_t>(pipe_bytes);
   }
-  out_fd_ = out_fd;
-  total_bytes_ = total;
-  for (uint32_t k = 0; k < stripe_.count; ++k) {
-    Stripe mine = stripe_;
-    mine.index = k;
-    drains_[k] = std::make_unique<PageDrain>(task_.tid(), pipes_[k], out_fd, total, mine);
-  }
+  drain_ = std::make_unique<PageDrain>(task_.tid(),
+                                       std::vector<int>(pipes_.begin(), pipes_.begin() + stripes_),
+                                       stripe_bytes_, out_fd, total);
   if (auto s = SendPagesBatch(); !s.ok()) return AbortPages(s);
   return absl::OkStatus();
 }
@@ -70,7 +64,7 @@ absl::Status Parasite::StartDumpPages(absl::Span<const PageRange> ranges, int ou
 // iovecs of the task's addresses, and asks the parasite to vmsplice them.
 absl::Status Parasite::SendPagesBatch() {
   auto* args = reinterpret_cast<crpp_dump_pages_args*>(data());
-  *args = {sent_bytes_, stripe_.bytes, stripe_.count, 0};
+  *args = {sent_bytes_, stripe_bytes_, stripes_, 0};
   auto* iov = reinterpret_cast<iovec*>(args + 1);
   const size_t max_iov = (area_bytes_ - data_offset_ - sizeof *args) / sizeof(iovec);
   size_t nr = 0;
@@ -84,9 +78,9 @@ absl::Status Parasite::SendPagesBatch() {
 }
 
 absl::Status Parasite::FinishDumpPages() {
-  if (!drains_[0]) return absl::OkStatus();  // nothing was asked (or it failed already)
+  if (!drain_) return absl::OkStatus();  // nothing was asked (or it failed already)
   int64_t quiet_ms = 0;
-  uint64_t last_moved = Drained();
+  uint64_t last_moved = drain_->moved();
   for (;;) {
     pollfd p = {sock_, POLLIN, 0};
     int r = poll(&p, 1, kPollMs);
@@ -96,15 +90,12 @@ absl::Status Parasite::FinishDumpPages() {
           absl::InternalError(absl::StrFormat("pid %d: poll: %s", task_.tid(), strerror(errno))));
     }
     if (r == 0) {
-      // A drain stops early only on an error; one that moved all its part
-      // waits for nothing.
-      for (auto& d : drains_) {
-        if (d && d->finished()) {
-          if (absl::Status drained = d->Wait(); !drained.ok()) return AbortPages(drained);
-        }
+      // The drain stops early only on an error.
+      if (drain_->finished()) {
+        if (absl::Status drained = drain_->Wait(); !drained.ok()) return AbortPages(drained);
       }
       // Pages still coming through the pipes are progress, whatever the time.
-      if (uint64_t moved = Drained(); moved != last_moved) {
+      if (uint64_t moved = drain_->moved(); moved != last_moved) {
         last_moved = moved;
         quiet_ms = 0;
         continue;
@@ -120,11 +111,8 @@ absl::Status Parasite::FinishDumpPages() {
     if (reply.status < 0 && reply.arg0 <= batch_bytes_) {
       // The parasite stopped at a page it could not read and is still fine:
       // what it put in the pipes goes into out_fd, and the error is the dump's.
-      const uint64_t came = sent_bytes_ + reply.arg0;
-      for (auto& d : drains_) {
-        if (d) d->Shorten(came);
-      }
-      if (absl::Status drained = EndPages(came); !drained.ok()) return AbortPages(drained);
+      drain_->Shorten(sent_bytes_ + reply.arg0);
+      if (absl::Status drained = EndPages(); !drained.ok()) return AbortPages(drained);
       return absl::InternalError(
           absl::StrFormat("pid %d: parasite: vmsplice of the pages: %s (after %d of %d bytes)",
                           task_.tid(), strerror(-reply.status), reply.arg0, batch_bytes_));
@@ -137,47 +125,27 @@ absl::Status Parasite::FinishDumpPages() {
     sent_bytes_ += batch_bytes_;
     if (auto s = SendPagesBatch(); !s.ok()) return AbortPages(s);
   }
-  // Everything is in the pipes (or already in out_fd): the drains end on
-  // their own.
-  if (absl::Status drained = EndPages(total_bytes_); !drained.ok()) return AbortPages(drained);
+  // Everything is in the pipes (or already in out_fd): the drain ends on its
+  // own.
+  if (absl::Status drained = EndPages(); !drained.ok()) return AbortPages(drained);
   return absl::OkStatus();
 }
 
-uint64_t Parasite::Drained() const {
-  uint64_t moved = 0;
-  for (const auto& d : drains_) {
-    if (d) moved += d->moved();
-  }
-  return moved;
-}
-
-// Waits for the drains of a stream of `bytes`, and leaves out_fd's position
-// after them (striped drains write at offsets).
-absl::Status Parasite::EndPages(uint64_t bytes) {
-  absl::Status first;
-  for (auto& d : drains_) {
-    if (!d) continue;
-    if (absl::Status s = d->Wait(); !s.ok() && first.ok()) first = s;
-    d.reset();
-  }
+// Waits for the drain of the stream.
+absl::Status Parasite::EndPages() {
+  absl::Status s = drain_->Wait();
+  drain_.reset();
   pages_.clear();
   pages_sent_ = 0;
-  if (first.ok() && stripe_.count > 1 &&
-      lseek(out_fd_, stripe_.base + static_cast<off_t>(bytes), SEEK_SET) < 0) {
-    first = absl::InternalError(
-        absl::StrFormat("pid %d: seek past the pages: %s", task_.tid(), strerror(errno)));
-  }
-  return first;
+  return s;
 }
 
 // A page dump that cannot go on: the task is stopped first (the parasite may
 // still be filling the pipes), then the drains, and `why` returned.
 absl::Status Parasite::AbortPages(absl::Status why) {
   absl::Status s = Broken(std::move(why));
-  for (auto& d : drains_) {
-    if (d) d->Stop();
-  }
-  for (auto& d : drains_) d.reset();
+  if (drain_) drain_->Stop();
+  drain_.reset();
   pages_.clear();
   pages_sent_ = 0;
   log::Debug("pid %d: page dump stopped: %s", task_.tid(), s.ToString());

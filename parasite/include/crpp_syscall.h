@@ -184,6 +184,11 @@ static inline long crpp_vmsplice(int fd, const void* iov, unsigned long nr, unsi
   return crpp_sys4(__NR_vmsplice, fd, (long)iov, (long)nr, flags);
 }
 
+/* fds: the kernel's struct pollfd[nfds] (<linux/poll.h>). */
+static inline long crpp_poll(void* fds, unsigned long nfds, int timeout_ms) {
+  return crpp_sys3(__NR_poll, (long)fds, (long)nfds, timeout_ms);
+}
+
 /* value: the kernel's struct itimerval (two pairs of longs). */
 static inline long crpp_getitimer(int which, void* value) {
   return crpp_sys2(__NR_getitimer, which, (long)value);
