@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "core/parallel.h"
 #include "core/proc/proc.h"
 #include "fdinfo.pb.h"
 
@@ -34,15 +35,15 @@ absl::Status DumpContext::FinishAllDeferred() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<const std::vector<DumpContext::OpenFd>*> DumpContext::OpenFds(pid_t task) {
-  if (open_fds == nullptr) open_fds = std::make_shared<std::map<pid_t, std::vector<OpenFd>>>();
-  if (auto it = open_fds->find(task); it != open_fds->end()) return &it->second;
+namespace {
+
+absl::StatusOr<std::vector<DumpContext::OpenFd>> ReadOpenFds(pid_t task) {
   auto numbers = proc::ListFds(task);
   if (!numbers.ok()) return numbers.status();
-  std::vector<OpenFd> fds;
+  std::vector<DumpContext::OpenFd> fds;
   fds.reserve(numbers->size());
   for (int fd : *numbers) {
-    OpenFd f;
+    DumpContext::OpenFd f;
     f.fd = fd;
     const std::string path = absl::StrFormat("/proc/%d/fd/%d", task, fd);
     char buf[4096];
@@ -55,7 +56,32 @@ absl::StatusOr<const std::vector<DumpContext::OpenFd>*> DumpContext::OpenFds(pid
     f.link.assign(buf, static_cast<size_t>(n));
     fds.push_back(std::move(f));
   }
-  return &open_fds->emplace(task, std::move(fds)).first->second;
+  return fds;
+}
+
+}  // namespace
+
+absl::StatusOr<const std::vector<DumpContext::OpenFd>*> DumpContext::OpenFds(pid_t task) {
+  if (open_fds == nullptr) open_fds = std::make_shared<std::map<pid_t, std::vector<OpenFd>>>();
+  if (auto it = open_fds->find(task); it != open_fds->end()) return &it->second;
+  auto fds = ReadOpenFds(task);
+  if (!fds.ok()) return fds.status();
+  return &open_fds->emplace(task, *std::move(fds)).first->second;
+}
+
+void DumpContext::ReadTreeFdsAhead() {
+  std::vector<pid_t> owners;
+  for (const TreeTask& t : tree) {
+    if (t.owns_fd_table()) owners.push_back(t.pid);
+  }
+  std::vector<absl::StatusOr<std::vector<OpenFd>>> read(owners.size());
+  ParallelFor(owners.size(), [&](size_t i) { read[i] = ReadOpenFds(owners[i]); });
+  if (open_fds == nullptr) open_fds = std::make_shared<std::map<pid_t, std::vector<OpenFd>>>();
+  for (size_t i = 0; i < owners.size(); ++i) {
+    // A failure is left for OpenFds to meet again, and report, when a
+    // plugin asks.
+    if (read[i].ok()) open_fds->emplace(owners[i], *std::move(read[i]));
+  }
 }
 
 bool TreeTask::zombie() const { return stat != nullptr && stat->state == 'Z'; }

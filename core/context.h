@@ -222,6 +222,9 @@ struct DumpContext {
   // tree again once frozen (ForgetOpenFds).
   absl::StatusOr<const std::vector<OpenFd>*> OpenFds(pid_t task);
   void ForgetOpenFds() { open_fds.reset(); }
+  // Reads the open fds of every fd table of the tree into OpenFds' cache,
+  // the tasks spread over the CPUs.
+  void ReadTreeFdsAhead();
   // Calls FN(pid, fd) for every open fd of the tree's live tasks, each fd
   // table once: a table several tasks share (clone(CLONE_FILES)) through its
   // owner (TreeTask::owns_fd_table). The first error stops the walk.

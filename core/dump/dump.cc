@@ -18,6 +18,7 @@
 #include "core/images/image_io.h"
 #include "core/images/magic.h"
 #include "core/log.h"
+#include "core/parallel.h"
 #include "core/proc/proc.h"
 #include "core/ptrace/task.h"
 #include "resources/default_resources.h"
@@ -94,21 +95,33 @@ absl::StatusOr<std::vector<pid_t>> Children(pid_t pid) {
 }
 
 // The tree below `root` as /proc shows it now, without stopping anything
-// (for the checks that refuse a dump before the target is touched).
+// (for the checks that refuse a dump before the target is touched). Each
+// generation is read at once, its processes spread over the CPUs.
 absl::StatusOr<std::vector<Held>> LookAtTree(pid_t root) {
   std::vector<Held> tree(1);
   tree[0].pid = root;
-  for (size_t i = 0; i < tree.size(); ++i) {
-    if (auto s = ReadProc(tree[i], /*frozen=*/false); !s.ok()) return s;
-    if (tree[i].stat.state == 'Z') continue;
-    auto kids = Children(tree[i].pid);
-    if (!kids.ok()) return kids.status();
-    for (pid_t k : *kids) {
-      Held h;
-      h.pid = k;
-      h.ppid = tree[i].pid;
-      tree.push_back(std::move(h));
+  for (size_t first = 0; first < tree.size();) {
+    const size_t end = tree.size();
+    std::vector<absl::Status> read(end - first);
+    std::vector<std::vector<pid_t>> kids(end - first);
+    ParallelFor(end - first, [&](size_t k) {
+      Held& h = tree[first + k];
+      read[k] = ReadProc(h, /*frozen=*/false);
+      if (!read[k].ok() || h.stat.state == 'Z') return;
+      auto c = Children(h.pid);
+      if (c.ok()) kids[k] = *std::move(c);
+      read[k] = c.status();
+    });
+    for (size_t k = 0; k < end - first; ++k) {
+      if (!read[k].ok()) return read[k];
+      for (pid_t kid : kids[k]) {
+        Held h;
+        h.pid = kid;
+        h.ppid = tree[first + k].pid;
+        tree.push_back(std::move(h));
+      }
     }
+    first = end;
   }
   return tree;
 }
@@ -313,6 +326,7 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
     auto look = LookAtTree(pid);
     if (!look.ok()) return look.status();
     FillTree(*look, ctx);
+    ctx.ReadTreeFdsAhead();
     if (auto s = engine.Precheck(ctx); !s.ok()) return s;
   }
 
@@ -328,14 +342,17 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
   log::Info("dump: %d tasks (%d threads) below pid %d frozen in %d us", held.size(), threads, pid,
             stats.freezing_us);
   // /proc may have changed between the precheck and the freeze.
-  for (Held& h : held) {
-    if (auto s = ReadProc(h, /*frozen=*/true); !s.ok()) {
+  std::vector<absl::Status> reread(held.size());
+  ParallelFor(held.size(), [&](size_t i) { reread[i] = ReadProc(held[i], /*frozen=*/true); });
+  for (size_t i = 0; i < held.size(); ++i) {
+    if (!reread[i].ok()) {
       (void)ReleaseAll(held, ptrace::Leave::kRunning);
-      return absl::AbortedError(
-          absl::StrFormat("pid %d vanished while being frozen (%s)", h.pid, s.message()));
+      return absl::AbortedError(absl::StrFormat("pid %d vanished while being frozen (%s)",
+                                                held[i].pid, reread[i].message()));
     }
   }
   FillTree(held, ctx);
+  ctx.ReadTreeFdsAhead();
 
   // Fault injection stops the dump right after the named plugin, so the
   // later ones never run (as when that plugin's successor fails).
