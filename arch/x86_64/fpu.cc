@@ -2,6 +2,7 @@
 
 #include <cpuid.h>
 
+#include <array>
 #include <cstring>
 
 #include "absl/strings/str_format.h"
@@ -24,11 +25,20 @@ struct Placement {
   uint32_t offset = 0, size = 0;
 };
 
-// Where component `c` sits in the standard format, from CPUID leaf 0xD.
+// Where component `c` sits in the standard format, from CPUID leaf 0xD,
+// asked once per component: in a VM each CPUID exits to the hypervisor, and
+// every thread of a dump or restore converts its registers.
 Placement Where(int c) {
-  unsigned a = 0, b = 0, cx = 0, d = 0;
-  __cpuid_count(0xd, c, a, b, cx, d);
-  return {b, a};
+  static const auto* const kPlaces = [] {
+    auto* places = new std::array<Placement, kPkru + 1>();
+    for (int k = kAvx; k <= kPkru; ++k) {
+      unsigned a = 0, b = 0, cx = 0, d = 0;
+      __cpuid_count(0xd, k, a, b, cx, d);
+      (*places)[k] = {b, a};
+    }
+    return places;
+  }();
+  return (*kPlaces)[c];
 }
 
 template <class T>
