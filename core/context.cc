@@ -69,7 +69,7 @@ absl::StatusOr<const std::vector<DumpContext::OpenFd>*> DumpContext::OpenFds(pid
   return &open_fds->emplace(task, *std::move(fds)).first->second;
 }
 
-void DumpContext::ReadTreeFdsAhead() {
+size_t DumpContext::ReadTreeFdsAhead() {
   std::vector<pid_t> owners;
   for (const TreeTask& t : tree) {
     if (t.owns_fd_table()) owners.push_back(t.pid);
@@ -77,11 +77,15 @@ void DumpContext::ReadTreeFdsAhead() {
   std::vector<absl::StatusOr<std::vector<OpenFd>>> read(owners.size());
   ParallelFor(owners.size(), [&](size_t i) { read[i] = ReadOpenFds(owners[i]); });
   if (open_fds == nullptr) open_fds = std::make_shared<std::map<pid_t, std::vector<OpenFd>>>();
+  size_t count = 0;
   for (size_t i = 0; i < owners.size(); ++i) {
     // A failure is left for OpenFds to meet again, and report, when a
     // plugin asks.
-    if (read[i].ok()) open_fds->emplace(owners[i], *std::move(read[i]));
+    if (!read[i].ok()) continue;
+    count += read[i]->size();
+    open_fds->emplace(owners[i], *std::move(read[i]));
   }
+  return count;
 }
 
 bool TreeTask::zombie() const { return stat != nullptr && stat->state == 'Z'; }
@@ -103,7 +107,7 @@ void DumpContext::ReadProcLocksAhead() {
 }
 
 absl::StatusOr<std::string> DumpContext::ProcLocks() const {
-  if (!proc_locks.valid()) return proc::ReadFile("/proc/locks");
+  if (!proc_locks.valid()) return absl::NotFoundError("/proc/locks was not read");
   return proc_locks.get();
 }
 

@@ -223,8 +223,8 @@ struct DumpContext {
   absl::StatusOr<const std::vector<OpenFd>*> OpenFds(pid_t task);
   void ForgetOpenFds() { open_fds.reset(); }
   // Reads the open fds of every fd table of the tree into OpenFds' cache,
-  // the tasks spread over the CPUs.
-  void ReadTreeFdsAhead();
+  // the tasks spread over the CPUs. Returns how many fds it found.
+  size_t ReadTreeFdsAhead();
   // Calls FN(pid, fd) for every open fd of the tree's live tasks, each fd
   // table once: a table several tasks share (clone(CLONE_FILES)) through its
   // owner (TreeTask::owns_fd_table). The first error stops the walk.
@@ -232,12 +232,17 @@ struct DumpContext {
   absl::Status ForEachTreeFd(const TreeFdFn& fn);
   // /proc/locks, read on a thread of its own: a read waits for an RCU grace
   // period (the kernel takes its file-lock rwsem for writing), 8-16 ms here,
-  // which the dump driver overlaps with its own /proc reads. It starts one
-  // read before the prechecks and one once the tree is frozen (the locks a
-  // frozen tree holds stay put); the file-locks plugin takes the last one.
+  // which the dump driver overlaps with its own /proc reads. For a tree with
+  // many fds it starts one read before the prechecks and one once the tree
+  // is frozen (the locks a frozen tree holds stay put); the file-locks
+  // plugin takes the last one, to read the fdinfo of only the fds on a
+  // locked inode. A tree with few fds has each fdinfo read instead.
   void ReadProcLocksAhead();
-  // The text of the last read started, waited for; read now if none was.
+  // The text of the last read started, waited for; NotFound if none was.
   absl::StatusOr<std::string> ProcLocks() const;
+  // Below this many fds in the tree, reading each fdinfo costs less than
+  // the grace period of one /proc/locks read.
+  static constexpr size_t kFdinfoScanUpTo = 256;
 
   // A context on the same tree (and fd cache) with a file table of its own,
   // for a precheck that runs a plugin's dump walk without recording it.

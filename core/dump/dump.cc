@@ -321,12 +321,13 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
   }
   // Everything that can be refused from /proc is refused before the tree
   // is stopped.
-  ctx.ReadProcLocksAhead();
+  bool many_fds = false;
   {
     auto look = LookAtTree(pid);
     if (!look.ok()) return look.status();
     FillTree(*look, ctx);
-    ctx.ReadTreeFdsAhead();
+    many_fds = ctx.ReadTreeFdsAhead() > DumpContext::kFdinfoScanUpTo;
+    if (many_fds) ctx.ReadProcLocksAhead();
     if (auto s = engine.Precheck(ctx); !s.ok()) return s;
   }
 
@@ -336,7 +337,7 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
   std::vector<Held>& held = *frozen;
   stats.freezing_us = Micros(t0);
   auto frozen_at = std::chrono::steady_clock::now();
-  ctx.ReadProcLocksAhead();  // what the frozen tree holds, while the rest is read
+  if (many_fds) ctx.ReadProcLocksAhead();  // what the frozen tree holds, while the rest is read
   size_t threads = 0;
   for (const Held& h : held) threads += h.threads.size() + (h.task ? 1 : 0);
   log::Info("dump: %d tasks (%d threads) below pid %d frozen in %d us", held.size(), threads, pid,

@@ -132,8 +132,9 @@ absl::Status RefuseWithoutOption(pid_t pid, int fd, const std::string& path, con
 
 // The inode numbers /proc/locks shows a lock (or a waiter) on. Only fds of
 // these inodes can hold a lock, so only theirs need their fdinfo read: one
-// read of /proc/locks instead of one fdinfo per fd of the tree. Null if
-// /proc/locks cannot be read (every fd is looked at then).
+// read of /proc/locks instead of one fdinfo per fd of the tree. Null if the
+// dump driver did not read /proc/locks (DumpContext::ProcLocks: a tree with
+// few fds) or could not: every fd is looked at then.
 std::unique_ptr<std::set<uint64_t>> LockedInodes(const DumpContext& ctx) {
   auto text = ctx.ProcLocks();
   if (!text.ok()) return nullptr;

@@ -113,33 +113,41 @@ BOOST_AUTO_TEST_CASE(refused_without_the_option_dumped_with_it_and_taken_back) {
   const std::string dir = FreshDir("locks-data"), images = FreshDir("locks-images");
   pid_t pid = StartHolder(dir);
   FileTable files;
-  DumpContext without = ContextFor(pid, images, files, false);
-  absl::Status s = resources::FileLocks::Precheck(without);
-  BOOST_TEST(absl::IsFailedPrecondition(s));
-  BOOST_TEST(s.message().find("--file-locks") != std::string::npos, s.message());
-  BOOST_TEST(s.message().find("fd 40") != std::string::npos, s.message());
-  BOOST_TEST(!resources::FileLocks::Dump(without).ok());
+  // Both ways of finding the locks: every fd's fdinfo (a tree with few fds),
+  // or only those of the inodes /proc/locks names (the dump driver read it).
+  for (bool proc_locks : {false, true}) {
+    BOOST_TEST_CONTEXT("through /proc/locks: " << proc_locks) {
+      DumpContext without = ContextFor(pid, images, files, false);
+      if (proc_locks) without.ReadProcLocksAhead();
+      absl::Status s = resources::FileLocks::Precheck(without);
+      BOOST_TEST(absl::IsFailedPrecondition(s));
+      BOOST_TEST(s.message().find("--file-locks") != std::string::npos, s.message());
+      BOOST_TEST(s.message().find("fd 40") != std::string::npos, s.message());
+      BOOST_TEST(!resources::FileLocks::Dump(without).ok());
 
-  DumpContext with = ContextFor(pid, images, files, true);
-  BOOST_REQUIRE(resources::FileLocks::Precheck(with).ok());
-  s = resources::FileLocks::Dump(with);
-  BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+      DumpContext with = ContextFor(pid, images, files, true);
+      if (proc_locks) with.ReadProcLocksAhead();
+      BOOST_REQUIRE(resources::FileLocks::Precheck(with).ok());
+      s = resources::FileLocks::Dump(with);
+      BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+      auto locks = images::ReadAll<criu::file_lock_entry>(images + "/filelocks.img",
+                                                          *images::FindKindByName("FILE_LOCKS"));
+      BOOST_REQUIRE(locks.ok());
+      BOOST_REQUIRE_EQUAL(locks->size(), 2u);
+      const auto& f = (*locks)[0];
+      const auto& p = (*locks)[1];
+      BOOST_TEST(f.flag() == 2u);  // FL_FLOCK
+      BOOST_TEST(f.type() == static_cast<uint32_t>(F_WRLCK));
+      BOOST_TEST(f.fd() == kFlockFd);
+      BOOST_TEST(f.pid() == pid);
+      BOOST_TEST(p.flag() == 1u);  // FL_POSIX
+      BOOST_TEST(p.type() == static_cast<uint32_t>(F_RDLCK));
+      BOOST_TEST(p.fd() == kPosixFd);
+      BOOST_TEST(p.start() == 10);
+      BOOST_TEST(p.len() == 10);
+    }
+  }
   Stop(pid);
-  auto locks = images::ReadAll<criu::file_lock_entry>(images + "/filelocks.img",
-                                                      *images::FindKindByName("FILE_LOCKS"));
-  BOOST_REQUIRE(locks.ok());
-  BOOST_REQUIRE_EQUAL(locks->size(), 2u);
-  const auto& f = (*locks)[0];
-  const auto& p = (*locks)[1];
-  BOOST_TEST(f.flag() == 2u);  // FL_FLOCK
-  BOOST_TEST(f.type() == static_cast<uint32_t>(F_WRLCK));
-  BOOST_TEST(f.fd() == kFlockFd);
-  BOOST_TEST(f.pid() == pid);
-  BOOST_TEST(p.flag() == 1u);  // FL_POSIX
-  BOOST_TEST(p.type() == static_cast<uint32_t>(F_RDLCK));
-  BOOST_TEST(p.fd() == kPosixFd);
-  BOOST_TEST(p.start() == 10);
-  BOOST_TEST(p.len() == 10);
 
   // Restore as that pid, in this process, on the same fd numbers.
   OpenAt(dir + "/a", kFlockFd);
@@ -147,7 +155,7 @@ BOOST_AUTO_TEST_CASE(refused_without_the_option_dumped_with_it_and_taken_back) {
   RestoreContext r;
   r.images_dir = images;
   r.pid = pid;
-  s = resources::FileLocks::Restore(r);
+  absl::Status s = resources::FileLocks::Restore(r);
   BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
   BOOST_TEST(ProbeHeld(dir, getpid()) == 0);
   close(kFlockFd);
