@@ -87,6 +87,15 @@ void SleepMs(int ms) {
   nanosleep(&ts, nullptr);
 }
 
+uint64_t WaitForVerify(int step_ms) {
+  uint64_t steps = 0;
+  while (!g_verify_requested) {
+    ++steps;
+    SleepMs(step_ms);
+  }
+  return steps;
+}
+
 int64_t NowMs() {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -47,6 +47,11 @@ void WriteLine(int fd, const std::string& line);
 // Sleeps MS milliseconds with nanosleep; a signal may cut it short.
 void SleepMs(int ms);
 
+// Sleeps in steps of STEP_MS milliseconds until SIGUSR1 asks for the
+// verdict (g_verify_requested). Returns how many steps it slept: a sign in
+// the verdict's notes that the program ran meanwhile.
+uint64_t WaitForVerify(int step_ms = 10);
+
 // Milliseconds of CLOCK_MONOTONIC.
 int64_t NowMs();
 

@@ -237,11 +237,7 @@ int main(int argc, char** argv) {
   WritePage(file, 0, kRoot);
   if (ReadLine(answer[0]) != "set") crpp::e2e::Die("the child's setup");
   crpp::e2e::Ready();
-  uint64_t ticks = 0;
-  while (!crpp::e2e::g_verify_requested) {
-    ++ticks;
-    crpp::e2e::SleepMs(10);
-  }
+  const uint64_t ticks = crpp::e2e::WaitForVerify();
 
   crpp::e2e::Verdict v;
   Check(0, anon, file, v);

@@ -213,7 +213,7 @@ int main(int argc, char** argv) {
   const Fds f = SetUp(out);
   const std::set<Target> outer_at_ready = Targets(f.outer), inner_at_ready = Targets(f.inner);
   crpp::e2e::Ready();
-  while (!crpp::e2e::g_verify_requested) crpp::e2e::SleepMs(10);
+  crpp::e2e::WaitForVerify();
 
   crpp::e2e::Verdict v;
   const std::set<Target> outer = Targets(f.outer), inner = Targets(f.inner);

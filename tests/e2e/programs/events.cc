@@ -275,7 +275,7 @@ int main(int argc, char** argv) {
   const int64_t oneshot_left_ns = Ns(its.it_value);
   const int64_t ready_ms = crpp::e2e::NowMs();
   crpp::e2e::Ready();
-  while (!crpp::e2e::g_verify_requested) crpp::e2e::SleepMs(10);
+  crpp::e2e::WaitForVerify();
 
   crpp::e2e::Verdict v;
   CheckEpoll(f, v);

@@ -155,7 +155,7 @@ int main(int argc, char** argv) {
     for (;;) pause();
   }
   crpp::e2e::Ready();
-  while (!crpp::e2e::g_verify_requested) crpp::e2e::SleepMs(10);
+  crpp::e2e::WaitForVerify();
 
   crpp::e2e::Verdict v;
   const std::vector<std::string> now = FdInfo(group);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cinttypes>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -107,11 +108,7 @@ int main(int argc, char** argv) {
   if (dup2(ofd_fd, kOfdDup) != kOfdDup) crpp::e2e::Die("dup2");
   crpp::e2e::Ready();
 
-  int loops = 0;
-  while (!crpp::e2e::g_verify_requested) {
-    ++loops;
-    crpp::e2e::SleepMs(10);
-  }
+  const uint64_t loops = crpp::e2e::WaitForVerify();
 
   crpp::e2e::Verdict v;
   const int held = RunProbe(dir, true);
@@ -125,6 +122,6 @@ int main(int argc, char** argv) {
   v.Expect(fcntl(kOfdDup, F_OFD_SETLK, &un) == 0, "OFD unlock: %s", strerror(errno));
   const int freed = RunProbe(dir, false);
   v.Expect(freed == 0, "after unlocking, a helper found locks still held (mask %#x)", freed);
-  v.Note("loops=%d", loops);
+  v.Note("loops=%" PRIu64, loops);
   v.Finish();
 }

@@ -45,11 +45,7 @@ int main(int argc, char** argv) {
   const int kid_dup = dup(kid);
   if (self < 0 || kid < 0 || kid_dup < 0) crpp::e2e::Die("pidfd_open");
   crpp::e2e::Ready();
-  uint64_t ticks = 0;
-  while (!crpp::e2e::g_verify_requested) {
-    ++ticks;
-    crpp::e2e::SleepMs(10);
-  }
+  const uint64_t ticks = crpp::e2e::WaitForVerify();
 
   crpp::e2e::Verdict v;
   v.Expect(PidOf(self) == root, "the own pidfd names pid %d", PidOf(self));

@@ -124,7 +124,7 @@ int main(int argc, char** argv) {
   if (producer < 0 || filter < 0 || consumer < 0) crpp::e2e::Die("fork");
   crpp::e2e::SleepMs(100);  // let the pipes fill up
   crpp::e2e::Ready();
-  while (!crpp::e2e::g_verify_requested) crpp::e2e::SleepMs(10);
+  crpp::e2e::WaitForVerify();
 
   crpp::e2e::Verdict v;
   v.Expect((fcntl(rep[0], F_GETFL) & O_NONBLOCK) != 0, "the report pipe lost O_NONBLOCK");

@@ -238,7 +238,7 @@ int main(int argc, char** argv) {
   if (ioctl(slave, TIOCGWINSZ, &saved.ws) != 0) Die("TIOCGWINSZ");
   crpp::e2e::Ready();
 
-  while (!crpp::e2e::g_verify_requested) crpp::e2e::SleepMs(50);
+  crpp::e2e::WaitForVerify(50);
 
   crpp::e2e::Verdict v;
   unsigned index = 0;

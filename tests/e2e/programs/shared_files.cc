@@ -240,7 +240,7 @@ int main(int argc, char** argv) {
   if (parent_fd < 0) crpp::e2e::Die("open");
   const std::set<int> copy_fds = FdsOf(copy);
   crpp::e2e::Ready();
-  while (!crpp::e2e::g_verify_requested) crpp::e2e::SleepMs(10);
+  crpp::e2e::WaitForVerify();
 
   crpp::e2e::Verdict v;
   // The program's own fds.

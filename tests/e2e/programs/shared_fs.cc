@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
   // The forked child's fs is its own from the start; wait until it moved.
   for (int i = 0; i < 500 && Cwd(own) != out + "/b"; ++i) crpp::e2e::SleepMs(2);
   crpp::e2e::Ready();
-  while (!crpp::e2e::g_verify_requested) crpp::e2e::SleepMs(10);
+  crpp::e2e::WaitForVerify();
 
   crpp::e2e::Verdict v;
   v.Expect(Cwd(root) == out + "/a", "the program's cwd is %s, not the sharing child's %s/a",

@@ -75,11 +75,7 @@ int main(int argc, char** argv) {
     _exit(0);
   }
   crpp::e2e::Ready();
-  uint64_t ticks = 0;
-  while (!crpp::e2e::g_verify_requested) {
-    ++ticks;
-    crpp::e2e::SleepMs(10);
-  }
+  const uint64_t ticks = crpp::e2e::WaitForVerify();
 
   crpp::e2e::Verdict v;
   WriteLine(ask[1], "check");

@@ -124,7 +124,7 @@ int main(int argc, char** argv) {
   SetUp();
   const int at_ready = g_usr2_count;
   crpp::e2e::Ready();
-  while (!crpp::e2e::g_verify_requested) crpp::e2e::SleepMs(10);
+  crpp::e2e::WaitForVerify();
 
   // SIGUSR2 was sent before SIGUSR1, but give its delivery a moment anyway.
   for (int i = 0; i < 100 && g_usr2_count == at_ready; ++i) crpp::e2e::SleepMs(10);

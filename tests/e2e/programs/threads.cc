@@ -136,11 +136,7 @@ int main(int argc, char** argv) {
   crpp::e2e::SleepMs(20);  // the sleepers are in FUTEX_WAIT by now
   crpp::e2e::Ready();
 
-  uint64_t ticks = 0;
-  while (!crpp::e2e::g_verify_requested) {
-    ++ticks;
-    crpp::e2e::SleepMs(10);
-  }
+  const uint64_t ticks = crpp::e2e::WaitForVerify();
   crpp::e2e::Verdict v;
   for (Worker& w : g_workers) {
     v.Expect(pthread_join(w.thread, nullptr) == 0, "worker-%d: pthread_join failed", w.index);

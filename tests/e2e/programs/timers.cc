@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
   crpp::e2e::Setup(argc, argv, "timers");
   SetUp();
   crpp::e2e::Ready();
-  while (!crpp::e2e::g_verify_requested) crpp::e2e::SleepMs(10);
+  crpp::e2e::WaitForVerify();
 
   const int alarms = g_alarms;
   const int ticks = g_ticks;

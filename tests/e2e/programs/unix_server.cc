@@ -280,7 +280,7 @@ int main(int argc, char** argv) {
   char sent[5];
   if (!WaitReadable(rep[0], 10000) || read(rep[0], sent, sizeof sent) != 5) Die("client1");
   crpp::e2e::Ready();
-  while (!crpp::e2e::g_verify_requested) crpp::e2e::SleepMs(10);
+  crpp::e2e::WaitForVerify();
 
   Verdict v;
   std::string got = Drain(a1);
