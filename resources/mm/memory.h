@@ -27,6 +27,9 @@ struct Memory {
   using Depends = DependsOn<Fds>;
   static absl::Status Precheck(DumpContext& ctx);
   static absl::Status Dump(DumpContext& ctx);
+  // In the root before the other tasks are forked: where the vDSO areas
+  // are, learned once for all of them (LearnSpecialAreas).
+  static absl::Status RestoreShared(RestoreContext& ctx);
   static absl::Status RestoreBeforeChildren(RestoreContext& ctx);
   static absl::Status Restore(RestoreContext& ctx);
 };

@@ -382,6 +382,8 @@ absl::StatusOr<std::shared_ptr<TaskMemory>> Prepare(RestoreContext& ctx) {
 
 }  // namespace
 
+absl::Status Memory::RestoreShared(RestoreContext&) { return LearnSpecialAreas(); }
+
 absl::Status Memory::RestoreBeforeChildren(RestoreContext& ctx) {
   // A zombie has no memory image and forks no children; a live task whose
   // image is missing hears about it from Restore.

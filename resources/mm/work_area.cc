@@ -69,11 +69,7 @@ struct SpecialAreas {
   uint64_t vdso = 0, vdso_size = 0, vvar = 0, vvar_size = 0, vclock = 0, vclock_size = 0;
 };
 
-// Read from /proc/self/maps once per restore tree: a task inherits its
-// parent's areas where they are, and only a task's restorer moves them, at
-// the very end, after the task has forked its children. So the root's read
-// serves every task forked below it (reading maps costs each task of a big
-// tree ~0.2 ms of CPU, as many VMAs as the engine has mapped).
+// Read once (LearnSpecialAreas), or at the first use.
 absl::StatusOr<SpecialAreas> OwnSpecialAreas() {
   static std::optional<SpecialAreas> known;
   if (known) return *known;
@@ -90,6 +86,8 @@ absl::StatusOr<SpecialAreas> OwnSpecialAreas() {
 }
 
 }  // namespace
+
+absl::Status LearnSpecialAreas() { return OwnSpecialAreas().status(); }
 
 absl::StatusOr<uint64_t> MapWorkArea(const criu::mm_entry& mm, uint64_t premap_total,
                                      RestorePlan& plan) {

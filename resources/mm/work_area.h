@@ -23,6 +23,14 @@ namespace crpp::resources {
 absl::StatusOr<uint64_t> MapWorkArea(const criu::mm_entry& mm, uint64_t premap_total,
                                      RestorePlan& plan);
 
+// Reads where this task's vDSO areas are (/proc/self/maps), for
+// PlanSpecialAreas here and in every task forked from here on: a child has
+// them where its parent has them, and only a task's restorer moves them, at
+// its very end. Reading maps costs a task ~0.2 ms of CPU (the engine's
+// VMAs), so the root learns them once for the tree; PlanSpecialAreas reads
+// them itself where this was not called (tests of one task).
+absl::Status LearnSpecialAreas();
+
 // Moves the vDSO areas where the task had its own (`vdso`, `vvars`: the
 // image's, in its order): the same kernel gives the same layout.
 absl::Status PlanSpecialAreas(RestorePlan& plan, const std::vector<const criu::vma_entry*>& vdso,
