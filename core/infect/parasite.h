@@ -223,7 +223,6 @@ class Parasite {
   absl::Status SendPagesBatch();
   absl::Status AbortPages(absl::Status why);
   absl::Status EndPages();
-  uint64_t Drained() const;
   absl::Status StopParasite();
 
   crpp_parasite_ctl* ctl() const;

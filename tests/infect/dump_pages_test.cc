@@ -166,9 +166,9 @@ BOOST_AUTO_TEST_CASE(pages_are_what_process_vm_readv_reads) {
     });
     RequireSame(st.Stable(partial, {first}), want.substr(0, kPage), "up to the bad page");
     REQUIRE_OK(p.GetTaskState().status());
-    // The same in stripes (64 MiB into a plain file: two pipes, two drain
-    // threads writing at offsets): all that came before the bad page is
-    // there, in order, and the file ends after it.
+    // The same in stripes (64 MiB: through the two pipes in turn): all that
+    // came before the bad page is there, in order, and the file ends after
+    // it.
     std::vector<PageRange> long_bad = st.ranges;
     long_bad.push_back({0x1000, 1});
     const std::string striped = Written(tmp + "/bad-striped.img", [&](int fd) {
