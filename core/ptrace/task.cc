@@ -11,7 +11,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 
 #include "absl/strings/str_format.h"
 #include "core/log.h"
@@ -45,15 +44,6 @@ absl::Status Errno(pid_t tid, const char* what) {
 Task::SyscallHook& TestSyscallHook() {
   static auto* hook = new Task::SyscallHook();
   return *hook;
-}
-
-bool InGroupStop(pid_t tid) {
-  std::ifstream status(absl::StrFormat("/proc/%d/status", tid));
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("State:", 0) == 0) return line.find('T') != std::string::npos;
-  }
-  return false;
 }
 
 }  // namespace
@@ -92,7 +82,6 @@ absl::StatusOr<std::vector<std::unique_ptr<Task>>> Task::SeizeMany(const std::ve
 }
 
 absl::Status Task::BeginSeize() {
-  was_stopped_ = InGroupStop(tid_);
   if (::ptrace(PTRACE_SEIZE, tid_, nullptr, nullptr) != 0) {
     if (errno == ESRCH) {
       return absl::NotFoundError(absl::StrFormat("pid %d: no such process", tid_));
@@ -108,6 +97,10 @@ absl::Status Task::BeginSeize() {
 
 absl::Status Task::FinishSeize() {
   if (auto s = WaitStopped(); !s.ok()) return s;
+  // A seized task reports PTRACE_INTERRUPT's stop with SIGTRAP, but with
+  // the signal that stopped its group when it was in a group stop already:
+  // told without a read of /proc (and without its race) which it was.
+  was_stopped_ = stop_signal_ != SIGTRAP;
   if (auto s = Capture(); !s.ok()) return s;
   log::Debug("pid %d: seized at rip %#x%s", tid_, saved_regs_.rip,
              was_stopped_ ? " (was stopped)" : "");
@@ -162,8 +155,11 @@ absl::Status Task::WaitStopped() {
       return absl::NotFoundError(absl::StrFormat("pid %d exited while being seized", tid_));
     }
     if (!WIFSTOPPED(status)) continue;
-    if ((status >> 16) == PTRACE_EVENT_STOP) return absl::OkStatus();
     int sig = WSTOPSIG(status);
+    if ((status >> 16) == PTRACE_EVENT_STOP) {
+      stop_signal_ = sig;
+      return absl::OkStatus();
+    }
     if (::ptrace(PTRACE_CONT, tid_, nullptr, reinterpret_cast<void*>(static_cast<long>(sig))) !=
         0) {
       return Errno(tid_, "PTRACE_CONT");

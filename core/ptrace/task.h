@@ -159,6 +159,7 @@ class Task {
   bool attached_ = false;
   bool captured_ = false;  // saved_regs_ and saved_sigmask_ hold the task's values
   bool was_stopped_ = false;
+  int stop_signal_ = 0;  // of the PTRACE_EVENT_STOP WaitStopped() saw last
   user_regs_struct saved_regs_{};
   uint64_t saved_sigmask_ = 0;
   uint64_t scratch_ = 0;         // page with "syscall; int3" at its start
