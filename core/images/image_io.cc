@@ -36,7 +36,7 @@ absl::Status CheckEntryType(const ImageKind& kind, std::string_view type) {
 // ---- reader ----------------------------------------------------------------
 
 ImageReader::ImageReader(int fd, bool owns_fd, std::string path)
-    : fd_(fd), owns_fd_(owns_fd), path_(std::move(path)), buf_(kReadBuffer) {}
+    : fd_(fd), owns_fd_(owns_fd), path_(std::move(path)), buf_(new char[kReadBuffer]) {}
 
 ImageReader::~ImageReader() {
   if (owns_fd_ && fd_ >= 0) close(fd_);
@@ -70,7 +70,7 @@ absl::StatusOr<size_t> ImageReader::ReadSome(char* dst, size_t n) {
     if (buf_pos_ == buf_len_) {
       ssize_t got;
       do {
-        got = ::read(fd_, buf_.data(), buf_.size());
+        got = ::read(fd_, buf_.get(), kReadBuffer);
       } while (got < 0 && errno == EINTR);
       if (got < 0) return Error(absl::StrFormat("read failed: %s", strerror(errno)));
       if (got == 0) break;
@@ -78,7 +78,7 @@ absl::StatusOr<size_t> ImageReader::ReadSome(char* dst, size_t n) {
       buf_len_ = static_cast<size_t>(got);
     }
     size_t take = std::min(n - done, buf_len_ - buf_pos_);
-    if (dst != nullptr) memcpy(dst + done, buf_.data() + buf_pos_, take);
+    if (dst != nullptr) memcpy(dst + done, buf_.get() + buf_pos_, take);
     buf_pos_ += take;
     done += take;
   }
@@ -132,7 +132,7 @@ absl::StatusOr<bool> ImageReader::AtEnd() {
   // The buffer is empty: refill it without consuming anything.
   ssize_t n;
   do {
-    n = ::read(fd_, buf_.data(), buf_.size());
+    n = ::read(fd_, buf_.get(), kReadBuffer);
   } while (n < 0 && errno == EINTR);
   if (n < 0) return Error(absl::StrFormat("read failed: %s", strerror(errno)));
   buf_pos_ = 0;

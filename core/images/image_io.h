@@ -75,7 +75,10 @@ class ImageReader {
   std::string path_;
   const ImageKind* kind_ = nullptr;
   uint64_t offset_ = 0;
-  std::vector<char> buf_;
+  // Not zeroed: a restore opens a dozen images in each task, mostly a page
+  // or less, and zeroing 64 KiB for each (and faulting it in) cost more
+  // than reading them.
+  std::unique_ptr<char[]> buf_;
   size_t buf_pos_ = 0;
   size_t buf_len_ = 0;
   std::string scratch_;
