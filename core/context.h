@@ -120,6 +120,10 @@ struct TreeTask {
   ptrace::Task* task = nullptr;  // null for a zombie, or before the freeze
   // The process's other threads, seized too (by tid, ascending).
   std::vector<ptrace::Task*> threads;
+  // /proc/TID/stat and status of each of them, read once frozen (the same
+  // order); null where the driver did not read them (tests of plugins).
+  const std::vector<proc::Stat>* thread_stats = nullptr;
+  const std::vector<proc::Status>* thread_statuses = nullptr;
   const proc::Stat* stat = nullptr;
   const proc::Status* status = nullptr;
   const std::vector<proc::Vma>* maps = nullptr;  // empty for a zombie
@@ -162,7 +166,9 @@ struct DumpContext {
   uint32_t files_id = 1;
   bool owns_fd_table() const { return files_id == task_id; }
   ptrace::Task* task = nullptr;
-  std::vector<ptrace::Task*> threads;  // its threads but the main one
+  std::vector<ptrace::Task*> threads;                          // its threads but the main one
+  const std::vector<proc::Stat>* thread_stats = nullptr;       // TreeTask's
+  const std::vector<proc::Status>* thread_statuses = nullptr;  // TreeTask's
   const proc::Stat* stat = nullptr;
   const proc::Status* status = nullptr;
   const std::vector<proc::Vma>* maps = nullptr;  // the task's memory map
@@ -261,6 +267,8 @@ struct DumpContext {
     files_id = t.files_id != 0 ? t.files_id : t.id;
     task = t.task;
     threads = t.threads;
+    thread_stats = t.thread_stats;
+    thread_statuses = t.thread_statuses;
     stat = t.stat;
     status = t.status;
     maps = t.maps;

@@ -69,6 +69,9 @@ struct Held {
   proc::Stat stat;
   proc::Status status;
   std::vector<proc::Vma> maps;
+  // Of `threads`, in their order (read once frozen).
+  std::vector<proc::Stat> thread_stats;
+  std::vector<proc::Status> thread_statuses;
 };
 
 // `frozen`: the tree is stopped, and what is read is what gets dumped (the
@@ -84,6 +87,19 @@ absl::Status ReadProc(Held& h, bool frozen) {
   if (!maps.ok()) return maps.status();
   h.status = *status;
   h.maps = std::move(*maps);
+  // The threads' own, for the task plugin (a frozen tree's threads are
+  // read here, on all CPUs, not one after the other by the tracer).
+  h.thread_stats.clear();
+  h.thread_statuses.clear();
+  if (!frozen) return absl::OkStatus();
+  for (const auto& t : h.threads) {
+    auto ts = proc::ReadStat(t->tid());
+    if (!ts.ok()) return ts.status();
+    auto tst = proc::ReadStatus(t->tid());
+    if (!tst.ok()) return tst.status();
+    h.thread_stats.push_back(*std::move(ts));
+    h.thread_statuses.push_back(*std::move(tst));
+  }
   return absl::OkStatus();
 }
 
@@ -226,6 +242,10 @@ void FillTree(std::vector<Held>& held, DumpContext& ctx) {
     t.id = static_cast<uint32_t>(i + 1);
     t.task = held[i].task.get();
     for (const auto& th : held[i].threads) t.threads.push_back(th.get());
+    if (held[i].thread_stats.size() == held[i].threads.size()) {
+      t.thread_stats = &held[i].thread_stats;
+      t.thread_statuses = &held[i].thread_statuses;
+    }
     t.stat = &held[i].stat;
     t.status = &held[i].status;
     t.maps = &held[i].maps;

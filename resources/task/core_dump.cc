@@ -156,7 +156,8 @@ absl::Status PeekSignals(pid_t tid, bool shared, criu::signal_queue_entry& out) 
 // What every thread has of its own and can be read from outside it: the
 // registers and FPU/vector state, the blocked mask, the robust futex list,
 // rseq, scheduling, name and the signals queued for it.
-absl::Status FillThread(ptrace::Task& t, criu::core_entry& core) {
+// `stat`: the thread's /proc/TID/stat.
+absl::Status FillThread(ptrace::Task& t, const proc::Stat& stat, criu::core_entry& core) {
   pid_t tid = t.tid();
   core.set_mtype(criu::core_entry::X86_64);
   auto* ti = core.mutable_thread_info();
@@ -176,12 +177,10 @@ absl::Status FillThread(ptrace::Task& t, criu::core_entry& core) {
   }
   th->set_futex_rla(head);
   th->set_futex_rla_len(static_cast<uint32_t>(len));
-  auto stat = proc::ReadStat(tid);
-  if (!stat.ok()) return stat.status();
-  th->set_sched_nice(static_cast<int32_t>(stat->nice));
+  th->set_sched_nice(static_cast<int32_t>(stat.nice));
   th->set_sched_policy(static_cast<uint32_t>(sched_getscheduler(tid)));
   th->set_blk_sigset(t.blocked_signals());
-  th->set_comm(stat->comm);
+  th->set_comm(stat.comm);
   RseqConfig rseq{};
   if (::ptrace(static_cast<__ptrace_request>(PTRACE_GET_RSEQ_CONFIGURATION), tid, sizeof rseq,
                &rseq) > 0 &&
@@ -250,13 +249,25 @@ absl::Status WriteCore(const DumpContext& ctx, pid_t tid, const criu::core_entry
 // kThreadProbe run in it, on the main thread's scratch page (one address
 // space).
 // `probe_written`: the thread probe is in the process's scratch page already.
-absl::Status DumpThread(const DumpContext& ctx, ptrace::Task& main, ptrace::Task& t,
+// `index`: the thread's in ctx.threads.
+absl::Status DumpThread(const DumpContext& ctx, ptrace::Task& main, size_t index,
                         const criu::creds_entry& process_creds, bool& probe_written) {
+  ptrace::Task& t = *ctx.threads[index];
   pid_t tid = t.tid();
-  criu::core_entry core;
-  if (auto s = FillThread(t, core); !s.ok()) return s;
-  auto status = proc::ReadStatus(tid);
+  // What /proc says of the thread: read already by the dump driver, or now.
+  absl::StatusOr<proc::Stat> stat;
+  absl::StatusOr<proc::Status> status;
+  if (ctx.thread_stats != nullptr && ctx.thread_statuses != nullptr) {
+    stat = (*ctx.thread_stats)[index];
+    status = (*ctx.thread_statuses)[index];
+  } else {
+    stat = proc::ReadStat(tid);
+    status = proc::ReadStatus(tid);
+  }
+  if (!stat.ok()) return stat.status();
   if (!status.ok()) return status.status();
+  criu::core_entry core;
+  if (auto s = FillThread(t, *stat, core); !s.ok()) return s;
   auto* th = core.mutable_thread_core();
   FillCreds(*status, process_creds.secbits(), *th->mutable_creds());
   if (th->creds().SerializeAsString() != process_creds.SerializeAsString()) {
@@ -415,7 +426,7 @@ absl::Status TaskCore::Dump(DumpContext& ctx) {
     if (!cured.ok()) return cured;
   }
   criu::core_entry core;
-  if (auto s = FillThread(t, core); !s.ok()) return s;
+  if (auto s = FillThread(t, *ctx.stat, core); !s.ok()) return s;
   core.mutable_thread_info()->set_clear_tid_addr(state->clear_tid_address);
 
   auto* tc = core.mutable_tc();
@@ -443,8 +454,8 @@ absl::Status TaskCore::Dump(DumpContext& ctx) {
   FillCreds(*ctx.status, static_cast<uint32_t>(state->securebits), *th->mutable_creds());
   if (auto s = WriteCore(ctx, pid, core); !s.ok()) return s;
   bool probe_written = false;
-  for (ptrace::Task* thread : ctx.threads) {
-    if (auto s = DumpThread(ctx, t, *thread, th->creds(), probe_written); !s.ok()) return s;
+  for (size_t i = 0; i < ctx.threads.size(); ++i) {
+    if (auto s = DumpThread(ctx, t, i, th->creds(), probe_written); !s.ok()) return s;
   }
   log::Info("core: pid %d at ip %#x, %d more threads, %d+%d pending signals", pid, t.regs().rip,
             ctx.threads.size(), tc->signals_s().signals_size(), th->signals_p().signals_size());
