@@ -37,7 +37,7 @@ absl::Status DumpContext::FinishAllDeferred() {
 
 namespace {
 
-absl::StatusOr<std::vector<DumpContext::OpenFd>> ReadOpenFds(pid_t task) {
+absl::StatusOr<std::vector<DumpContext::OpenFd>> ReadOpenFds(pid_t task, bool with_info) {
   auto numbers = proc::ListFds(task);
   if (!numbers.ok()) return numbers.status();
   std::vector<DumpContext::OpenFd> fds;
@@ -54,6 +54,12 @@ absl::StatusOr<std::vector<DumpContext::OpenFd>> ReadOpenFds(pid_t task) {
       return absl::NotFoundError(absl::StrFormat("%s: %s", path, strerror(errno)));
     }
     f.link.assign(buf, static_cast<size_t>(n));
+    if (with_info) {
+      auto info = proc::ReadFdInfo(task, fd);
+      if (!info.ok() && absl::IsNotFound(info.status())) continue;  // closed meanwhile
+      if (!info.ok()) return info.status();
+      f.info = *info;
+    }
     fds.push_back(std::move(f));
   }
   return fds;
@@ -64,18 +70,18 @@ absl::StatusOr<std::vector<DumpContext::OpenFd>> ReadOpenFds(pid_t task) {
 absl::StatusOr<const std::vector<DumpContext::OpenFd>*> DumpContext::OpenFds(pid_t task) {
   if (open_fds == nullptr) open_fds = std::make_shared<std::map<pid_t, std::vector<OpenFd>>>();
   if (auto it = open_fds->find(task); it != open_fds->end()) return &it->second;
-  auto fds = ReadOpenFds(task);
+  auto fds = ReadOpenFds(task, /*with_info=*/false);
   if (!fds.ok()) return fds.status();
   return &open_fds->emplace(task, *std::move(fds)).first->second;
 }
 
-size_t DumpContext::ReadTreeFdsAhead() {
+size_t DumpContext::ReadTreeFdsAhead(bool with_info) {
   std::vector<pid_t> owners;
   for (const TreeTask& t : tree) {
     if (t.owns_fd_table()) owners.push_back(t.pid);
   }
   std::vector<absl::StatusOr<std::vector<OpenFd>>> read(owners.size());
-  ParallelFor(owners.size(), [&](size_t i) { read[i] = ReadOpenFds(owners[i]); });
+  ParallelFor(owners.size(), [&](size_t i) { read[i] = ReadOpenFds(owners[i], with_info); });
   if (open_fds == nullptr) open_fds = std::make_shared<std::map<pid_t, std::vector<OpenFd>>>();
   size_t count = 0;
   for (size_t i = 0; i < owners.size(); ++i) {
@@ -86,6 +92,11 @@ size_t DumpContext::ReadTreeFdsAhead() {
     open_fds->emplace(owners[i], *std::move(read[i]));
   }
   return count;
+}
+
+absl::StatusOr<proc::FdInfo> DumpContext::InfoOf(pid_t pid, const OpenFd& open) {
+  if (open.info) return *open.info;
+  return proc::ReadFdInfo(pid, open.fd);
 }
 
 bool TreeTask::zombie() const { return stat != nullptr && stat->state == 'Z'; }

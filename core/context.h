@@ -11,11 +11,13 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/proc/proc.h"
 
 namespace criu {
 class file_entry;
@@ -30,11 +32,6 @@ class Task;
 namespace infect {
 struct TaskState;
 }  // namespace infect
-namespace proc {
-struct Stat;
-struct Status;
-struct Vma;
-}  // namespace proc
 struct RestorePlan;
 
 // The order in which resource families are dumped and restored. A plugin may
@@ -220,7 +217,11 @@ struct DumpContext {
     int fd = -1;
     std::string link;   // what /proc/PID/fd/FD points to
     struct stat st {};  // of the open file
+    // Its fdinfo (position, flags, mount), when read ahead once frozen.
+    std::optional<proc::FdInfo> info;
   };
+  // OPEN's fdinfo: read ahead, or now.
+  static absl::StatusOr<proc::FdInfo> InfoOf(pid_t pid, const OpenFd& open);
   // The open fds of live task `pid`, by number, read from /proc once and
   // shared by every plugin (a dozen of them walk the fds; frozen, the tree's
   // fd tables hold still). An fd closed while it is read (a task not frozen
@@ -229,8 +230,10 @@ struct DumpContext {
   absl::StatusOr<const std::vector<OpenFd>*> OpenFds(pid_t task);
   void ForgetOpenFds() { open_fds.reset(); }
   // Reads the open fds of every fd table of the tree into OpenFds' cache,
-  // the tasks spread over the CPUs. Returns how many fds it found.
-  size_t ReadTreeFdsAhead();
+  // the tasks spread over the CPUs, and `with_info` their fdinfo (once the
+  // tree is frozen: positions and flags hold still). Returns how many fds it
+  // found.
+  size_t ReadTreeFdsAhead(bool with_info = false);
   // Calls FN(pid, fd) for every open fd of the tree's live tasks, each fd
   // table once: a table several tasks share (clone(CLONE_FILES)) through its
   // owner (TreeTask::owns_fd_table). The first error stops the walk.

@@ -373,7 +373,7 @@ absl::StatusOr<DumpStats> Dump(const DumpRequest& request) {
     }
   }
   FillTree(held, ctx);
-  ctx.ReadTreeFdsAhead();
+  ctx.ReadTreeFdsAhead(/*with_info=*/true);
 
   // Fault injection stops the dump right after the named plugin, so the
   // later ones never run (as when that plugin's successor fails).

@@ -43,7 +43,7 @@ absl::StatusOr<FdFile> Inspect(pid_t pid, const DumpContext::OpenFd& open, bool 
   FdFile f{fd, open.link, open.st, {}, {}};
   std::string link = absl::StrFormat("/proc/%d/fd/%d", pid, fd);
   if (with_info) {
-    auto info = proc::ReadFdInfo(pid, fd);
+    auto info = DumpContext::InfoOf(pid, open);
     if (!info.ok()) return info.status();
     f.info = *info;
   }

@@ -177,7 +177,7 @@ absl::Status Ghosts::Dump(DumpContext& ctx) {
     if (u->path.empty()) return absl::OkStatus();
     uint32_t id = ctx.files->FindDescription(pid, fd, u->st.st_dev, u->st.st_ino);
     if (id == 0) {
-      auto info = proc::ReadFdInfo(pid, fd);
+      auto info = DumpContext::InfoOf(pid, open);
       if (!info.ok()) return info.status();
       criu::file_entry e;
       e.set_type(criu::REG);

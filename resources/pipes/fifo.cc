@@ -72,7 +72,7 @@ absl::Status Fifos::Dump(DumpContext& ctx) {
         }
         uint32_t id = ctx.files->FindDescription(pid, fd, st.st_dev, st.st_ino);
         if (id == 0) {
-          auto info = proc::ReadFdInfo(pid, fd);
+          auto info = DumpContext::InfoOf(pid, open);
           if (!info.ok()) return info.status();
           id = AddEntries(ctx, *path, st, info->flags & ~O_CLOEXEC);
           ctx.files->AddDescription(id, pid, fd, st.st_dev, st.st_ino);

@@ -119,7 +119,7 @@ absl::StatusOr<Sockets> Collect(DumpContext& ctx) {
         }
         HeldSocket& s = all[ino];
         if (s.holders.empty()) {
-          auto info = proc::ReadFdInfo(pid, fd);
+          auto info = DumpContext::InfoOf(pid, open);
           if (!info.ok()) return info.status();
           s.d = d->second;
           s.file_flags = info->flags;
