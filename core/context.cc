@@ -58,7 +58,7 @@ absl::StatusOr<std::vector<DumpContext::OpenFd>> ReadOpenFds(pid_t task, bool wi
       auto info = proc::ReadFdInfo(task, fd);
       if (!info.ok() && absl::IsNotFound(info.status())) continue;  // closed meanwhile
       if (!info.ok()) return info.status();
-      f.info = *info;
+      f.info = std::make_shared<const proc::FdInfo>(*info);
     }
     fds.push_back(std::move(f));
   }

@@ -11,13 +11,11 @@
 #include <future>
 #include <map>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "core/proc/proc.h"
 
 namespace criu {
 class file_entry;
@@ -32,6 +30,12 @@ class Task;
 namespace infect {
 struct TaskState;
 }  // namespace infect
+namespace proc {
+struct FdInfo;
+struct Stat;
+struct Status;
+struct Vma;
+}  // namespace proc
 struct RestorePlan;
 
 // The order in which resource families are dumped and restored. A plugin may
@@ -217,8 +221,9 @@ struct DumpContext {
     int fd = -1;
     std::string link;   // what /proc/PID/fd/FD points to
     struct stat st {};  // of the open file
-    // Its fdinfo (position, flags, mount), when read ahead once frozen.
-    std::optional<proc::FdInfo> info;
+    // Its fdinfo (position, flags, mount) when read ahead once frozen, or
+    // null.
+    std::shared_ptr<const proc::FdInfo> info;
   };
   // OPEN's fdinfo: read ahead, or now.
   static absl::StatusOr<proc::FdInfo> InfoOf(pid_t pid, const OpenFd& open);
