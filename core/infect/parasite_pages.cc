@@ -141,7 +141,7 @@ absl::Status Parasite::EndPages() {
 }
 
 // A page dump that cannot go on: the task is stopped first (the parasite may
-// still be filling the pipes), then the drains, and `why` returned.
+// still be filling the pipes), then the drain, and `why` returned.
 absl::Status Parasite::AbortPages(absl::Status why) {
   absl::Status s = Broken(std::move(why));
   if (drain_) drain_->Stop();
